@@ -1,0 +1,73 @@
+"""What can be named: the demo model and datasets plus those registered in the TOML registry file.
+
+Example ``data/ood_lab.toml`` (every path is relative to the data root, ``OOD_LAB_DATA_ROOT``)::
+
+    [models.cifar10_resnet18]
+    arch = "resnet18"                  # any torchvision.models architecture
+    weights = "weights/resnet18_cifar10.pt"
+    num_classes = 10
+    input_size = 32
+    cifar_stem = true
+    mean = [0.4914, 0.4822, 0.4465]
+    std = [0.2470, 0.2435, 0.2616]
+    id_dataset = "cifar10"
+
+    [datasets.cifar10]
+    kind = "cifar10"                   # folder | imagefolder | imglist | cifar10 | cifar100
+    root = "cifar-10-batches-py/.."
+
+    [datasets.dtd]
+    kind = "folder"
+    root = "dtd/images"
+"""
+
+from __future__ import annotations
+
+import tomllib
+
+from . import config
+from .data import DEMO_DATASETS, DatasetSpec, register_folder_dataset
+from .errors import OODLabError, UnknownNameError
+from .models import ModelSpec, demo_spec, torchvision_spec
+
+
+def _registry() -> dict:
+    path = config.config_file()
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise OODLabError(f"cannot read the registry file {path}: {exc}") from exc
+
+
+def datasets() -> dict[str, DatasetSpec]:
+    registered = {name: register_folder_dataset(name, entry, config.resolve_data_path)
+                  for name, entry in _registry().get("datasets", {}).items()}
+    return {**DEMO_DATASETS, **registered}
+
+
+def models() -> dict[str, ModelSpec]:
+    registered = {name: torchvision_spec(name, entry, config.resolve_data_path)
+                  for name, entry in _registry().get("models", {}).items()}
+    return {"demo": demo_spec(), **registered}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    known = datasets()
+    if name not in known:
+        raise UnknownNameError("dataset", name, list(known))
+    return known[name]
+
+
+def get_model(name: str) -> ModelSpec:
+    known = models()
+    if name not in known:
+        raise UnknownNameError("model", name, list(known))
+    return known[name]
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """``'digits:train'`` → ``('digits', 'train')``; ``'textures'`` → ``('textures', None)`` (the last split)."""
+    name, _, split = ref.partition(":")
+    return name, split or None

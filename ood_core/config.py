@@ -1,0 +1,39 @@
+"""Where things live: the feature cache, the data root and the optional registry file.
+
+Environment variables (all optional):
+- ``OOD_LAB_CACHE_DIR``: the feature cache (default ``<repo>/cached_features``).
+- ``OOD_LAB_DATA_ROOT``: real datasets and weights are read only inside this folder (default ``./data``).
+- ``OOD_LAB_CONFIG``: a TOML file registering real models and datasets (default ``<data root>/ood_lab.toml``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import DataPathError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("OOD_LAB_CACHE_DIR", REPO_ROOT / "cached_features")).resolve()
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("OOD_LAB_DATA_ROOT", "data")).resolve()
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("OOD_LAB_CONFIG", data_root() / "ood_lab.toml")).resolve()
+
+
+def resolve_data_path(path: str | os.PathLike) -> Path:
+    """Resolve ``path`` (relative to the data root) and refuse anything outside the data root."""
+    root = data_root()
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise DataPathError(f"path '{path}' lies outside the data root {root}; set OOD_LAB_DATA_ROOT or move the data inside it")
+    if not resolved.exists():
+        raise DataPathError(f"path '{path}' does not exist under the data root {root}")
+    return resolved

@@ -1,0 +1,151 @@
+"""The extraction engine: one batched, deterministic pass of a model over a dataset.
+
+Forward hooks reduce every probed block's post-ReLU output ``A [B,C,H,W]`` to per-channel ``max``, ``mean`` and
+``l2`` (Frobenius norm over H×W) on the device, inside the hook, so full activation maps never leave it. The head's
+forward pre-hook records the penultimate feature. Per batch, only these compact arrays are copied to the host and
+written to a sink (``cache.EntryWriter`` or ``MemorySink``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import ImageSet
+from .errors import DataPathError
+from .probes import Probes, linear_head
+
+STATS = ("max", "mean", "l2")
+Progress = Callable[[int, int], None]
+
+
+class Sink(Protocol):
+    def write(self, name: str, start: int, values: np.ndarray, total_rows: int) -> None: ...
+
+    def put(self, name: str, array: np.ndarray) -> None: ...
+
+    def truncate(self, rows: int) -> None: ...
+
+
+class MemorySink:
+    """Collects extracted arrays in memory (tests, benchmarks, small ad-hoc sets)."""
+
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def write(self, name: str, start: int, values: np.ndarray, total_rows: int) -> None:
+        if name not in self.arrays:
+            self.arrays[name] = np.empty((total_rows, *values.shape[1:]), values.dtype)
+        self.arrays[name][start : start + len(values)] = values
+
+    def put(self, name: str, array: np.ndarray) -> None:
+        self.arrays[name] = np.array(array)
+
+    def truncate(self, rows: int) -> None:
+        self.arrays = {k: (v if k.startswith("head/") else v[:rows]) for k, v in self.arrays.items()}
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    batch_size: int = 256
+    device: str = "auto"
+    amp: bool = False  # float16 autocast, CUDA only; statistics are always accumulated in float32
+    num_workers: int = 0
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def channel_stats(activation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel max, mean and L2 norm of ReLU(A) over the spatial positions: [B,C,H,W] → 3 × [B,C] float32."""
+    flat = torch.relu(activation).flatten(2).float()
+    return flat.amax(-1), flat.mean(-1), torch.linalg.vector_norm(flat, dim=-1)
+
+
+def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Stack readable samples; unreadable ones arrive as ``None`` and are dropped here."""
+    kept = [item for item in items if item is not None]
+    if not kept:
+        return None
+    images, labels, rows = zip(*kept)
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64), torch.tensor(rows, dtype=torch.int64)
+
+
+class _StatHooks:
+    """Registers the hooks; after each forward, ``batch`` maps array names to device tensors."""
+
+    def __init__(self, model: nn.Module, probes: Probes):
+        self.batch: dict[str, torch.Tensor] = {}
+        self.handles = [model.get_submodule(b).register_forward_hook(self._block_hook(b)) for b in probes.blocks]
+        self.handles.append(model.get_submodule(probes.head).register_forward_pre_hook(self._head_hook))
+
+    def _block_hook(self, block: str):
+        def hook(module, inputs, output):
+            for stat, value in zip(STATS, channel_stats(output)):
+                self.batch[f"blocks/{block}/{stat}"] = value
+
+        return hook
+
+    def _head_hook(self, module, inputs):
+        self.batch["penultimate"] = inputs[0].flatten(1).float()
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def extract(model: nn.Module, probes: Probes, images: ImageSet, sink: Sink, settings: ExtractionSettings = ExtractionSettings(),
+            progress: Progress | None = None) -> dict:
+    """Run ``model`` over ``images`` (transformed) and write every array to ``sink``; return a report for meta.json.
+
+    Arrays: ``logits [N,K]``, ``penultimate [N,D]``, ``labels [N]``, ``index [N]`` (dataset row of each sample),
+    ``blocks/<block>/{max,mean,l2} [N,C]``, ``head/weight [K,D]``, ``head/bias [K]``. Unreadable images are skipped:
+    N is the number of readable ones, and the report lists the skipped names.
+    """
+    device = pick_device(settings.device)
+    total = len(images)
+    loader = torch.utils.data.DataLoader(images, batch_size=settings.batch_size, shuffle=False, collate_fn=_collate,
+                                         num_workers=settings.num_workers, pin_memory=device.type == "cuda")
+    model.eval().to(device)
+    hooks = _StatHooks(model, probes)
+    use_amp = settings.amp and device.type == "cuda"
+    written, seen, start = 0, 0, time.perf_counter()
+    readable = np.zeros(total, bool)
+    try:
+        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=use_amp):
+            for batch in loader:
+                seen = min(total, seen + settings.batch_size)
+                if batch is not None:
+                    x, labels, rows = batch
+                    hooks.batch["logits"] = model(x.to(device, non_blocking=True)).float()
+                    for name, value in hooks.batch.items():
+                        sink.write(name, written, value.cpu().numpy(), total)
+                    sink.write("labels", written, labels.numpy(), total)
+                    sink.write("index", written, rows.numpy(), total)
+                    readable[rows.numpy()] = True
+                    written += len(rows)
+                if progress:
+                    progress(seen, total)
+    finally:
+        hooks.remove()
+    if written == 0:
+        raise DataPathError(f"none of the {total} images could be read")
+    if written < total:
+        sink.truncate(written)
+    weight, bias = linear_head(model, probes)
+    sink.put("head/weight", weight)
+    sink.put("head/bias", bias)
+    skipped = np.flatnonzero(~readable).tolist()
+    return {"probes": list(probes.blocks), "probe_kind": probes.kind, "device": str(device), "amp": use_amp,
+            "seconds": round(time.perf_counter() - start, 3), "skipped": len(skipped),
+            "skipped_names": [images.names[i] for i in skipped[:50]]}

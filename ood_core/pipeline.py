@@ -1,0 +1,55 @@
+"""From names to cached features: load the model, load the dataset split, extract once, return the FeatureSet."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import catalog
+from .cache import CacheKey, FeatureCache, FeatureSet
+from .extract import ExtractionSettings, extract
+from .models import LoadedModel, load_model
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """What the user is looking at: a model, its ID dataset and the OOD datasets to compare against."""
+
+    model: str = "demo"
+    id_dataset: str = "digits"
+    ood_datasets: tuple[str, ...] = ("letters", "textures", "photos", "faces", "noise")
+
+
+@functools.lru_cache(maxsize=8)
+def loaded_model(name: str) -> LoadedModel:
+    """The model by name, loaded once per process (the demo model trains on first use)."""
+    return load_model(catalog.get_model(name))
+
+
+def prepare_model(name: str, progress: Progress | None = None) -> LoadedModel:
+    """Make sure the model's weights exist (training the demo model with ``progress(epoch, epochs)``), then load it."""
+    catalog.get_model(name).weights(progress)
+    return loaded_model(name)
+
+
+def cache_key(model: LoadedModel, dataset: str, split: str | None = None) -> tuple[CacheKey, object]:
+    """The cache key of ``dataset:split`` under ``model`` and the (untransformed) images."""
+    images, identity = catalog.get_dataset(dataset).load(split)
+    identity = {**identity, "transform": repr(model.transform), "probes": list(model.probes.blocks)}
+    return CacheKey.create(model.fingerprint(), identity), images
+
+
+def feature_set(model_name: str, dataset: str, split: str | None = None, *, cache: FeatureCache | None = None,
+                settings: ExtractionSettings = ExtractionSettings(), progress: Progress | None = None) -> FeatureSet:
+    """The cached features of ``dataset:split`` under ``model_name``, extracting them first if needed."""
+    cache = cache or FeatureCache()
+    model = loaded_model(model_name)
+    key, images = cache_key(model, dataset, split)
+
+    def build(writer):
+        return extract(model.module, model.probes, images.with_transform(model.transform), writer, settings, progress)
+
+    return cache.get_or_create(key, build)

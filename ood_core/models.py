@@ -43,6 +43,7 @@ class ModelSpec:
     weights: Callable[[Progress | None], Path] = field(repr=False)
     resize: int | None = None
     default_id: str | None = None
+    needs_training: Callable[[], bool] = field(default=lambda: False, repr=False)
 
     def transform(self) -> v2.Compose:
         steps = [v2.Grayscale(1) if self.channels == 1 else v2.RGB()]
@@ -107,10 +108,14 @@ def load_weights(module: nn.Module, path: Path, arch: str) -> None:
     module.load_state_dict(state)
 
 
+def _demo_weights_path() -> Path:
+    return config.cache_dir() / "models" / "demo_resnet.pt"
+
+
 def _demo_weights(progress: Progress | None) -> Path:
     """The demo model's weights under the cache; trained (≈30 s, seeded) and saved atomically on first use."""
-    folder = config.cache_dir() / "models"
-    path = folder / "demo_resnet.pt"
+    path = _demo_weights_path()
+    folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -146,6 +151,7 @@ def demo_spec() -> ModelSpec:
         build=demo_model.DemoResNet,
         weights=_demo_weights,
         default_id="digits",
+        needs_training=lambda: not _demo_weights_path().exists(),
     )
 
 

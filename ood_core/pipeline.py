@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import catalog
-from .cache import CacheKey, FeatureCache, FeatureSet
+from .cache import CacheKey, CorruptEntry, FeatureCache, FeatureSet
 from .extract import ExtractionSettings, extract
 from .models import LoadedModel, load_model
 
@@ -53,3 +53,15 @@ def feature_set(model_name: str, dataset: str, split: str | None = None, *, cach
         return extract(model.module, model.probes, images.with_transform(model.transform), writer, settings, progress)
 
     return cache.get_or_create(key, build)
+
+
+def cached_feature_set(model_name: str, dataset: str, split: str | None = None,
+                       cache: FeatureCache | None = None) -> FeatureSet | None:
+    """The cached features if they exist and verify; ``None`` otherwise (never trains or extracts)."""
+    if catalog.get_model(model_name).needs_training():
+        return None
+    key, _ = cache_key(loaded_model(model_name), dataset, split)
+    try:
+        return (cache or FeatureCache()).load(key)
+    except CorruptEntry:
+        return None

@@ -1,0 +1,96 @@
+"""Setup: prepare the workspace's features, see the cache, read the first results."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ood_core import catalog
+from ood_core.cache import FeatureCache
+from ood_core.errors import OODLabError
+from ood_core.evaluation import accuracy, evaluate
+from ood_core.pipeline import cached_feature_set, feature_set, prepare_model
+from ood_core.scores import METHODS
+from pages.common import workspace
+
+st.title("Setup")
+st.markdown(
+    "OOD Lab runs the classifier **once** over the in-distribution (ID) and OOD images and caches compact per-layer "
+    "activation statistics (per-channel max, mean and L2 norm of every probed block, plus logits and penultimate "
+    "features). Every page then scores, plots and tunes detectors from that cache in milliseconds."
+)
+
+ws = workspace()
+cache = FeatureCache()
+targets = [(ws.id_dataset, split) for split in catalog.get_dataset(ws.id_dataset).splits]
+targets += [(name, None) for name in ws.ood_datasets]
+
+
+def dataset_table() -> pd.DataFrame:
+    rows = []
+    for name, split in targets:
+        spec = catalog.get_dataset(name)
+        cached = cached_feature_set(ws.model, name, split, cache)
+        rows.append({"dataset": f"{name}:{split}" if split else name, "role": "ID" if name == ws.id_dataset else "OOD",
+                     "images": len(cached) if cached is not None else None,
+                     "cached": cached is not None, "provenance": spec.provenance})
+    return pd.DataFrame(rows)
+
+
+def prepare() -> None:
+    """Train the model if needed, then extract every missing set, with live progress."""
+    with st.status("Preparing features…", expanded=True) as status:
+        bar = st.progress(0.0, text="model")
+        prepare_model(ws.model, lambda done, total: bar.progress(done / total, text=f"training {ws.model}: epoch {done}/{total}"))
+        for name, split in targets:
+            label = f"{name}:{split}" if split else name
+            features = feature_set(ws.model, name, split, cache=cache,
+                                   progress=lambda done, total, label=label: bar.progress(done / total, text=f"{label}: {done}/{total} images"))
+            for note in features.notes:
+                st.warning(note)
+            if features.meta.get("skipped"):
+                st.warning(f"{label}: {features.meta['skipped']} unreadable images skipped")
+        status.update(label="Features ready", state="complete", expanded=False)
+
+
+try:
+    st.subheader(f"Workspace: model `{ws.model}`, ID `{ws.id_dataset}`")
+    st.caption(catalog.get_model(ws.model).description)
+    table = dataset_table()
+    st.dataframe(table, hide_index=True, width="stretch")
+    missing = int((~table["cached"]).sum())
+    label = f"Prepare features ({missing} set{'s' if missing != 1 else ''} missing)" if missing else "All features cached"
+    if st.button(label, type="primary", disabled=not missing, help="Trains the demo model on first use (≈30 s), then extracts."):
+        prepare()
+        st.rerun()
+
+    st.subheader("First results")
+    id_features = cached_feature_set(ws.model, ws.id_dataset, "test", cache)
+    ood = {name: cached_feature_set(ws.model, name, None, cache) for name in ws.ood_datasets}
+    if id_features is None or any(v is None for v in ood.values()) or not ood:
+        st.info("Prepare the features (button above) and pick at least one OOD set to see results.")
+    else:
+        st.metric("ID test accuracy", f"{accuracy(id_features):.2f}%")
+        results = evaluate(id_features, ood, [(m, {}) for m in METHODS.values()])
+        st.caption("Metrics in %, ID = positive class; every score is 'higher = more ID'. FPR95: lower is better.")
+        st.dataframe(results.round(2), hide_index=True, width="stretch")
+        st.download_button("Download CSV", results.to_csv(index=False), "ood_lab_results.csv", "text/csv")
+except OODLabError as exc:
+    st.error(str(exc))
+
+st.subheader("Cache inventory")
+entries = cache.entries()
+st.caption(f"{len(entries)} entries in `{cache.root}`, {sum(e.bytes for e in entries) / 1e6:.1f} MB")
+if entries:
+    inventory = pd.DataFrame([{"model": e.model, "entry": e.dataset, "rows": e.rows, "MB": round(e.bytes / 1e6, 2),
+                               "created": e.created, "status": e.status} for e in entries])
+    st.dataframe(inventory, hide_index=True, width="stretch")
+    doomed = st.multiselect("Entries to delete", [f"{e.model}/{e.dataset}" for e in entries])
+    if st.button("Delete selected", disabled=not doomed):
+        try:
+            for e in entries:
+                if f"{e.model}/{e.dataset}" in doomed:
+                    cache.delete(e.path)
+        except OODLabError as exc:
+            st.error(str(exc))
+        st.rerun()

@@ -1,0 +1,27 @@
+"""Every test session gets its own cache and data root, so tests never touch ./cached_features or ./data."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="ood-lab-tests-"))
+os.environ["OOD_LAB_CACHE_DIR"] = str(_SESSION_DIR / "cache")
+os.environ["OOD_LAB_DATA_ROOT"] = str(_SESSION_DIR / "data")
+(_SESSION_DIR / "data").mkdir()
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    """The demo model, trained once per test session into the session cache."""
+    from ood_core.pipeline import prepare_model
+
+    return prepare_model("demo")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return Path(os.environ["OOD_LAB_DATA_ROOT"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,10 +22,20 @@ class Workspace:
     ood_datasets: tuple[str, ...] = ("letters", "textures", "photos", "faces", "noise")
 
 
-@functools.lru_cache(maxsize=8)
 def loaded_model(name: str) -> LoadedModel:
-    """The model by name, loaded once per process (the demo model trains on first use)."""
-    return load_model(catalog.get_model(name))
+    """The model by name, loaded once per process and weights-file version (the demo model trains on first use)."""
+    spec = catalog.get_model(name)
+    path = spec.weights(None)
+    stat = path.stat()
+    key = (name, spec.arch, spec.num_classes, spec.input_size, str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _loaded:
+        if len(_loaded) >= 8:
+            _loaded.pop(next(iter(_loaded)))
+        _loaded[key] = load_model(spec)
+    return _loaded[key]
+
+
+_loaded: dict[tuple, LoadedModel] = {}
 
 
 def prepare_model(name: str, progress: Progress | None = None) -> LoadedModel:

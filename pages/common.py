@@ -43,5 +43,5 @@ def sidebar_workspace() -> None:
         id_dataset = st.selectbox("ID dataset", id_choices, index=id_index, help="The model's training distribution.")
         ood_choices = [n for n in datasets if n != id_dataset]
         ood = st.multiselect("OOD datasets", ood_choices, default=[n for n in current.ood_datasets if n in ood_choices],
-                             help="Sets the detector should reject.")
+                             help="Sets the detector should reject.", key="ood_sets")
         st.session_state["workspace"] = Workspace(model, id_dataset, tuple(ood))

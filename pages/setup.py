@@ -22,11 +22,15 @@ st.markdown(
 
 ws = workspace()
 cache = FeatureCache()
-targets = [(ws.id_dataset, split) for split in catalog.get_dataset(ws.id_dataset).splits]
-targets += [(name, None) for name in ws.ood_datasets]
 
 
-def dataset_table() -> pd.DataFrame:
+def feature_targets() -> list[tuple[str, str | None]]:
+    """Every split of the ID set (train statistics are needed by later methods) and each OOD set."""
+    targets = [(ws.id_dataset, split) for split in catalog.get_dataset(ws.id_dataset).splits]
+    return targets + [(name, None) for name in ws.ood_datasets]
+
+
+def dataset_table(targets) -> pd.DataFrame:
     rows = []
     for name, split in targets:
         spec = catalog.get_dataset(name)
@@ -37,7 +41,7 @@ def dataset_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def prepare() -> None:
+def prepare(targets) -> None:
     """Train the model if needed, then extract every missing set, with live progress."""
     with st.status("Preparing features…", expanded=True) as status:
         bar = st.progress(0.0, text="model")
@@ -56,13 +60,14 @@ def prepare() -> None:
 try:
     st.subheader(f"Workspace: model `{ws.model}`, ID `{ws.id_dataset}`")
     st.caption(catalog.get_model(ws.model).description)
-    table = dataset_table()
-    st.dataframe(table, hide_index=True, width="stretch")
+    targets = feature_targets()
+    if st.button("Prepare features", type="primary", key="prepare",
+                 help="Trains the demo model on first use (≈30 s), then extracts every missing set; cached sets are reused."):
+        prepare(targets)
+    table = dataset_table(targets)
     missing = int((~table["cached"]).sum())
-    label = f"Prepare features ({missing} set{'s' if missing != 1 else ''} missing)" if missing else "All features cached"
-    if st.button(label, type="primary", disabled=not missing, help="Trains the demo model on first use (≈30 s), then extracts."):
-        prepare()
-        st.rerun()
+    st.caption(f"{missing} of {len(table)} sets still to extract: press **Prepare features**." if missing else "All features cached.")
+    st.dataframe(table, hide_index=True, width="stretch")
 
     st.subheader("First results")
     id_features = cached_feature_set(ws.model, ws.id_dataset, "test", cache)
@@ -85,12 +90,17 @@ if entries:
     inventory = pd.DataFrame([{"model": e.model, "entry": e.dataset, "rows": e.rows, "MB": round(e.bytes / 1e6, 2),
                                "created": e.created, "status": e.status} for e in entries])
     st.dataframe(inventory, hide_index=True, width="stretch")
-    doomed = st.multiselect("Entries to delete", [f"{e.model}/{e.dataset}" for e in entries])
-    if st.button("Delete selected", disabled=not doomed):
+    paths = {f"{e.model}/{e.dataset}": e.path for e in entries}
+
+    def delete_selected() -> None:
         try:
-            for e in entries:
-                if f"{e.model}/{e.dataset}" in doomed:
-                    cache.delete(e.path)
+            for name in st.session_state["doomed"]:
+                cache.delete(paths[name])
         except OODLabError as exc:
-            st.error(str(exc))
-        st.rerun()
+            st.session_state["delete_error"] = str(exc)
+        st.session_state["doomed"] = []
+
+    st.multiselect("Entries to delete", list(paths), key="doomed")
+    st.button("Delete selected", key="delete", on_click=delete_selected)
+    if "delete_error" in st.session_state:
+        st.error(st.session_state.pop("delete_error"))

@@ -1,0 +1,117 @@
+"""Real-data path: a torchvision model with a local checkpoint and an ImageFolder dataset from the registry file."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from ood_core import catalog
+from ood_core.errors import CheckpointError, DataPathError, UnknownNameError
+from ood_core.evaluation import evaluate
+from ood_core.pipeline import feature_set, loaded_model
+from ood_core.scores import METHODS
+
+REGISTRY = """
+[models.tiny]
+arch = "resnet18"
+weights = "{weights}"
+num_classes = {classes}
+input_size = 32
+cifar_stem = true
+id_dataset = "shapes"
+
+[datasets.shapes]
+kind = "imagefolder"
+train = "shapes/train"
+test = "shapes/test"
+
+[datasets.blobs]
+kind = "folder"
+root = "blobs"
+"""
+
+
+def _write_images(folder, n, rng, modes=("RGB", "L", "RGBA")):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        mode = modes[i % len(modes)]
+        channels = {"RGB": 3, "L": None, "RGBA": 4}[mode]
+        shape = (int(rng.integers(20, 60)), int(rng.integers(20, 60))) + ((channels,) if channels else ())
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(folder / f"{i}.png")
+
+
+@pytest.fixture
+def real_workspace(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("circle", "square"):
+            _write_images(tmp_path / "shapes" / split / cls, 4, rng)
+    _write_images(tmp_path / "blobs", 5, rng)
+    (tmp_path / "weights").mkdir()
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=2)
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "weights" / "ok.pt")
+    monkeypatch.setenv("OOD_LAB_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("OOD_LAB_CACHE_DIR", str(tmp_path / "cache"))
+
+    def register(weights="weights/ok.pt", classes=2):
+        (tmp_path / "ood_lab.toml").write_text(REGISTRY.format(weights=weights, classes=classes))
+
+    register()
+    return tmp_path, register
+
+
+def test_registered_model_and_datasets_extract_and_evaluate(real_workspace):
+    assert {"demo", "tiny"} <= set(catalog.models()) and {"shapes", "blobs", "digits"} <= set(catalog.datasets())
+    assert catalog.get_dataset("shapes").in_distribution and not catalog.get_dataset("blobs").in_distribution
+    model = loaded_model("tiny")
+    assert model.probes.blocks[-1] == "layer4.1" and model.probes.head == "fc"
+    id_test = feature_set("tiny", "shapes", "test")
+    assert len(id_test) == 8 and sorted(set(id_test.labels.tolist())) == [0, 1]
+    blobs = feature_set("tiny", "blobs")
+    assert blobs.stat("layer4.1", "max").shape == (5, 512)
+    table = evaluate(id_test, {"blobs": blobs}, [(m, {}) for m in METHODS.values()])
+    assert len(table) == len(METHODS) and table["AUROC"].between(0, 100).all()
+
+
+def test_changed_weights_get_a_new_cache_key(real_workspace):
+    root, _ = real_workspace
+    first = feature_set("tiny", "blobs").root
+    model = torchvision.models.resnet18(num_classes=2)
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    torch.save(model.state_dict(), root / "weights" / "ok.pt")
+    assert feature_set("tiny", "blobs").root.parent != first.parent
+
+
+def test_checkpoint_with_wrong_shapes_is_named(real_workspace):
+    _, register = real_workspace
+    register(classes=7)
+    with pytest.raises(CheckpointError, match=r"ok\.pt does not fit architecture 'resnet18\+cifar_stem'.*fc\.weight"):
+        loaded_model("tiny")
+
+
+def test_pickle_refused_by_weights_only_is_a_clear_error(real_workspace):
+    root, register = real_workspace
+    torch.save({"model": torch.nn.Linear(2, 2)}, root / "weights" / "pickle.pt")  # a whole module: not weights-only
+    register(weights="weights/pickle.pt")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*weights_only=True"):
+        loaded_model("tiny")
+
+
+def test_paths_outside_the_data_root_are_refused(real_workspace):
+    _, register = real_workspace
+    register(weights="../outside.pt")
+    with pytest.raises(DataPathError, match="outside the data root"):
+        loaded_model("tiny")
+    register(weights="weights/missing.pt")
+    with pytest.raises(DataPathError, match="does not exist"):
+        loaded_model("tiny")
+
+
+def test_unknown_names_list_the_choices(real_workspace):
+    with pytest.raises(UnknownNameError, match="unknown model 'nope'; choose one of: demo, tiny"):
+        catalog.get_model("nope")
+    with pytest.raises(UnknownNameError, match="unknown split of dataset 'blobs' 'train'"):
+        catalog.get_dataset("blobs").load("train")

@@ -34,7 +34,9 @@ _checksum_memo: dict[tuple[str, int, int], str] = {}
 
 def digest(obj: object) -> str:
     """sha256 of a JSON-serialisable object with sorted keys."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(obj, sort_keys=True, default=str).encode()
+    ).hexdigest()
 
 
 def _file_sha256(path: Path) -> str:
@@ -62,7 +64,9 @@ class CacheKey:
     def create(cls, model: dict, dataset: dict) -> CacheKey:
         model_dir = f"{model['name']}-{digest(model)[:12]}"
         label = "-".join(str(dataset[k]) for k in ("dataset", "split") if k in dataset)
-        entry_dir = f"{label}-{digest({'dataset': dataset, 'format': FORMAT_VERSION})[:12]}"
+        entry_dir = (
+            f"{label}-{digest({'dataset': dataset, 'format': FORMAT_VERSION})[:12]}"
+        )
         return cls(model_dir, entry_dir, model, dataset)
 
     def __str__(self) -> str:
@@ -79,7 +83,13 @@ class FeatureSet:
     ``notes`` lists what happened on the way (e.g. a corrupt entry that was rebuilt), for the UI to show.
     """
 
-    def __init__(self, root: Path, meta: dict, arrays: dict[str, np.ndarray], notes: list[str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        meta: dict,
+        arrays: dict[str, np.ndarray],
+        notes: list[str] | None = None,
+    ):
         self.root, self.meta, self._arrays, self.notes = root, meta, arrays, notes or []
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -128,7 +138,9 @@ class EntryWriter:
         if name not in self._arrays:
             path = self.root / f"{name}.npy"
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._arrays[name] = np.lib.format.open_memmap(path, "w+", values.dtype, (total_rows, *values.shape[1:]))
+            self._arrays[name] = np.lib.format.open_memmap(
+                path, "w+", values.dtype, (total_rows, *values.shape[1:])
+            )
         self._arrays[name][start : start + len(values)] = values
 
     def put(self, name: str, array: np.ndarray) -> None:
@@ -150,8 +162,12 @@ class EntryWriter:
         for name, array in self._arrays.items():
             array.flush()
             path = self.root / f"{name}.npy"
-            files[name] = {"shape": list(array.shape), "dtype": str(array.dtype), "bytes": path.stat().st_size,
-                           "sha256": _file_sha256(path)}
+            files[name] = {
+                "shape": list(array.shape),
+                "dtype": str(array.dtype),
+                "bytes": path.stat().st_size,
+                "sha256": _file_sha256(path),
+            }
         self._arrays.clear()
         return files
 
@@ -185,7 +201,9 @@ class FeatureCache:
             return None
         return _verified(folder)
 
-    def get_or_create(self, key: CacheKey, build: Callable[[EntryWriter], dict]) -> FeatureSet:
+    def get_or_create(
+        self, key: CacheKey, build: Callable[[EntryWriter], dict]
+    ) -> FeatureSet:
         """Load the entry or build it: ``build(writer)`` writes the arrays and returns extra metadata.
 
         Safe across processes: one builds, the others wait on the key's lock and then load its result.
@@ -203,11 +221,15 @@ class FeatureCache:
             lock = FileLock(str(model_dir / f"{key.entry_dir}.lock"))
             lock.acquire()
         except OSError as exc:
-            raise CacheError(f"cannot write to the feature cache {self.root} ({exc.strerror}); "
-                             "make it writable or set OOD_LAB_CACHE_DIR to a writable folder") from exc
+            raise CacheError(
+                f"cannot write to the feature cache {self.root} ({exc.strerror}); "
+                "make it writable or set OOD_LAB_CACHE_DIR to a writable folder"
+            ) from exc
         try:
             try:
-                found = self.load(key)  # another process may have built it while we waited
+                found = self.load(
+                    key
+                )  # another process may have built it while we waited
                 if found is not None:
                     found.notes.extend(notes)
                     return found
@@ -218,7 +240,9 @@ class FeatureCache:
             for note in notes:
                 log.warning(note)
             for stale in model_dir.glob(f".tmp-{key.entry_dir}-*"):
-                shutil.rmtree(stale, ignore_errors=True)  # left by a killed process; we hold the lock
+                shutil.rmtree(
+                    stale, ignore_errors=True
+                )  # left by a killed process; we hold the lock
             self._build(key, build)
             created = _verified(self.path(key))
             created.notes.extend(notes)
@@ -233,10 +257,21 @@ class FeatureCache:
             writer = EntryWriter(tmp)
             extra = build(writer)
             files = writer.finish()
-            rows = {spec["shape"][0] for name, spec in files.items() if not name.startswith("head/")}
-            meta = {"format_version": FORMAT_VERSION, "library_version": __version__,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "model": key.model, "dataset": key.dataset,
-                    "rows": rows.pop() if len(rows) == 1 else None, "files": files, **extra}
+            rows = {
+                spec["shape"][0]
+                for name, spec in files.items()
+                if not name.startswith("head/")
+            }
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "library_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "model": key.model,
+                "dataset": key.dataset,
+                "rows": rows.pop() if len(rows) == 1 else None,
+                "files": files,
+                **extra,
+            }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
             os.replace(tmp, self.path(key))
         except BaseException:
@@ -250,18 +285,45 @@ class FeatureCache:
             size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
             try:
                 meta = json.loads((folder / "meta.json").read_text())
-                infos.append(EntryInfo(folder, folder.parent.name, folder.name, meta.get("rows"), size,
-                                       meta.get("created", "?"), "ok"))
+                infos.append(
+                    EntryInfo(
+                        folder,
+                        folder.parent.name,
+                        folder.name,
+                        meta.get("rows"),
+                        size,
+                        meta.get("created", "?"),
+                        "ok",
+                    )
+                )
             except (OSError, ValueError) as exc:
-                infos.append(EntryInfo(folder, folder.parent.name, folder.name, None, size, "?", f"unreadable meta.json: {exc}"))
+                infos.append(
+                    EntryInfo(
+                        folder,
+                        folder.parent.name,
+                        folder.name,
+                        None,
+                        size,
+                        "?",
+                        f"unreadable meta.json: {exc}",
+                    )
+                )
         return infos
 
     def _entry_dirs(self) -> Iterator[Path]:
         if not self.root.is_dir():
             return
         for model_dir in self.root.iterdir():
-            if model_dir.is_dir() and not model_dir.name.startswith(".") and model_dir.name != "models":
-                yield from (d for d in model_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+            if (
+                model_dir.is_dir()
+                and not model_dir.name.startswith(".")
+                and model_dir.name != "models"
+            ):
+                yield from (
+                    d
+                    for d in model_dir.iterdir()
+                    if d.is_dir() and not d.name.startswith(".")
+                )
 
     def delete(self, entry: Path) -> None:
         """Remove one entry directory (must lie inside this cache)."""
@@ -286,7 +348,9 @@ class FeatureCache:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise CacheError(f"cannot remove cache entry {entry} ({exc.strerror})") from exc
+            raise CacheError(
+                f"cannot remove cache entry {entry} ({exc.strerror})"
+            ) from exc
         shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -298,16 +362,22 @@ def _verified(folder: Path) -> FeatureSet:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CorruptEntry(f"unreadable meta.json: {exc}") from exc
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CorruptEntry(f"format version {meta.get('format_version')} ≠ {FORMAT_VERSION}")
+        raise CorruptEntry(
+            f"format version {meta.get('format_version')} ≠ {FORMAT_VERSION}"
+        )
     arrays = {}
     for name, spec in files.items():
         path = folder / f"{name}.npy"
         try:
             if path.stat().st_size != spec["bytes"]:
-                raise CorruptEntry(f"{name}.npy has {path.stat().st_size} bytes, expected {spec['bytes']}")
+                raise CorruptEntry(
+                    f"{name}.npy has {path.stat().st_size} bytes, expected {spec['bytes']}"
+                )
             array = np.load(path, mmap_mode="r")
             if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
-                raise CorruptEntry(f"{name}.npy is {array.dtype}{list(array.shape)}, expected {spec['dtype']}{spec['shape']}")
+                raise CorruptEntry(
+                    f"{name}.npy is {array.dtype}{list(array.shape)}, expected {spec['dtype']}{spec['shape']}"
+                )
             if _file_sha256(path) != spec["sha256"]:
                 raise CorruptEntry(f"{name}.npy checksum mismatch")
         except (OSError, ValueError, KeyError, TypeError) as exc:

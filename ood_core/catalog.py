@@ -42,14 +42,18 @@ def _registry() -> dict:
 
 
 def datasets() -> dict[str, DatasetSpec]:
-    registered = {name: register_folder_dataset(name, entry, config.resolve_data_path)
-                  for name, entry in _registry().get("datasets", {}).items()}
+    registered = {
+        name: register_folder_dataset(name, entry, config.resolve_data_path)
+        for name, entry in _registry().get("datasets", {}).items()
+    }
     return {**DEMO_DATASETS, **registered}
 
 
 def models() -> dict[str, ModelSpec]:
-    registered = {name: torchvision_spec(name, entry, config.resolve_data_path)
-                  for name, entry in _registry().get("models", {}).items()}
+    registered = {
+        name: torchvision_spec(name, entry, config.resolve_data_path)
+        for name, entry in _registry().get("models", {}).items()
+    }
     return {"demo": demo_spec(), **registered}
 
 

@@ -20,9 +20,21 @@ DEMO = Workspace()
 
 
 def _workspace_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEMO.model, help="registered model name (default: demo)")
-    parser.add_argument("--id", dest="id_dataset", default=DEMO.id_dataset, help="ID dataset (default: digits)")
-    parser.add_argument("--ood", nargs="+", default=list(DEMO.ood_datasets), help="OOD datasets (default: all demo sets)")
+    parser.add_argument(
+        "--model", default=DEMO.model, help="registered model name (default: demo)"
+    )
+    parser.add_argument(
+        "--id",
+        dest="id_dataset",
+        default=DEMO.id_dataset,
+        help="ID dataset (default: digits)",
+    )
+    parser.add_argument(
+        "--ood",
+        nargs="+",
+        default=list(DEMO.ood_datasets),
+        help="OOD datasets (default: all demo sets)",
+    )
 
 
 class _Bars:
@@ -35,7 +47,9 @@ class _Bars:
         def progress(done: int, total: int) -> None:
             if self.bar is None or self.bar.desc != label:
                 self.close()
-                self.bar = tqdm(total=total, desc=label, unit="img", file=sys.stderr, leave=False)
+                self.bar = tqdm(
+                    total=total, desc=label, unit="img", file=sys.stderr, leave=False
+                )
             self.bar.update(done - self.bar.n)
 
         return progress
@@ -55,18 +69,26 @@ def cmd_extract(args: argparse.Namespace) -> int:
     settings = ExtractionSettings(args.batch_size, args.device, args.amp, args.workers)
     bars = _Bars()
     _prepare(args.model, bars)
-    targets = [(args.id_dataset, split) for split in catalog.get_dataset(args.id_dataset).splits]
+    targets = [
+        (args.id_dataset, split)
+        for split in catalog.get_dataset(args.id_dataset).splits
+    ]
     targets += [(name, None) for name in args.ood]
     for name in args.ood:
         catalog.get_dataset(name)  # fail on a typo before any work
     for name, split in targets:
         label = f"{name}:{split}" if split else name
-        features = feature_set(args.model, name, split, settings=settings, progress=bars.for_set(label))
+        features = feature_set(
+            args.model, name, split, settings=settings, progress=bars.for_set(label)
+        )
         bars.close()
         for note in features.notes:
             print(f"warning: {note}", file=sys.stderr)
         skipped = features.meta.get("skipped", 0)
-        print(f"{label:<16} {len(features):>7} rows  {features.root}" + (f"  ({skipped} unreadable images skipped)" if skipped else ""))
+        print(
+            f"{label:<16} {len(features):>7} rows  {features.root}"
+            + (f"  ({skipped} unreadable images skipped)" if skipped else "")
+        )
     return 0
 
 
@@ -75,10 +97,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     bars = _Bars()
     _prepare(args.model, bars)
     workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
-    id_features, ood_features = workspace_features(workspace, progress=lambda s, d, t: bars.for_set(s)(d, t))
+    id_features, ood_features = workspace_features(
+        workspace, progress=lambda s, d, t: bars.for_set(s)(d, t)
+    )
     bars.close()
     table = evaluate(id_features, ood_features, methods)
-    print(f"model {args.model}, ID {args.id_dataset} (accuracy {accuracy(id_features):.2f}%), metrics in %")
+    print(
+        f"model {args.model}, ID {args.id_dataset} (accuracy {accuracy(id_features):.2f}%), metrics in %"
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:
         table.to_csv(args.csv, index=False)
@@ -92,11 +118,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {spec.name:<20} {spec.description}")
     print("datasets:")
     for spec in catalog.datasets().values():
-        print(f"  {spec.name:<20} splits {'/'.join(spec.splits):<11} {spec.description}  [{spec.provenance}]")
+        print(
+            f"  {spec.name:<20} splits {'/'.join(spec.splits):<11} {spec.description}  [{spec.provenance}]"
+        )
     print("methods (name:param=value,...):")
     for method in METHODS.values():
         params = ", ".join(f"{p.name}={p.default}" for p in method.params)
-        print(f"  {method.name:<20} {method.label} ({method.paper.venue}){'  ' + params if params else ''}")
+        print(
+            f"  {method.name:<20} {method.label} ({method.paper.venue}){'  ' + params if params else ''}"
+        )
     return 0
 
 
@@ -105,7 +135,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "list":
         entries = cache.entries()
         for e in entries:
-            print(f"{e.model:<24} {e.dataset:<32} {e.rows if e.rows is not None else '?':>7} rows {e.bytes / 1e6:8.2f} MB  {e.created}  {e.status}")
+            print(
+                f"{e.model:<24} {e.dataset:<32} {e.rows if e.rows is not None else '?':>7} rows {e.bytes / 1e6:8.2f} MB  {e.created}  {e.status}"
+            )
         print(f"{len(entries)} entries in {cache.root}")
     else:
         print(f"removed {cache.clear()} entries from {cache.root}")
@@ -113,21 +145,41 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ood_core", description="OOD Lab: extract, cache and evaluate activation statistics.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ood_core",
+        description="OOD Lab: extract, cache and evaluate activation statistics.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    extract = sub.add_parser("extract", help="extract and cache features of the ID splits and OOD sets")
+    extract = sub.add_parser(
+        "extract", help="extract and cache features of the ID splits and OOD sets"
+    )
     _workspace_arguments(extract)
     extract.add_argument("--batch-size", type=int, default=256)
-    extract.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+    extract.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda if available), cpu, cuda, cuda:1 ...",
+    )
     extract.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
-    extract.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    extract.add_argument(
+        "--workers", type=int, default=0, help="DataLoader worker processes"
+    )
     extract.set_defaults(run=cmd_extract)
-    evaluate_ = sub.add_parser("evaluate", help="print the metrics table (extracts what is missing)")
+    evaluate_ = sub.add_parser(
+        "evaluate", help="print the metrics table (extracts what is missing)"
+    )
     _workspace_arguments(evaluate_)
-    evaluate_.add_argument("--methods", nargs="+", default=list(METHODS), help="e.g. msp energy:T=2 nap:block=layer3.0,eps=1")
+    evaluate_.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        help="e.g. msp energy:T=2 nap:block=layer3.0,eps=1",
+    )
     evaluate_.add_argument("--csv", help="also write the table to this CSV file")
     evaluate_.set_defaults(run=cmd_evaluate)
-    sub.add_parser("list", help="list models, datasets and methods").set_defaults(run=cmd_list)
+    sub.add_parser("list", help="list models, datasets and methods").set_defaults(
+        run=cmd_list
+    )
     cache = sub.add_parser("cache", help="inspect or clear the feature cache")
     cache.add_argument("action", choices=["list", "clear"])
     cache.set_defaults(run=cmd_cache)

@@ -17,7 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("OOD_LAB_CACHE_DIR", REPO_ROOT / "cached_features")).resolve()
+    return Path(
+        os.environ.get("OOD_LAB_CACHE_DIR", REPO_ROOT / "cached_features")
+    ).resolve()
 
 
 def data_root() -> Path:
@@ -25,7 +27,9 @@ def data_root() -> Path:
 
 
 def config_file() -> Path:
-    return Path(os.environ.get("OOD_LAB_CONFIG", data_root() / "ood_lab.toml")).resolve()
+    return Path(
+        os.environ.get("OOD_LAB_CONFIG", data_root() / "ood_lab.toml")
+    ).resolve()
 
 
 def resolve_data_path(path: str | os.PathLike) -> Path:
@@ -33,7 +37,9 @@ def resolve_data_path(path: str | os.PathLike) -> Path:
     root = data_root()
     resolved = (root / path).resolve()
     if not resolved.is_relative_to(root):
-        raise DataPathError(f"path '{path}' lies outside the data root {root}; set OOD_LAB_DATA_ROOT or move the data inside it")
+        raise DataPathError(
+            f"path '{path}' lies outside the data root {root}; set OOD_LAB_DATA_ROOT or move the data inside it"
+        )
     if not resolved.exists():
         raise DataPathError(f"path '{path}' does not exist under the data root {root}")
     return resolved

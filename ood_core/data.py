@@ -28,8 +28,19 @@ class ImageSet(torch.utils.data.Dataset):
     """Images of one dataset split, transformed for a model. ``__getitem__`` returns ``(tensor, label, row)``,
     or ``None`` for an unreadable file (the collate function drops it and the extraction counts it)."""
 
-    def __init__(self, loader: Callable[[int], Image.Image], labels: np.ndarray, names: list[str], transform=None):
-        self._load, self.labels, self.names, self.transform = loader, labels, names, transform
+    def __init__(
+        self,
+        loader: Callable[[int], Image.Image],
+        labels: np.ndarray,
+        names: list[str],
+        transform=None,
+    ):
+        self._load, self.labels, self.names, self.transform = (
+            loader,
+            labels,
+            names,
+            transform,
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,7 +51,12 @@ class ImageSet(torch.utils.data.Dataset):
     def __getitem__(self, row: int):
         try:
             image = self._load(row)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        except (
+            OSError,
+            UnidentifiedImageError,
+            ValueError,
+            Image.DecompressionBombError,
+        ) as exc:
             log.warning("skipping unreadable image %s: %s", self.names[row], exc)
             return None
         x = self.transform(image) if self.transform else image
@@ -65,20 +81,35 @@ class DatasetSpec:
         """Return the split's images and its identity (for the cache key)."""
         split = split or self.splits[-1]
         if split not in self.splits:
-            raise UnknownNameError(f"split of dataset '{self.name}'", split, list(self.splits))
+            raise UnknownNameError(
+                f"split of dataset '{self.name}'", split, list(self.splits)
+            )
         images, identity = self.build(split)
         return images, {"dataset": self.name, "split": split, **identity}
 
 
 def array_image_set(images: np.ndarray, labels: np.ndarray, prefix: str) -> ImageSet:
     """An in-memory uint8 array [N,H,W] or [N,H,W,C] as an ImageSet."""
-    return ImageSet(lambda row: Image.fromarray(images[row]), labels, [f"{prefix}#{i}" for i in range(len(labels))])
+    return ImageSet(
+        lambda row: Image.fromarray(images[row]),
+        labels,
+        [f"{prefix}#{i}" for i in range(len(labels))],
+    )
 
 
-def _demo_spec(name: str, description: str, provenance: str, generate: Callable[[], tuple[np.ndarray, np.ndarray]]):
+def _demo_spec(
+    name: str,
+    description: str,
+    provenance: str,
+    generate: Callable[[], tuple[np.ndarray, np.ndarray]],
+):
     def build(split: str):
         images, labels = generate()
-        identity = {"generator": f"ood_core.demo_data.{name}", "version": demo_data.GENERATOR_VERSION, "n": len(labels)}
+        identity = {
+            "generator": f"ood_core.demo_data.{name}",
+            "version": demo_data.GENERATOR_VERSION,
+            "n": len(labels),
+        }
         return array_image_set(images, labels, name), identity
 
     return DatasetSpec(name, description, provenance, ("test",), build)
@@ -87,7 +118,11 @@ def _demo_spec(name: str, description: str, provenance: str, generate: Callable[
 def _digits_spec() -> DatasetSpec:
     def build(split: str):
         images, labels = demo_data.digits(split)
-        identity = {"generator": "ood_core.demo_data.digits", "version": demo_data.GENERATOR_VERSION, "n": len(labels)}
+        identity = {
+            "generator": "ood_core.demo_data.digits",
+            "version": demo_data.GENERATOR_VERSION,
+            "n": len(labels),
+        }
         return array_image_set(images, labels, f"digits-{split}"), identity
 
     return DatasetSpec(
@@ -104,16 +139,37 @@ DEMO_DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
         _digits_spec(),
-        _demo_spec("letters", "Near-OOD: Latin letters drawn in the digits' 8×8 style (digit look-alikes left out).",
-                   "rendered from matplotlib's bundled DejaVu, STIX and Computer Modern fonts", demo_data.letters),
-        _demo_spec("textures", "Far-OOD: random crops of brick, grass and gravel textures.",
-                   "scikit-image bundled textures (skimage.data.brick/grass/gravel)", demo_data.textures),
-        _demo_spec("photos", "Far-OOD: random grayscale crops of natural photographs.",
-                   "scikit-image bundled photos (camera, astronaut, coffee, chelsea, rocket, coins, moon, cat) "
-                   "and scikit-learn sample images (china, flower)", demo_data.photos),
-        _demo_spec("faces", "Far-OOD: 200 face crops.", "scikit-image bundled lfw_subset (Labeled Faces in the Wild)",
-                   demo_data.faces),
-        _demo_spec("noise", "Synthetic OOD: Gaussian and uniform pixel noise.", "numpy generator, seed 0", demo_data.noise),
+        _demo_spec(
+            "letters",
+            "Near-OOD: Latin letters drawn in the digits' 8×8 style (digit look-alikes left out).",
+            "rendered from matplotlib's bundled DejaVu, STIX and Computer Modern fonts",
+            demo_data.letters,
+        ),
+        _demo_spec(
+            "textures",
+            "Far-OOD: random crops of brick, grass and gravel textures.",
+            "scikit-image bundled textures (skimage.data.brick/grass/gravel)",
+            demo_data.textures,
+        ),
+        _demo_spec(
+            "photos",
+            "Far-OOD: random grayscale crops of natural photographs.",
+            "scikit-image bundled photos (camera, astronaut, coffee, chelsea, rocket, coins, moon, cat) "
+            "and scikit-learn sample images (china, flower)",
+            demo_data.photos,
+        ),
+        _demo_spec(
+            "faces",
+            "Far-OOD: 200 face crops.",
+            "scikit-image bundled lfw_subset (Labeled Faces in the Wild)",
+            demo_data.faces,
+        ),
+        _demo_spec(
+            "noise",
+            "Synthetic OOD: Gaussian and uniform pixel noise.",
+            "numpy generator, seed 0",
+            demo_data.noise,
+        ),
     ]
 }
 
@@ -128,25 +184,47 @@ def _file_list_identity(root: Path, files: list[Path], labels: np.ndarray) -> di
     digest = hashlib.sha256()
     for path, label in zip(files, labels):
         stat = path.stat()
-        digest.update(f"{path.relative_to(root)}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        digest.update(
+            f"{path.relative_to(root)}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode()
+        )
     return {"root": str(root), "n": len(files), "files_sha256": digest.hexdigest()}
 
 
 def folder_image_set(root: Path, labelled: bool) -> tuple[ImageSet, dict]:
     """All images below ``root`` in sorted order; with ``labelled``, ImageFolder layout (one sub-folder per class)."""
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
     if not files:
-        raise DataPathError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+        raise DataPathError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}"
+        )
     if labelled:
-        classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+        classes = sorted(
+            {
+                p.relative_to(root).parts[0]
+                for p in files
+                if len(p.relative_to(root).parts) > 1
+            }
+        )
         if not classes:
-            raise DataPathError(f"{root} has no class sub-folders; an ImageFolder dataset needs <root>/<class>/<image>")
+            raise DataPathError(
+                f"{root} has no class sub-folders; an ImageFolder dataset needs <root>/<class>/<image>"
+            )
         index = {c: i for i, c in enumerate(classes)}
         files = [p for p in files if len(p.relative_to(root).parts) > 1]
-        labels = np.array([index[p.relative_to(root).parts[0]] for p in files], np.int64)
+        labels = np.array(
+            [index[p.relative_to(root).parts[0]] for p in files], np.int64
+        )
     else:
         labels = np.full(len(files), -1, np.int64)
-    images = ImageSet(lambda row: _open_image(files[row]), labels, [str(p.relative_to(root)) for p in files])
+    images = ImageSet(
+        lambda row: _open_image(files[row]),
+        labels,
+        [str(p.relative_to(root)) for p in files],
+    )
     return images, _file_list_identity(root, files, labels)
 
 
@@ -155,15 +233,27 @@ def imglist_image_set(root: Path, imglist: Path) -> tuple[ImageSet, dict]:
     rows = [line.split() for line in imglist.read_text().splitlines() if line.strip()]
     try:
         files = [root / row[0] for row in rows]
-        labels = np.array([int(row[1]) if len(row) > 1 else -1 for row in rows], np.int64)
+        labels = np.array(
+            [int(row[1]) if len(row) > 1 else -1 for row in rows], np.int64
+        )
     except (IndexError, ValueError) as exc:
-        raise DataPathError(f"{imglist} is not an image list ('path label' per line): {exc}") from exc
+        raise DataPathError(
+            f"{imglist} is not an image list ('path label' per line): {exc}"
+        ) from exc
     for path in files:
         if not path.resolve().is_relative_to(root):
-            raise DataPathError(f"{imglist} names {path}, outside the dataset root {root}")
-    images = ImageSet(lambda row: _open_image(files[row]), labels, [row[0] for row in rows])
-    identity = {"root": str(root), "imglist": str(imglist), "n": len(files),
-                "files_sha256": hashlib.sha256(imglist.read_bytes()).hexdigest()}
+            raise DataPathError(
+                f"{imglist} names {path}, outside the dataset root {root}"
+            )
+    images = ImageSet(
+        lambda row: _open_image(files[row]), labels, [row[0] for row in rows]
+    )
+    identity = {
+        "root": str(root),
+        "imglist": str(imglist),
+        "n": len(files),
+        "files_sha256": hashlib.sha256(imglist.read_bytes()).hexdigest(),
+    }
     return images, identity
 
 
@@ -175,21 +265,34 @@ def cifar_image_set(root: Path, split: str, hundred: bool) -> tuple[ImageSet, di
     try:
         dataset = cls(str(root), train=split == "train", download=False)
     except RuntimeError as exc:
-        raise DataPathError(f"{root} does not hold the {cls.__name__} python batches ({exc})") from exc
+        raise DataPathError(
+            f"{root} does not hold the {cls.__name__} python batches ({exc})"
+        ) from exc
     labels = np.asarray(dataset.targets, np.int64)
     images = array_image_set(dataset.data, labels, f"{cls.__name__}-{split}")
     return images, {"root": str(root), "torchvision": cls.__name__, "n": len(labels)}
 
 
-def register_folder_dataset(name: str, entry: dict, resolve: Callable[[str], Path]) -> DatasetSpec:
+def register_folder_dataset(
+    name: str, entry: dict, resolve: Callable[[str], Path]
+) -> DatasetSpec:
     """Build a DatasetSpec from a registry-file entry (see ``ood_core.registry_file``)."""
     kind = entry.get("kind", "folder")
-    splits = tuple(entry.get("splits", ["train", "test"] if kind in ("imagefolder", "cifar10", "cifar100") else ["test"]))
+    splits = tuple(
+        entry.get(
+            "splits",
+            ["train", "test"]
+            if kind in ("imagefolder", "cifar10", "cifar100")
+            else ["test"],
+        )
+    )
 
     def root_of(split: str) -> Path:
         value = entry.get(split, entry.get("root"))
         if value is None:
-            raise DataPathError(f"dataset '{name}' has no path for split '{split}' in the registry file")
+            raise DataPathError(
+                f"dataset '{name}' has no path for split '{split}' in the registry file"
+            )
         return resolve(value)
 
     def build(split: str):
@@ -198,11 +301,21 @@ def register_folder_dataset(name: str, entry: dict, resolve: Callable[[str], Pat
         if kind == "imagefolder":
             return folder_image_set(root_of(split), labelled=True)
         if kind == "imglist":
-            return imglist_image_set(resolve(entry["root"]), resolve(entry[f"{split}_list"]))
+            return imglist_image_set(
+                resolve(entry["root"]), resolve(entry[f"{split}_list"])
+            )
         if kind in ("cifar10", "cifar100"):
             return cifar_image_set(resolve(entry["root"]), split, kind == "cifar100")
-        raise OODLabError(f"dataset '{name}': unknown kind '{kind}' (folder, imagefolder, imglist, cifar10, cifar100)")
+        raise OODLabError(
+            f"dataset '{name}': unknown kind '{kind}' (folder, imagefolder, imglist, cifar10, cifar100)"
+        )
 
     labelled = kind != "folder"
-    return DatasetSpec(name, entry.get("description", f"{kind} dataset"), entry.get("provenance", "local files"),
-                       splits, build, in_distribution=labelled)
+    return DatasetSpec(
+        name,
+        entry.get("description", f"{kind} dataset"),
+        entry.get("provenance", "local files"),
+        splits,
+        build,
+        in_distribution=labelled,
+    )

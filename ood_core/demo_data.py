@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
+from skimage import data as skdata
 from sklearn.datasets import load_digits, load_sample_images
 from sklearn.model_selection import train_test_split
-from skimage import data as skdata
 
 GENERATOR_VERSION = "1"
 SIZE = 32
@@ -24,7 +24,14 @@ DIGIT_TEST_FRACTION = 0.3
 
 # Letters easily confused with digits (O/0, l/1, S/5, Z/2, ...) are left out so "letters" stays semantically OOD.
 LETTERS = [c for c in string.ascii_letters if c not in "OoIlSsZzBbgqG"]
-LETTER_FONTS = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf", "cmr10.ttf"]
+LETTER_FONTS = [
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSansMono.ttf",
+    "STIXGeneral.ttf",
+    "cmr10.ttf",
+]
 TEXTURES = ("brick", "grass", "gravel")
 PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "coins", "moon", "cat")
 
@@ -46,7 +53,13 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return image.astype(np.uint8)
 
 
-def _random_crops(sources: list[np.ndarray], n: int, rng: np.random.Generator, min_size: int, max_size: int) -> np.ndarray:
+def _random_crops(
+    sources: list[np.ndarray],
+    n: int,
+    rng: np.random.Generator,
+    min_size: int,
+    max_size: int,
+) -> np.ndarray:
     out = np.empty((n, SIZE, SIZE), np.uint8)
     for i in range(n):
         src = sources[i % len(sources)]
@@ -61,7 +74,9 @@ def digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled ``load_digits`` (1,797 8×8 images), upsampled to 32×32; fixed stratified 70/30 split."""
     bunch = load_digits()
     rows = np.arange(len(bunch.target))
-    train, test = train_test_split(rows, test_size=DIGIT_TEST_FRACTION, random_state=0, stratify=bunch.target)
+    train, test = train_test_split(
+        rows, test_size=DIGIT_TEST_FRACTION, random_state=0, stratify=bunch.target
+    )
     rows = {"train": train, "test": test}[split]
     rows = np.sort(rows)
     return _upsample(bunch.images[rows], 16.0), bunch.target[rows].astype(np.int64)
@@ -73,10 +88,21 @@ def letters(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     font_dir = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
     small = np.empty((n, 8, 8), np.float32)
     for i in range(n):
-        font = ImageFont.truetype(os.path.join(font_dir, LETTER_FONTS[i % len(LETTER_FONTS)]), int(rng.integers(34, 42)))
+        font = ImageFont.truetype(
+            os.path.join(font_dir, LETTER_FONTS[i % len(LETTER_FONTS)]),
+            int(rng.integers(34, 42)),
+        )
         canvas = Image.new("L", (SIZE, SIZE), 0)
-        ImageDraw.Draw(canvas).text((SIZE / 2, SIZE / 2), LETTERS[int(rng.integers(len(LETTERS)))], fill=255, font=font, anchor="mm")
-        canvas = canvas.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
+        ImageDraw.Draw(canvas).text(
+            (SIZE / 2, SIZE / 2),
+            LETTERS[int(rng.integers(len(LETTERS)))],
+            fill=255,
+            font=font,
+            anchor="mm",
+        )
+        canvas = canvas.rotate(
+            float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR
+        )
         # Same look as load_digits: 4×4 area averaging to 8×8, 17 grey levels.
         small[i] = np.asarray(canvas, np.float32).reshape(8, 4, 8, 4).mean(axis=(1, 3))
     small = np.round(small / 255 * 16)
@@ -86,14 +112,18 @@ def letters(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def textures(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random crops (48–160 px) of scikit-image's bundled brick, grass and gravel textures."""
     sources = [getattr(skdata, name)() for name in TEXTURES]
-    return _random_crops(sources, n, np.random.default_rng(seed), 48, 160), np.full(n, -1, np.int64)
+    return _random_crops(sources, n, np.random.default_rng(seed), 48, 160), np.full(
+        n, -1, np.int64
+    )
 
 
 def photos(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random grayscale crops (64–256 px) of scikit-image's and scikit-learn's bundled photographs."""
     sources = [_gray(getattr(skdata, name)()) for name in PHOTOS]
     sources += [_gray(image) for image in load_sample_images().images]
-    return _random_crops(sources, n, np.random.default_rng(seed), 64, 256), np.full(n, -1, np.int64)
+    return _random_crops(sources, n, np.random.default_rng(seed), 64, 256), np.full(
+        n, -1, np.int64
+    )
 
 
 def faces() -> tuple[np.ndarray, np.ndarray]:
@@ -108,4 +138,6 @@ def noise(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     half = n // 2
     gaussian = np.clip(rng.normal(128, 64, (half, SIZE, SIZE)), 0, 255)
     uniform = rng.uniform(0, 256, (n - half, SIZE, SIZE))
-    return np.concatenate([gaussian, uniform]).astype(np.uint8), np.full(n, -1, np.int64)
+    return np.concatenate([gaussian, uniform]).astype(np.uint8), np.full(
+        n, -1, np.int64
+    )

@@ -33,7 +33,9 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU()
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -45,7 +47,11 @@ class DemoResNet(nn.Module):
 
     def __init__(self, num_classes: int = 10, widths=WIDTHS, strides=STRIDES):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        )
         cin = widths[0]
         for i, (cout, stride) in enumerate(zip(widths, strides), start=1):
             self.add_module(f"layer{i}", nn.Sequential(BasicBlock(cin, cout, stride)))
@@ -61,7 +67,9 @@ class DemoResNet(nn.Module):
 
 def to_input(images: np.ndarray) -> torch.Tensor:
     """uint8 [N,32,32] → normalized float [N,1,32,32] (the same as the demo model's torchvision transform)."""
-    return (torch.as_tensor(images, dtype=torch.float32)[:, None] / 255 - PIXEL_MEAN) / PIXEL_STD
+    return (
+        torch.as_tensor(images, dtype=torch.float32)[:, None] / 255 - PIXEL_MEAN
+    ) / PIXEL_STD
 
 
 def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -71,7 +79,9 @@ def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[..., 2 + dy : 2 + dy + x.shape[-2], 2 + dx : 2 + dx + x.shape[-1]]
 
 
-def train_demo_model(progress: Callable[[int, int], None] | None = None) -> tuple[DemoResNet, dict]:
+def train_demo_model(
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[DemoResNet, dict]:
     """Train the demo ResNet on digits:train with a fixed seed; return the model and a report (accuracy, seconds)."""
     start = time.perf_counter()
     torch.manual_seed(SEED)
@@ -82,7 +92,9 @@ def train_demo_model(progress: Callable[[int, int], None] | None = None) -> tupl
     model = DemoResNet()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
     steps_per_epoch = -(-len(y) // BATCH_SIZE)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-2, total_steps=EPOCHS * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, 1e-2, total_steps=EPOCHS * steps_per_epoch
+    )
     for epoch in range(EPOCHS):
         model.train()
         order = torch.randperm(len(y), generator=generator)
@@ -97,6 +109,12 @@ def train_demo_model(progress: Callable[[int, int], None] | None = None) -> tupl
     model.eval()
     with torch.inference_mode():
         accuracy = float((model(to_input(test_x)).argmax(1).numpy() == test_y).mean())
-    report = {"test_accuracy": accuracy, "train_seconds": time.perf_counter() - start, "epochs": EPOCHS,
-              "seed": SEED, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    report = {
+        "test_accuracy": accuracy,
+        "train_seconds": time.perf_counter() - start,
+        "epochs": EPOCHS,
+        "seed": SEED,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     return model, report

@@ -9,7 +9,7 @@ written to a sink (``cache.EntryWriter`` or ``MemorySink``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,7 +26,9 @@ Progress = Callable[[int, int], None]
 
 
 class Sink(Protocol):
-    def write(self, name: str, start: int, values: np.ndarray, total_rows: int) -> None: ...
+    def write(
+        self, name: str, start: int, values: np.ndarray, total_rows: int
+    ) -> None: ...
 
     def put(self, name: str, array: np.ndarray) -> None: ...
 
@@ -48,7 +50,10 @@ class MemorySink:
         self.arrays[name] = np.array(array)
 
     def truncate(self, rows: int) -> None:
-        self.arrays = {k: (v if k.startswith("head/") else v[:rows]) for k, v in self.arrays.items()}
+        self.arrays = {
+            k: (v if k.startswith("head/") else v[:rows])
+            for k, v in self.arrays.items()
+        }
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class ExtractionSettings:
     num_workers: int = 0
 
 
+DEFAULT_SETTINGS = ExtractionSettings()
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` → CUDA when available, else CPU."""
     if name == "auto":
@@ -66,7 +74,9 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def channel_stats(activation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def channel_stats(
+    activation: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-channel max, mean and L2 norm of ReLU(A) over the spatial positions: [B,C,H,W] → 3 × [B,C] float32."""
     flat = torch.relu(activation).flatten(2).float()
     return flat.amax(-1), flat.mean(-1), torch.linalg.vector_norm(flat, dim=-1)
@@ -78,7 +88,11 @@ def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | N
     if not kept:
         return None
     images, labels, rows = zip(*kept)
-    return torch.stack(images), torch.tensor(labels, dtype=torch.int64), torch.tensor(rows, dtype=torch.int64)
+    return (
+        torch.stack(images),
+        torch.tensor(labels, dtype=torch.int64),
+        torch.tensor(rows, dtype=torch.int64),
+    )
 
 
 class _StatHooks:
@@ -86,8 +100,13 @@ class _StatHooks:
 
     def __init__(self, model: nn.Module, probes: Probes):
         self.batch: dict[str, torch.Tensor] = {}
-        self.handles = [model.get_submodule(b).register_forward_hook(self._block_hook(b)) for b in probes.blocks]
-        self.handles.append(model.get_submodule(probes.head).register_forward_pre_hook(self._head_hook))
+        self.handles = [
+            model.get_submodule(b).register_forward_hook(self._block_hook(b))
+            for b in probes.blocks
+        ]
+        self.handles.append(
+            model.get_submodule(probes.head).register_forward_pre_hook(self._head_hook)
+        )
 
     def _block_hook(self, block: str):
         def hook(module, inputs, output):
@@ -104,8 +123,59 @@ class _StatHooks:
             handle.remove()
 
 
-def extract(model: nn.Module, probes: Probes, images: ImageSet, sink: Sink, settings: ExtractionSettings = ExtractionSettings(),
-            progress: Progress | None = None) -> dict:
+def run_batches(
+    model: nn.Module,
+    probes: Probes,
+    batches: Iterable,
+    sink: Sink,
+    total: int,
+    device: torch.device,
+    amp: bool = False,
+    progress: Progress | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """The engine's inner loop over ``(x, labels, rows)`` batches (``None`` for an all-unreadable batch).
+
+    Writes every per-sample array to ``sink`` and returns a boolean mask [total] of the rows that were read.
+    """
+    model.eval().to(device)
+    hooks = _StatHooks(model, probes)
+    use_amp = amp and device.type == "cuda"
+    written, seen = 0, 0
+    readable = np.zeros(total, bool)
+    try:
+        with (
+            torch.inference_mode(),
+            torch.autocast("cuda", torch.float16, enabled=use_amp),
+        ):
+            for batch in batches:
+                if batch is not None:
+                    x, labels, rows = batch
+                    hooks.batch["logits"] = model(
+                        x.to(device, non_blocking=True)
+                    ).float()
+                    for name, value in hooks.batch.items():
+                        sink.write(name, written, value.cpu().numpy(), total)
+                    sink.write("labels", written, labels.numpy(), total)
+                    sink.write("index", written, rows.numpy(), total)
+                    readable[rows.numpy()] = True
+                    written += len(rows)
+                seen = min(total, seen + (batch_size or len(batch[0])))
+                if progress:
+                    progress(seen, total)
+    finally:
+        hooks.remove()
+    return readable
+
+
+def extract(
+    model: nn.Module,
+    probes: Probes,
+    images: ImageSet,
+    sink: Sink,
+    settings: ExtractionSettings = DEFAULT_SETTINGS,
+    progress: Progress | None = None,
+) -> dict:
     """Run ``model`` over ``images`` (transformed) and write every array to ``sink``; return a report for meta.json.
 
     Arrays: ``logits [N,K]``, ``penultimate [N,D]``, ``labels [N]``, ``index [N]`` (dataset row of each sample),
@@ -114,30 +184,27 @@ def extract(model: nn.Module, probes: Probes, images: ImageSet, sink: Sink, sett
     """
     device = pick_device(settings.device)
     total = len(images)
-    loader = torch.utils.data.DataLoader(images, batch_size=settings.batch_size, shuffle=False, collate_fn=_collate,
-                                         num_workers=settings.num_workers, pin_memory=device.type == "cuda")
-    model.eval().to(device)
-    hooks = _StatHooks(model, probes)
-    use_amp = settings.amp and device.type == "cuda"
-    written, seen, start = 0, 0, time.perf_counter()
-    readable = np.zeros(total, bool)
-    try:
-        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=use_amp):
-            for batch in loader:
-                seen = min(total, seen + settings.batch_size)
-                if batch is not None:
-                    x, labels, rows = batch
-                    hooks.batch["logits"] = model(x.to(device, non_blocking=True)).float()
-                    for name, value in hooks.batch.items():
-                        sink.write(name, written, value.cpu().numpy(), total)
-                    sink.write("labels", written, labels.numpy(), total)
-                    sink.write("index", written, rows.numpy(), total)
-                    readable[rows.numpy()] = True
-                    written += len(rows)
-                if progress:
-                    progress(seen, total)
-    finally:
-        hooks.remove()
+    loader = torch.utils.data.DataLoader(
+        images,
+        batch_size=settings.batch_size,
+        shuffle=False,
+        collate_fn=_collate,
+        num_workers=settings.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    start = time.perf_counter()
+    readable = run_batches(
+        model,
+        probes,
+        loader,
+        sink,
+        total,
+        device,
+        settings.amp,
+        progress,
+        settings.batch_size,
+    )
+    written = int(readable.sum())
     if written == 0:
         raise DataPathError(f"none of the {total} images could be read")
     if written < total:
@@ -146,6 +213,12 @@ def extract(model: nn.Module, probes: Probes, images: ImageSet, sink: Sink, sett
     sink.put("head/weight", weight)
     sink.put("head/bias", bias)
     skipped = np.flatnonzero(~readable).tolist()
-    return {"probes": list(probes.blocks), "probe_kind": probes.kind, "device": str(device), "amp": use_amp,
-            "seconds": round(time.perf_counter() - start, 3), "skipped": len(skipped),
-            "skipped_names": [images.names[i] for i in skipped[:50]]}
+    return {
+        "probes": list(probes.blocks),
+        "probe_kind": probes.kind,
+        "device": str(device),
+        "amp": settings.amp and device.type == "cuda",
+        "seconds": round(time.perf_counter() - start, 3),
+        "skipped": len(skipped),
+        "skipped_names": [images.names[i] for i in skipped[:50]],
+    }

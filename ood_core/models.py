@@ -49,7 +49,11 @@ class ModelSpec:
         steps = [v2.Grayscale(1) if self.channels == 1 else v2.RGB()]
         steps.append(v2.Resize(self.resize or self.input_size, antialias=True))
         steps.append(v2.CenterCrop(self.input_size))
-        steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))]
+        steps += [
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(self.mean), list(self.std)),
+        ]
         return v2.Compose(steps)
 
 
@@ -67,8 +71,13 @@ class LoadedModel:
         return self.spec.transform()
 
     def fingerprint(self) -> dict:
-        return {"name": self.spec.name, "arch": self.spec.arch, "num_classes": self.spec.num_classes,
-                "weights_sha256": self.weights_sha256, "transform": repr(self.transform)}
+        return {
+            "name": self.spec.name,
+            "arch": self.spec.arch,
+            "num_classes": self.spec.num_classes,
+            "weights_sha256": self.weights_sha256,
+            "transform": repr(self.transform),
+        }
 
 
 def file_sha256(path: Path) -> str:
@@ -83,14 +92,24 @@ def _state_dict_from_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """Read a state_dict (optionally nested under 'state_dict'/'model', with DataParallel 'module.' prefixes)."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path} with weights_only=True: {first_line}") from exc
+    except (
+        Exception
+    ) as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        first_line = (
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        )
+        raise CheckpointError(
+            f"cannot read checkpoint {path} with weights_only=True: {first_line}"
+        ) from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
-    if not isinstance(checkpoint, dict) or not all(torch.is_tensor(v) for v in checkpoint.values()):
-        raise CheckpointError(f"checkpoint {path} does not hold a state_dict of tensors")
+    if not isinstance(checkpoint, dict) or not all(
+        torch.is_tensor(v) for v in checkpoint.values()
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} does not hold a state_dict of tensors"
+        )
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
 
 
@@ -100,11 +119,24 @@ def load_weights(module: nn.Module, path: Path, arch: str) -> None:
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)}≠{tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)}≠{tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or wrong:
-        parts = [f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''}"
-                 for label, items in (("shape mismatch", wrong), ("missing", missing), ("unexpected", unexpected)) if items]
-        raise CheckpointError(f"checkpoint {path} does not fit architecture '{arch}' ({'; '.join(parts)})")
+        parts = [
+            f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''}"
+            for label, items in (
+                ("shape mismatch", wrong),
+                ("missing", missing),
+                ("unexpected", unexpected),
+            )
+            if items
+        ]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit architecture '{arch}' ({'; '.join(parts)})"
+        )
     module.load_state_dict(state)
 
 
@@ -121,7 +153,9 @@ def _demo_weights(progress: Progress | None) -> Path:
     except OSError as exc:
         if path.exists():
             return path
-        raise OODLabError(f"cannot create {folder} to store the demo model ({exc.strerror}); set OOD_LAB_CACHE_DIR") from exc
+        raise OODLabError(
+            f"cannot create {folder} to store the demo model ({exc.strerror}); set OOD_LAB_CACHE_DIR"
+        ) from exc
     with FileLock(str(folder / "demo_resnet.lock")):
         if path.exists():
             try:
@@ -155,7 +189,9 @@ def demo_spec() -> ModelSpec:
     )
 
 
-def torchvision_spec(name: str, entry: dict, resolve: Callable[[str], Path]) -> ModelSpec:
+def torchvision_spec(
+    name: str, entry: dict, resolve: Callable[[str], Path]
+) -> ModelSpec:
     """A torchvision architecture with a local checkpoint, from a registry-file entry.
 
     Keys: ``arch`` (any ``torchvision.models`` name), ``weights`` (path under the data root), ``num_classes``,
@@ -166,17 +202,23 @@ def torchvision_spec(name: str, entry: dict, resolve: Callable[[str], Path]) -> 
 
     arch = entry.get("arch")
     if arch not in torchvision.models.list_models():
-        raise OODLabError(f"model '{name}': '{arch}' is not a torchvision.models architecture")
+        raise OODLabError(
+            f"model '{name}': '{arch}' is not a torchvision.models architecture"
+        )
     num_classes = int(entry.get("num_classes", 1000))
     input_size = int(entry.get("input_size", 224))
     cifar_stem = bool(entry.get("cifar_stem", False))
 
     def build() -> nn.Module:
-        module = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+        module = torchvision.models.get_model(
+            arch, weights=None, num_classes=num_classes
+        )
         if cifar_stem:
             module.conv1 = nn.Conv2d(3, module.conv1.out_channels, 3, 1, 1, bias=False)
             module.maxpool = nn.Identity()
-        for child in module.modules():  # hooks must never see tensors that a later ReLU overwrites in place
+        for child in (
+            module.modules()
+        ):  # hooks must never see tensors that a later ReLU overwrites in place
             if isinstance(child, nn.ReLU):
                 child.inplace = False
         return module
@@ -184,7 +226,9 @@ def torchvision_spec(name: str, entry: dict, resolve: Callable[[str], Path]) -> 
     return ModelSpec(
         name=name,
         arch=arch + ("+cifar_stem" if cifar_stem else ""),
-        description=entry.get("description", f"torchvision {arch}, {num_classes} classes"),
+        description=entry.get(
+            "description", f"torchvision {arch}, {num_classes} classes"
+        ),
         num_classes=num_classes,
         input_size=input_size,
         channels=3,

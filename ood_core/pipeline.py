@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import catalog
 from .cache import CacheKey, CorruptEntry, FeatureCache, FeatureSet
-from .extract import ExtractionSettings, extract
+from .extract import DEFAULT_SETTINGS, ExtractionSettings, extract
 from .models import LoadedModel, load_model
 
 Progress = Callable[[int, int], None]
@@ -27,7 +27,15 @@ def loaded_model(name: str) -> LoadedModel:
     spec = catalog.get_model(name)
     path = spec.weights(None)
     stat = path.stat()
-    key = (name, spec.arch, spec.num_classes, spec.input_size, str(path), stat.st_size, stat.st_mtime_ns)
+    key = (
+        name,
+        spec.arch,
+        spec.num_classes,
+        spec.input_size,
+        str(path),
+        stat.st_size,
+        stat.st_mtime_ns,
+    )
     if key not in _loaded:
         if len(_loaded) >= 8:
             _loaded.pop(next(iter(_loaded)))
@@ -44,28 +52,52 @@ def prepare_model(name: str, progress: Progress | None = None) -> LoadedModel:
     return loaded_model(name)
 
 
-def cache_key(model: LoadedModel, dataset: str, split: str | None = None) -> tuple[CacheKey, object]:
+def cache_key(
+    model: LoadedModel, dataset: str, split: str | None = None
+) -> tuple[CacheKey, object]:
     """The cache key of ``dataset:split`` under ``model`` and the (untransformed) images."""
     images, identity = catalog.get_dataset(dataset).load(split)
-    identity = {**identity, "transform": repr(model.transform), "probes": list(model.probes.blocks)}
+    identity = {
+        **identity,
+        "transform": repr(model.transform),
+        "probes": list(model.probes.blocks),
+    }
     return CacheKey.create(model.fingerprint(), identity), images
 
 
-def feature_set(model_name: str, dataset: str, split: str | None = None, *, cache: FeatureCache | None = None,
-                settings: ExtractionSettings = ExtractionSettings(), progress: Progress | None = None) -> FeatureSet:
+def feature_set(
+    model_name: str,
+    dataset: str,
+    split: str | None = None,
+    *,
+    cache: FeatureCache | None = None,
+    settings: ExtractionSettings = DEFAULT_SETTINGS,
+    progress: Progress | None = None,
+) -> FeatureSet:
     """The cached features of ``dataset:split`` under ``model_name``, extracting them first if needed."""
     cache = cache or FeatureCache()
     model = loaded_model(model_name)
     key, images = cache_key(model, dataset, split)
 
     def build(writer):
-        return extract(model.module, model.probes, images.with_transform(model.transform), writer, settings, progress)
+        return extract(
+            model.module,
+            model.probes,
+            images.with_transform(model.transform),
+            writer,
+            settings,
+            progress,
+        )
 
     return cache.get_or_create(key, build)
 
 
-def cached_feature_set(model_name: str, dataset: str, split: str | None = None,
-                       cache: FeatureCache | None = None) -> FeatureSet | None:
+def cached_feature_set(
+    model_name: str,
+    dataset: str,
+    split: str | None = None,
+    cache: FeatureCache | None = None,
+) -> FeatureSet | None:
     """The cached features if they exist and verify; ``None`` otherwise (never trains or extracts)."""
     if catalog.get_model(model_name).needs_training():
         return None

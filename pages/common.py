@@ -35,13 +35,27 @@ def sidebar_workspace() -> None:
             st.error(str(exc))
             return
         names = list(models)
-        model = st.selectbox("Model", names, index=names.index(current.model) if current.model in names else 0,
-                             help="Registered models: the embedded demo and those in the registry file (see README).")
+        model = st.selectbox(
+            "Model",
+            names,
+            index=names.index(current.model) if current.model in names else 0,
+            help="Registered models: the embedded demo and those in the registry file (see README).",
+        )
         id_choices = [n for n, spec in datasets.items() if spec.in_distribution]
         default_id = models[model].default_id
         id_index = id_choices.index(default_id) if default_id in id_choices else 0
-        id_dataset = st.selectbox("ID dataset", id_choices, index=id_index, help="The model's training distribution.")
+        id_dataset = st.selectbox(
+            "ID dataset",
+            id_choices,
+            index=id_index,
+            help="The model's training distribution.",
+        )
         ood_choices = [n for n in datasets if n != id_dataset]
-        ood = st.multiselect("OOD datasets", ood_choices, default=[n for n in current.ood_datasets if n in ood_choices],
-                             help="Sets the detector should reject.", key="ood_sets")
+        ood = st.multiselect(
+            "OOD datasets",
+            ood_choices,
+            default=[n for n in current.ood_datasets if n in ood_choices],
+            help="Sets the detector should reject.",
+            key="ood_sets",
+        )
         st.session_state["workspace"] = Workspace(model, id_dataset, tuple(ood))

@@ -26,7 +26,9 @@ cache = FeatureCache()
 
 def feature_targets() -> list[tuple[str, str | None]]:
     """Every split of the ID set (train statistics are needed by later methods) and each OOD set."""
-    targets = [(ws.id_dataset, split) for split in catalog.get_dataset(ws.id_dataset).splits]
+    targets = [
+        (ws.id_dataset, split) for split in catalog.get_dataset(ws.id_dataset).splits
+    ]
     return targets + [(name, None) for name in ws.ood_datasets]
 
 
@@ -35,9 +37,15 @@ def dataset_table(targets) -> pd.DataFrame:
     for name, split in targets:
         spec = catalog.get_dataset(name)
         cached = cached_feature_set(ws.model, name, split, cache)
-        rows.append({"dataset": f"{name}:{split}" if split else name, "role": "ID" if name == ws.id_dataset else "OOD",
-                     "images": len(cached) if cached is not None else None,
-                     "cached": cached is not None, "provenance": spec.provenance})
+        rows.append(
+            {
+                "dataset": f"{name}:{split}" if split else name,
+                "role": "ID" if name == ws.id_dataset else "OOD",
+                "images": len(cached) if cached is not None else None,
+                "cached": cached is not None,
+                "provenance": spec.provenance,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -45,15 +53,29 @@ def prepare(targets) -> None:
     """Train the model if needed, then extract every missing set, with live progress."""
     with st.status("Preparing features…", expanded=True) as status:
         bar = st.progress(0.0, text="model")
-        prepare_model(ws.model, lambda done, total: bar.progress(done / total, text=f"training {ws.model}: epoch {done}/{total}"))
+        prepare_model(
+            ws.model,
+            lambda done, total: bar.progress(
+                done / total, text=f"training {ws.model}: epoch {done}/{total}"
+            ),
+        )
         for name, split in targets:
             label = f"{name}:{split}" if split else name
-            features = feature_set(ws.model, name, split, cache=cache,
-                                   progress=lambda done, total, label=label: bar.progress(done / total, text=f"{label}: {done}/{total} images"))
+            features = feature_set(
+                ws.model,
+                name,
+                split,
+                cache=cache,
+                progress=lambda done, total, label=label: bar.progress(
+                    done / total, text=f"{label}: {done}/{total} images"
+                ),
+            )
             for note in features.notes:
                 st.warning(note)
             if features.meta.get("skipped"):
-                st.warning(f"{label}: {features.meta['skipped']} unreadable images skipped")
+                st.warning(
+                    f"{label}: {features.meta['skipped']} unreadable images skipped"
+                )
         status.update(label="Features ready", state="complete", expanded=False)
 
 
@@ -61,34 +83,67 @@ try:
     st.subheader(f"Workspace: model `{ws.model}`, ID `{ws.id_dataset}`")
     st.caption(catalog.get_model(ws.model).description)
     targets = feature_targets()
-    if st.button("Prepare features", type="primary", key="prepare",
-                 help="Trains the demo model on first use (≈30 s), then extracts every missing set; cached sets are reused."):
+    if st.button(
+        "Prepare features",
+        type="primary",
+        key="prepare",
+        help="Trains the demo model on first use (≈30 s), then extracts every missing set; cached sets are reused.",
+    ):
         prepare(targets)
     table = dataset_table(targets)
     missing = int((~table["cached"]).sum())
-    st.caption(f"{missing} of {len(table)} sets still to extract: press **Prepare features**." if missing else "All features cached.")
+    st.caption(
+        f"{missing} of {len(table)} sets still to extract: press **Prepare features**."
+        if missing
+        else "All features cached."
+    )
     st.dataframe(table, hide_index=True, width="stretch")
 
     st.subheader("First results")
     id_features = cached_feature_set(ws.model, ws.id_dataset, "test", cache)
-    ood = {name: cached_feature_set(ws.model, name, None, cache) for name in ws.ood_datasets}
+    ood = {
+        name: cached_feature_set(ws.model, name, None, cache)
+        for name in ws.ood_datasets
+    }
     if id_features is None or any(v is None for v in ood.values()) or not ood:
-        st.info("Prepare the features (button above) and pick at least one OOD set to see results.")
+        st.info(
+            "Prepare the features (button above) and pick at least one OOD set to see results."
+        )
     else:
         st.metric("ID test accuracy", f"{accuracy(id_features):.2f}%")
         results = evaluate(id_features, ood, [(m, {}) for m in METHODS.values()])
-        st.caption("Metrics in %, ID = positive class; every score is 'higher = more ID'. FPR95: lower is better.")
+        st.caption(
+            "Metrics in %, ID = positive class; every score is 'higher = more ID'. FPR95: lower is better."
+        )
         st.dataframe(results.round(2), hide_index=True, width="stretch")
-        st.download_button("Download CSV", results.to_csv(index=False), "ood_lab_results.csv", "text/csv")
+        st.download_button(
+            "Download CSV",
+            results.to_csv(index=False),
+            "ood_lab_results.csv",
+            "text/csv",
+        )
 except OODLabError as exc:
     st.error(str(exc))
 
 st.subheader("Cache inventory")
 entries = cache.entries()
-st.caption(f"{len(entries)} entries in `{cache.root}`, {sum(e.bytes for e in entries) / 1e6:.1f} MB")
+st.caption(
+    f"{len(entries)} entries in `{cache.root}`, {sum(e.bytes for e in entries) / 1e6:.1f} MB"
+)
 if entries:
-    inventory = pd.DataFrame([{"model": e.model, "entry": e.dataset, "rows": e.rows, "MB": round(e.bytes / 1e6, 2),
-                               "created": e.created, "status": e.status} for e in entries])
+    inventory = pd.DataFrame(
+        [
+            {
+                "model": e.model,
+                "entry": e.dataset,
+                "rows": e.rows,
+                "MB": round(e.bytes / 1e6, 2),
+                "created": e.created,
+                "status": e.status,
+            }
+            for e in entries
+        ]
+    )
     st.dataframe(inventory, hide_index=True, width="stretch")
     paths = {f"{e.model}/{e.dataset}": e.path for e in entries}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ood_core.cache import CacheKey, FeatureCache  # noqa: E402
+from ood_core.cache import CacheKey, FeatureCache
 
 KEY = CacheKey.create({"name": "m", "w": 1}, {"dataset": "d", "split": "test"})
 
@@ -26,6 +26,21 @@ def build_slowly(writer, log: Path, started: Path | None, pause: float) -> dict:
 
 
 if __name__ == "__main__":
-    root, log, started, pause = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-    features = FeatureCache(root).get_or_create(KEY, lambda w: build_slowly(w, log, Path(started) if started != "-" else None, pause))
-    print(hashlib.sha256(np.ascontiguousarray(features.logits).tobytes() + np.ascontiguousarray(features.labels).tobytes()).hexdigest())
+    root, log, started, pause = (
+        Path(sys.argv[1]),
+        Path(sys.argv[2]),
+        sys.argv[3],
+        float(sys.argv[4]),
+    )
+    features = FeatureCache(root).get_or_create(
+        KEY,
+        lambda w: build_slowly(
+            w, log, Path(started) if started != "-" else None, pause
+        ),
+    )
+    print(
+        hashlib.sha256(
+            np.ascontiguousarray(features.logits).tobytes()
+            + np.ascontiguousarray(features.labels).tobytes()
+        ).hexdigest()
+    )

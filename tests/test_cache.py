@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cache_worker import KEY
+
 from ood_core.cache import CacheKey, CorruptEntry, FeatureCache
 from ood_core.errors import CacheError
 
@@ -17,12 +17,18 @@ WORKER = Path(__file__).with_name("cache_worker.py")
 
 
 def _worker(root, log, started="-", pause=0.0):
-    return subprocess.Popen([sys.executable, str(WORKER), str(root), str(log), str(started), str(pause)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(root), str(log), str(started), str(pause)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _build(writer, rows=3):
-    writer.write("logits", 0, np.arange(rows * 4, dtype=np.float32).reshape(rows, 4), rows)
+    writer.write(
+        "logits", 0, np.arange(rows * 4, dtype=np.float32).reshape(rows, 4), rows
+    )
     writer.write("labels", 0, np.arange(rows), rows)
     return {"probes": []}
 
@@ -32,9 +38,14 @@ def test_roundtrip_is_memory_mapped_and_listed(tmp_path):
     features = cache.get_or_create(KEY, _build)
     assert isinstance(features.logits, np.memmap) and len(features) == 3
     np.testing.assert_array_equal(features.labels, [0, 1, 2])
-    assert [(e.model, e.dataset, e.rows, e.status) for e in cache.entries()] == [(KEY.model_dir, KEY.entry_dir, 3, "ok")]
+    assert [(e.model, e.dataset, e.rows, e.status) for e in cache.entries()] == [
+        (KEY.model_dir, KEY.entry_dir, 3, "ok")
+    ]
     meta = json.loads((cache.path(KEY) / "meta.json").read_text())
-    assert meta["files"]["logits"]["shape"] == [3, 4] and len(meta["files"]["logits"]["sha256"]) == 64
+    assert (
+        meta["files"]["logits"]["shape"] == [3, 4]
+        and len(meta["files"]["logits"]["sha256"]) == 64
+    )
     assert meta["model"] == KEY.model and meta["format_version"] == 1
 
 
@@ -57,9 +68,15 @@ def test_process_killed_mid_write_leaves_no_visible_entry(tmp_path):
     proc.wait()
     cache = FeatureCache(tmp_path / "cache")
     assert cache.entries() == [] and cache.load(KEY) is None
-    assert list((tmp_path / "cache" / KEY.model_dir).glob(".tmp-*")), "the killed build's temp dir should be hidden, not gone"
-    features = cache.get_or_create(KEY, _build)  # the next run completes and sweeps the stale temp dir
-    assert len(features) == 3 and not list((tmp_path / "cache" / KEY.model_dir).glob(".tmp-*"))
+    assert list((tmp_path / "cache" / KEY.model_dir).glob(".tmp-*")), (
+        "the killed build's temp dir should be hidden, not gone"
+    )
+    features = cache.get_or_create(
+        KEY, _build
+    )  # the next run completes and sweeps the stale temp dir
+    assert len(features) == 3 and not list(
+        (tmp_path / "cache" / KEY.model_dir).glob(".tmp-*")
+    )
 
 
 def test_two_processes_same_key_build_once_and_read_identical_arrays(tmp_path):
@@ -72,7 +89,10 @@ def test_two_processes_same_key_build_once_and_read_identical_arrays(tmp_path):
     assert len(FeatureCache(tmp_path / "cache").entries()) == 1
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "edit_meta_shape", "garbage_meta", "delete_file"])
+@pytest.mark.parametrize(
+    "damage",
+    ["truncate", "flip_byte", "edit_meta_shape", "garbage_meta", "delete_file"],
+)
 def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, damage):
     cache = FeatureCache(tmp_path)
     cache.get_or_create(KEY, _build)
@@ -95,7 +115,9 @@ def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, damage):
     with pytest.raises(CorruptEntry):
         cache.load(KEY)
     rebuilt = cache.get_or_create(KEY, _build)
-    np.testing.assert_array_equal(rebuilt.logits, np.arange(12, dtype=np.float32).reshape(3, 4))
+    np.testing.assert_array_equal(
+        rebuilt.logits, np.arange(12, dtype=np.float32).reshape(3, 4)
+    )
     assert rebuilt.notes and "corrupt" in rebuilt.notes[0]
     assert cache.load(KEY) is not None
 
@@ -113,11 +135,32 @@ def test_failed_build_leaves_nothing(tmp_path):
 
 
 def test_keys_change_with_weights_transform_and_dataset():
-    base = CacheKey.create({"name": "m", "weights_sha256": "a", "transform": "T1"}, {"dataset": "d", "split": "test", "n": 5})
-    assert base == CacheKey.create({"name": "m", "weights_sha256": "a", "transform": "T1"}, {"dataset": "d", "split": "test", "n": 5})
-    assert base.model_dir != CacheKey.create({"name": "m", "weights_sha256": "b", "transform": "T1"}, base.dataset).model_dir
-    assert base.model_dir != CacheKey.create({"name": "m", "weights_sha256": "a", "transform": "T2"}, base.dataset).model_dir
-    assert base.entry_dir != CacheKey.create(base.model, {"dataset": "d", "split": "test", "n": 6}).entry_dir
+    base = CacheKey.create(
+        {"name": "m", "weights_sha256": "a", "transform": "T1"},
+        {"dataset": "d", "split": "test", "n": 5},
+    )
+    assert base == CacheKey.create(
+        {"name": "m", "weights_sha256": "a", "transform": "T1"},
+        {"dataset": "d", "split": "test", "n": 5},
+    )
+    assert (
+        base.model_dir
+        != CacheKey.create(
+            {"name": "m", "weights_sha256": "b", "transform": "T1"}, base.dataset
+        ).model_dir
+    )
+    assert (
+        base.model_dir
+        != CacheKey.create(
+            {"name": "m", "weights_sha256": "a", "transform": "T2"}, base.dataset
+        ).model_dir
+    )
+    assert (
+        base.entry_dir
+        != CacheKey.create(
+            base.model, {"dataset": "d", "split": "test", "n": 6}
+        ).entry_dir
+    )
     assert base.entry_dir.startswith("d-test-")
 
 

@@ -11,8 +11,15 @@ from ood_core.metrics import ood_metrics
 from ood_core.pipeline import Workspace
 from ood_core.scores import get_method
 
-EXPECTED_SIZES = {("digits", "train"): 1257, ("digits", "test"): 540, ("letters", "test"): 600,
-                  ("textures", "test"): 600, ("photos", "test"): 600, ("faces", "test"): 200, ("noise", "test"): 600}
+EXPECTED_SIZES = {
+    ("digits", "train"): 1257,
+    ("digits", "test"): 540,
+    ("letters", "test"): 600,
+    ("textures", "test"): 600,
+    ("photos", "test"): 600,
+    ("faces", "test"): 200,
+    ("noise", "test"): 600,
+}
 
 
 @pytest.mark.parametrize("name,split", list(EXPECTED_SIZES))
@@ -34,11 +41,15 @@ def test_digit_splits_are_disjoint_and_cover_load_digits():
     train, _ = catalog.get_dataset("digits").load("train")
     test, _ = catalog.get_dataset("digits").load("test")
     assert len(train) + len(test) == len(load_digits().target)
-    assert set(np.bincount(test.labels)) <= set(range(50, 60)), "stratified: every class has 50–59 test images"
+    assert set(np.bincount(test.labels)) <= set(range(50, 60)), (
+        "stratified: every class has 50–59 test images"
+    )
 
 
 def test_demo_model_reaches_97_percent_and_reports_its_training(demo_model):
-    report = json.loads((config.cache_dir() / "models" / "demo_resnet.json").read_text())
+    report = json.loads(
+        (config.cache_dir() / "models" / "demo_resnet.json").read_text()
+    )
     assert report["test_accuracy"] >= 0.97 and report["seed"] == 0
     assert demo_model.probes.blocks == ("layer1.0", "layer2.0", "layer3.0", "layer4.0")
 
@@ -49,5 +60,7 @@ def test_teaching_contrast_nap_wins_where_energy_fails(demo_model):
     textures = ood["textures"]
     nap, energy = get_method("nap"), get_method("energy")
     nap_auroc = ood_metrics(nap.score(id_features), nap.score(textures))["AUROC"]
-    energy_auroc = ood_metrics(energy.score(id_features), energy.score(textures))["AUROC"]
+    energy_auroc = ood_metrics(energy.score(id_features), energy.score(textures))[
+        "AUROC"
+    ]
     assert nap_auroc >= 95 and energy_auroc < 50, (nap_auroc, energy_auroc)

@@ -14,7 +14,9 @@ def test_metrics_equal_sklearn_on_random_scores(seed):
     m = ood_metrics(id_scores, ood_scores)
     assert m["AUROC"] == pytest.approx(100 * roc_auc_score(labels, scores))
     assert m["AUPR-In"] == pytest.approx(100 * average_precision_score(labels, scores))
-    assert m["AUPR-Out"] == pytest.approx(100 * average_precision_score(1 - labels, -scores))
+    assert m["AUPR-Out"] == pytest.approx(
+        100 * average_precision_score(1 - labels, -scores)
+    )
 
 
 def test_fpr95_hand_worked_example():
@@ -31,7 +33,9 @@ def test_fpr95_brute_force_on_random_scores():
     id_scores, ood_scores = rng.normal(1, 1, 400), rng.normal(0, 1, 300)
     # Brute force: the largest threshold that keeps ≥ 95% of ID, then the OOD fraction at or above it.
     threshold = max(t for t in id_scores if (id_scores >= t).mean() >= 0.95)
-    assert fpr_at_tpr(id_scores, ood_scores) == pytest.approx((ood_scores >= threshold).mean())
+    assert fpr_at_tpr(id_scores, ood_scores) == pytest.approx(
+        (ood_scores >= threshold).mean()
+    )
 
 
 def test_perfect_separation_and_sign():
@@ -52,10 +56,29 @@ def test_id_accuracy_ignores_unknown_labels():
 
 def test_metrics_table_is_tidy_with_mean_rows():
     rng = np.random.default_rng(0)
-    results = {"A": (rng.normal(1, 1, 50), {"x": rng.normal(0, 1, 40), "y": rng.normal(0, 1, 30)}),
-               "B": (rng.normal(1, 1, 50), {"x": rng.normal(0, 1, 40)})}
+    results = {
+        "A": (
+            rng.normal(1, 1, 50),
+            {"x": rng.normal(0, 1, 40), "y": rng.normal(0, 1, 30)},
+        ),
+        "B": (rng.normal(1, 1, 50), {"x": rng.normal(0, 1, 40)}),
+    }
     table = metrics_table(results)
-    assert list(table.columns) == ["method", "ood_set", "AUROC", "FPR95", "AUPR-In", "AUPR-Out"]
-    assert table[["method", "ood_set"]].values.tolist() == [["A", "x"], ["A", "y"], ["A", "mean"], ["B", "x"]]
+    assert list(table.columns) == [
+        "method",
+        "ood_set",
+        "AUROC",
+        "FPR95",
+        "AUPR-In",
+        "AUPR-Out",
+    ]
+    assert table[["method", "ood_set"]].values.tolist() == [
+        ["A", "x"],
+        ["A", "y"],
+        ["A", "mean"],
+        ["B", "x"],
+    ]
     a = table[table.method == "A"].set_index("ood_set")
-    assert a.loc["mean", "AUROC"] == pytest.approx((a.loc["x", "AUROC"] + a.loc["y", "AUROC"]) / 2)
+    assert a.loc["mean", "AUROC"] == pytest.approx(
+        (a.loc["x", "AUROC"] + a.loc["y", "AUROC"]) / 2
+    )

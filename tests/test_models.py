@@ -37,8 +37,12 @@ def _write_images(folder, n, rng, modes=("RGB", "L", "RGBA")):
     for i in range(n):
         mode = modes[i % len(modes)]
         channels = {"RGB": 3, "L": None, "RGBA": 4}[mode]
-        shape = (int(rng.integers(20, 60)), int(rng.integers(20, 60))) + ((channels,) if channels else ())
-        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(folder / f"{i}.png")
+        shape = (int(rng.integers(20, 60)), int(rng.integers(20, 60))) + (
+            (channels,) if channels else ()
+        )
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(
+            folder / f"{i}.png"
+        )
 
 
 @pytest.fixture
@@ -52,20 +56,32 @@ def real_workspace(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=2)
     model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "weights" / "ok.pt")
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
+        tmp_path / "weights" / "ok.pt",
+    )
     monkeypatch.setenv("OOD_LAB_DATA_ROOT", str(tmp_path))
     monkeypatch.setenv("OOD_LAB_CACHE_DIR", str(tmp_path / "cache"))
 
     def register(weights="weights/ok.pt", classes=2):
-        (tmp_path / "ood_lab.toml").write_text(REGISTRY.format(weights=weights, classes=classes))
+        (tmp_path / "ood_lab.toml").write_text(
+            REGISTRY.format(weights=weights, classes=classes)
+        )
 
     register()
     return tmp_path, register
 
 
 def test_registered_model_and_datasets_extract_and_evaluate(real_workspace):
-    assert {"demo", "tiny"} <= set(catalog.models()) and {"shapes", "blobs", "digits"} <= set(catalog.datasets())
-    assert catalog.get_dataset("shapes").in_distribution and not catalog.get_dataset("blobs").in_distribution
+    assert {"demo", "tiny"} <= set(catalog.models()) and {
+        "shapes",
+        "blobs",
+        "digits",
+    } <= set(catalog.datasets())
+    assert (
+        catalog.get_dataset("shapes").in_distribution
+        and not catalog.get_dataset("blobs").in_distribution
+    )
     model = loaded_model("tiny")
     assert model.probes.blocks[-1] == "layer4.1" and model.probes.head == "fc"
     id_test = feature_set("tiny", "shapes", "test")
@@ -88,15 +104,22 @@ def test_changed_weights_get_a_new_cache_key(real_workspace):
 def test_checkpoint_with_wrong_shapes_is_named(real_workspace):
     _, register = real_workspace
     register(classes=7)
-    with pytest.raises(CheckpointError, match=r"ok\.pt does not fit architecture 'resnet18\+cifar_stem'.*fc\.weight"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"ok\.pt does not fit architecture 'resnet18\+cifar_stem'.*fc\.weight",
+    ):
         loaded_model("tiny")
 
 
 def test_pickle_refused_by_weights_only_is_a_clear_error(real_workspace):
     root, register = real_workspace
-    torch.save({"model": torch.nn.Linear(2, 2)}, root / "weights" / "pickle.pt")  # a whole module: not weights-only
+    torch.save(
+        {"model": torch.nn.Linear(2, 2)}, root / "weights" / "pickle.pt"
+    )  # a whole module: not weights-only
     register(weights="weights/pickle.pt")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*weights_only=True"):
+    with pytest.raises(
+        CheckpointError, match="cannot read checkpoint .*weights_only=True"
+    ):
         loaded_model("tiny")
 
 
@@ -111,7 +134,11 @@ def test_paths_outside_the_data_root_are_refused(real_workspace):
 
 
 def test_unknown_names_list_the_choices(real_workspace):
-    with pytest.raises(UnknownNameError, match="unknown model 'nope'; choose one of: demo, tiny"):
+    with pytest.raises(
+        UnknownNameError, match="unknown model 'nope'; choose one of: demo, tiny"
+    ):
         catalog.get_model("nope")
-    with pytest.raises(UnknownNameError, match="unknown split of dataset 'blobs' 'train'"):
+    with pytest.raises(
+        UnknownNameError, match="unknown split of dataset 'blobs' 'train'"
+    ):
         catalog.get_dataset("blobs").load("train")

@@ -16,11 +16,11 @@ def _loop(fn, logits):
 
 def test_output_scores_match_per_sample_formulas():
     logits = np.random.default_rng(0).normal(0, 3, (20, 7))
-    soft = lambda z: max(math.exp(v) for v in z) / sum(math.exp(v) for v in z)  # noqa: E731
+    soft = lambda z: max(math.exp(v) for v in z) / sum(math.exp(v) for v in z)
     assert msp(logits) == pytest.approx(_loop(soft, logits))
     assert max_logit(logits) == pytest.approx(_loop(max, logits))
     for t in (1.0, 2.5):
-        lse = lambda z, t=t: t * math.log(sum(math.exp(v / t) for v in z))  # noqa: E731
+        lse = lambda z, t=t: t * math.log(sum(math.exp(v / t) for v in z))
         assert energy(logits, t) == pytest.approx(_loop(lse, logits))
 
 
@@ -30,13 +30,20 @@ def test_energy_is_stable_for_large_logits():
 
 def test_nap_hand_worked_example():
     # Two channels: (max 3, mean 1) → (3/2)² = 2.25 ; (max 0, mean 0) → 0 ; average 1.125 with ε = 1.
-    assert nap(np.array([[3.0, 0.0]]), np.array([[1.0, 0.0]]), eps=1.0)[0] == pytest.approx(1.125)
+    assert nap(np.array([[3.0, 0.0]]), np.array([[1.0, 0.0]]), eps=1.0)[
+        0
+    ] == pytest.approx(1.125)
 
 
 def test_nap_matches_full_map_brute_force():
     maps = np.maximum(np.random.default_rng(1).normal(0, 1, (6, 5, 4, 4)), 0)
-    expected = [np.mean([(maps[i, c].max() / (maps[i, c].mean() + 0.5)) ** 2 for c in range(5)]) for i in range(6)]
-    assert nap(maps.max(axis=(2, 3)), maps.mean(axis=(2, 3)), eps=0.5) == pytest.approx(expected)
+    expected = [
+        np.mean([(maps[i, c].max() / (maps[i, c].mean() + 0.5)) ** 2 for c in range(5)])
+        for i in range(6)
+    ]
+    assert nap(maps.max(axis=(2, 3)), maps.mean(axis=(2, 3)), eps=0.5) == pytest.approx(
+        expected
+    )
 
 
 def _features(n=12, blocks=("b1", "b2")) -> FeatureSet:
@@ -51,8 +58,12 @@ def _features(n=12, blocks=("b1", "b2")) -> FeatureSet:
 def test_registry_scores_use_the_right_arrays_and_defaults():
     f = _features()
     assert get_method("energy").score(f) == pytest.approx(energy(f.logits, 1.0))
-    assert get_method("nap").score(f) == pytest.approx(nap(f.stat("b2", "max"), f.stat("b2", "mean"), 1.0))
-    assert get_method("nap").score(f, block="b1", eps=0.1) == pytest.approx(nap(f.stat("b1", "max"), f.stat("b1", "mean"), 0.1))
+    assert get_method("nap").score(f) == pytest.approx(
+        nap(f.stat("b2", "max"), f.stat("b2", "mean"), 1.0)
+    )
+    assert get_method("nap").score(f, block="b1", eps=0.1) == pytest.approx(
+        nap(f.stat("b1", "max"), f.stat("b1", "mean"), 0.1)
+    )
 
 
 def test_every_method_documents_paper_formula_and_parameter_ranges():
@@ -66,7 +77,9 @@ def test_parse_method_and_validation_errors():
     method, params = parse_method("nap:block=b1,eps=0.5")
     assert method.name == "nap" and params == {"block": "b1", "eps": "0.5"}
     f = _features()
-    assert method.score(f, **params) == pytest.approx(nap(f.stat("b1", "max"), f.stat("b1", "mean"), 0.5))
+    assert method.score(f, **params) == pytest.approx(
+        nap(f.stat("b1", "max"), f.stat("b1", "mean"), 0.5)
+    )
     with pytest.raises(UnknownNameError, match="unknown method 'nope'"):
         parse_method("nope")
     with pytest.raises(UnknownNameError, match="unknown block 'b9'"):

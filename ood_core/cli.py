@@ -13,6 +13,7 @@ from .cache import FeatureCache
 from .errors import OODLabError
 from .evaluation import accuracy, evaluate, workspace_features
 from .extract import ExtractionSettings
+from .models import LoadedModel
 from .pipeline import Workspace, feature_set, prepare_model
 from .scores import METHODS, parse_method
 
@@ -60,9 +61,10 @@ class _Bars:
             self.bar = None
 
 
-def _prepare(model: str, bars: _Bars) -> None:
-    prepare_model(model, bars.for_set(f"training {model} (epochs)"))
+def _prepare(model: str, bars: _Bars) -> LoadedModel:
+    loaded = prepare_model(model, bars.for_set(f"training {model} (epochs)"))
     bars.close()
+    return loaded
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -95,7 +97,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     methods = [parse_method(spec) for spec in args.methods]
     bars = _Bars()
-    _prepare(args.model, bars)
+    model = _prepare(args.model, bars)
+    for method, params in methods:  # fail on a bad parameter before any extraction
+        method.resolve(list(model.probes.blocks), params)
     workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
     id_features, ood_features = workspace_features(
         workspace, progress=lambda s, d, t: bars.for_set(s)(d, t)

@@ -115,7 +115,17 @@ try:
         st.caption(
             "Metrics in %, ID = positive class; every score is 'higher = more ID'. FPR95: lower is better."
         )
-        st.dataframe(results.round(2), hide_index=True, width="stretch")
+        auroc = results.pivot(index="method", columns="ood_set", values="AUROC").loc[
+            results.method.unique()
+        ]
+        st.dataframe(
+            auroc[[*ws.ood_datasets, *(["mean"] if "mean" in auroc else [])]].round(2),
+            width="stretch",
+        )
+        with st.expander(
+            "All metrics (AUROC, FPR95, AUPR-In, AUPR-Out) per method and OOD set"
+        ):
+            st.dataframe(results.round(2), hide_index=True, width="stretch")
         st.download_button(
             "Download CSV",
             results.to_csv(index=False),

@@ -43,22 +43,27 @@ def test_setup_extracts_the_demo_with_one_click_and_shows_results(fresh_cache):
         at.metric[0].label == "ID test accuracy"
         and float(at.metric[0].value.rstrip("%")) >= 97
     )
-    results = at.dataframe[1].value
-    assert set(results["ood_set"]) == {
+    auroc = at.dataframe[1].value
+    assert list(auroc.columns) == [
         "letters",
         "textures",
         "photos",
         "faces",
         "noise",
         "mean",
-    }
-    nap_textures = results[(results.method == "NAP") & (results.ood_set == "textures")][
-        "AUROC"
-    ].item()
-    energy_textures = results[
-        (results.method == "Energy") & (results.ood_set == "textures")
-    ]["AUROC"].item()
-    assert nap_textures >= 95 and energy_textures < 50
+    ]
+    assert list(auroc.index) == ["MSP", "MaxLogit", "Energy", "NAP"]
+    assert auroc.loc["NAP", "textures"] >= 95 and auroc.loc["Energy", "textures"] < 50
+    full = at.dataframe[2].value
+    assert len(full) == 24
+    assert list(full.columns) == [
+        "method",
+        "ood_set",
+        "AUROC",
+        "FPR95",
+        "AUPR-In",
+        "AUPR-Out",
+    ]
     inventory = at.dataframe[-1].value
     assert len(inventory) == 7 and set(inventory["status"]) == {"ok"}
 
@@ -78,7 +83,7 @@ def test_workspace_sidebar_changes_the_table(fresh_cache):
     at.session_state["workspace"] = Workspace(ood_datasets=("textures",))
     at.run()
     _no_errors(at)
-    assert set(at.dataframe[1].value["ood_set"]) == {"textures"}
+    assert list(at.dataframe[1].value.columns) == ["textures"]
 
 
 def test_deleting_an_entry_from_the_inventory(fresh_cache):

@@ -53,9 +53,9 @@ class Method:
         return {p.name: p.default for p in self.params}
 
     def resolve(
-        self, features: FeatureSet, params: Mapping[str, object] | None = None
+        self, blocks: list[str], params: Mapping[str, object] | None = None
     ) -> dict[str, object]:
-        """Defaults overridden by ``params``, validated against the ranges and the features' blocks."""
+        """Defaults overridden by ``params``, validated against the ranges and the probed ``blocks``."""
         values = {**self.defaults(), **(params or {})}
         unknown = set(values) - {p.name for p in self.params}
         if unknown:
@@ -66,12 +66,10 @@ class Method:
         for p in self.params:
             if p.kind == "block":
                 block = (
-                    features.blocks[-1]
-                    if values[p.name] == LAST_BLOCK
-                    else str(values[p.name])
+                    blocks[-1] if values[p.name] == LAST_BLOCK else str(values[p.name])
                 )
-                if block not in features.blocks:
-                    raise UnknownNameError("block", block, features.blocks)
+                if block not in blocks:
+                    raise UnknownNameError("block", block, blocks)
                 values[p.name] = block
             else:
                 try:
@@ -88,7 +86,7 @@ class Method:
 
     def score(self, features: FeatureSet, **params) -> np.ndarray:
         """Scores [N] of every sample in ``features`` (higher = more ID)."""
-        return self.fn(features, **self.resolve(features, params))
+        return self.fn(features, **self.resolve(features.blocks, params))
 
 
 ENERGY_PAPER = Paper(

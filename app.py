@@ -6,7 +6,11 @@ from pages.common import sidebar_workspace
 
 st.set_page_config(page_title="OOD Lab", page_icon=":material/biotech:", layout="wide")
 navigation = st.navigation(
-    [st.Page("pages/setup.py", title="Setup", icon=":material/tune:", default=True)]
+    [
+        st.Page("pages/setup.py", title="Setup", icon=":material/tune:", default=True),
+        st.Page("pages/nap.py", title="NAP", icon=":material/scatter_plot:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
+    ]
 )
 sidebar_workspace()
 navigation.run()

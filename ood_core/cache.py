@@ -63,7 +63,9 @@ class CacheKey:
     @classmethod
     def create(cls, model: dict, dataset: dict) -> CacheKey:
         model_dir = f"{model['name']}-{digest(model)[:12]}"
-        label = "-".join(str(dataset[k]) for k in ("dataset", "split") if k in dataset)
+        label = "-".join(
+            str(dataset[k]) for k in ("dataset", "split", "variant") if k in dataset
+        )
         entry_dir = (
             f"{label}-{digest({'dataset': dataset, 'format': FORMAT_VERSION})[:12]}"
         )

@@ -18,6 +18,7 @@ from .pipeline import Workspace, feature_set, prepare_model
 from .scores import METHODS, parse_method
 
 DEMO = Workspace()
+DEFAULT_METHODS = [name for name, method in METHODS.items() if not method.reinference]
 
 
 def _workspace_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,13 +102,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for method, params in methods:  # fail on a bad parameter before any extraction
         method.resolve(list(model.probes.blocks), params)
     workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
-    id_features, ood_features = workspace_features(
+    features = workspace_features(
         workspace, progress=lambda s, d, t: bars.for_set(s)(d, t)
     )
     bars.close()
-    table = evaluate(id_features, ood_features, methods)
+    table = evaluate(features, methods)
     print(
-        f"model {args.model}, ID {args.id_dataset} (accuracy {accuracy(id_features):.2f}%), metrics in %"
+        f"model {args.model}, ID {args.id_dataset} (accuracy {accuracy(features.id_test):.2f}%), metrics in %"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:
@@ -176,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_.add_argument(
         "--methods",
         nargs="+",
-        default=list(METHODS),
-        help="e.g. msp energy:T=2 nap:block=layer3.0,eps=1",
+        default=DEFAULT_METHODS,
+        help="e.g. msp energy:T=2 nap-energy:lambda=0.4 react:p=90 (default: every method but ODIN, "
+        "which re-runs the model)",
     )
     evaluate_.add_argument("--csv", help="also write the table to this CSV file")
     evaluate_.set_defaults(run=cmd_evaluate)

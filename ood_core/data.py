@@ -7,6 +7,7 @@ Real datasets are registered in the TOML file described in ``ood_core.registry_f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -103,6 +104,8 @@ def _demo_spec(
     provenance: str,
     generate: Callable[[], tuple[np.ndarray, np.ndarray]],
 ):
+    generate = functools.cache(generate)  # deterministic: generate once per process
+
     def build(split: str):
         images, labels = generate()
         identity = {
@@ -115,9 +118,14 @@ def _demo_spec(
     return DatasetSpec(name, description, provenance, ("test",), build)
 
 
+@functools.cache
+def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    return demo_data.digits(split)
+
+
 def _digits_spec() -> DatasetSpec:
     def build(split: str):
-        images, labels = demo_data.digits(split)
+        images, labels = _digits(split)
         identity = {
             "generator": "ood_core.demo_data.digits",
             "version": demo_data.GENERATOR_VERSION,

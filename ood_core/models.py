@@ -145,31 +145,43 @@ def _demo_weights_path() -> Path:
 
 
 def _demo_weights(progress: Progress | None) -> Path:
-    """The demo model's weights under the cache; trained (≈30 s, seeded) and saved atomically on first use."""
+    """The demo model's weights under the cache; trained (≈30 s, seeded) and saved atomically on first use.
+
+    The training report beside the weights records their sha256; a missing, truncated or edited file is retrained.
+    """
     path = _demo_weights_path()
+    if _demo_weights_intact(path):
+        return path
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder / "demo_resnet.lock"))
+        lock.acquire()
     except OSError as exc:
-        if path.exists():
-            return path
         raise OODLabError(
-            f"cannot create {folder} to store the demo model ({exc.strerror}); set OOD_LAB_CACHE_DIR"
+            f"cannot write the demo model to {folder} ({exc.strerror}); set OOD_LAB_CACHE_DIR"
         ) from exc
-    with FileLock(str(folder / "demo_resnet.lock")):
-        if path.exists():
-            try:
-                load_weights(demo_model.DemoResNet(), path, "demo")
-                return path
-            except CheckpointError:
-                path.unlink()  # a corrupt or outdated demo checkpoint is ours to rebuild
+    try:
+        if _demo_weights_intact(path):  # another process trained it while we waited
+            return path
         model, report = demo_model.train_demo_model(progress)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-demo-", suffix=".pt")
         os.close(fd)
         torch.save(model.state_dict(), tmp)
+        report["weights_sha256"] = file_sha256(Path(tmp))
         path.with_suffix(".json").write_text(json.dumps(report, indent=2))
         os.replace(tmp, path)
+    finally:
+        lock.release()
     return path
+
+
+def _demo_weights_intact(path: Path) -> bool:
+    try:
+        report = json.loads(path.with_suffix(".json").read_text())
+        return path.exists() and file_sha256(path) == report.get("weights_sha256")
+    except (OSError, ValueError):
+        return False
 
 
 def demo_spec() -> ModelSpec:

@@ -106,3 +106,46 @@ def cached_feature_set(
         return (cache or FeatureCache()).load(key)
     except CorruptEntry:
         return None
+
+
+def odin_feature_set(
+    features: FeatureSet,
+    temperature: float,
+    eps: float,
+    cache: FeatureCache | None = None,
+    progress: Progress | None = None,
+) -> FeatureSet:
+    """ODIN scores for the same model and dataset split as ``features``, re-inferred once per (T, ε) and cached."""
+    from .odin import odin_scores
+
+    cache = cache or FeatureCache()
+    model = loaded_model(features.meta["model"]["name"])
+    dataset = features.meta["dataset"]
+    key, images = cache_key(model, dataset["dataset"], dataset["split"])
+    variant = {
+        "variant": f"odin-T{temperature:g}-eps{eps:g}",
+        "odin": {"T": temperature, "eps": eps},
+    }
+    key = CacheKey.create(key.model, {**key.dataset, **variant})
+
+    def build(writer):
+        scores, rows = odin_scores(
+            model.module,
+            images.with_transform(model.transform),
+            model.spec.std,
+            temperature,
+            eps,
+            DEFAULT_SETTINGS,
+            progress,
+        )
+        writer.put("odin", scores)
+        writer.put("index", rows)
+        return {"probes": list(model.probes.blocks)}
+
+    return cache.get_or_create(key, build)
+
+
+def sample_image(dataset: str, split: str | None, row: int):
+    """The untransformed image of ``dataset:split`` at dataset row ``row`` (for galleries)."""
+    images, _ = catalog.get_dataset(dataset).load(split)
+    return images.image(row)

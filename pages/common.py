@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from ood_core import catalog
 from ood_core.errors import OODLabError
+from ood_core.evaluation import WorkspaceFeatures, cached_workspace_features
 from ood_core.pipeline import Workspace
+from ood_core.scores.registry import Method
 
 ID_COLOUR = "#1f77b4"
 OOD_COLOURS = px.colors.qualitative.Set2
+
+
+def ensure_app_shell() -> None:
+    """Run pages only inside app.py's shell (sidebar + ``st.navigation``).
+
+    Streamlit treats a ``pages/`` folder beside the entry script as its legacy auto-navigation until some session
+    calls ``st.navigation``; a deep link (e.g. ``/nap``) opened first on a fresh server would then run the page file
+    alone. This switches the legacy mode off and reruns, so app.py runs and resolves the same URL.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def colour_of(dataset: str, workspace: Workspace) -> str:
@@ -59,3 +77,110 @@ def sidebar_workspace() -> None:
             key="ood_sets",
         )
         st.session_state["workspace"] = Workspace(model, id_dataset, tuple(ood))
+
+
+def colour(name: str) -> str:
+    """Colour of a set label as used in figures ("ID" or an OOD set name)."""
+    ws = workspace()
+    return ID_COLOUR if name in ("ID", ws.id_dataset) else colour_of(name, ws)
+
+
+def require_features() -> WorkspaceFeatures:
+    """The workspace's cached features, or a pointer to the Setup page (and stop) if anything is missing."""
+    try:
+        features = cached_workspace_features(workspace())
+    except OODLabError as exc:
+        st.error(str(exc))
+        st.stop()
+    if features is None or not features.ood:
+        st.info(
+            "This page reads cached features. Prepare them on the Setup page first (one click)."
+        )
+        st.page_link("pages/setup.py", label="Go to Setup", icon=":material/tune:")
+        st.stop()
+    for f in [features.id_test, *features.ood.values()]:
+        for note in f.notes:
+            st.warning(note)
+    return features
+
+
+def intro(text: str, method: Method) -> None:
+    """The page's plain-language opening, the method's formula and its paper."""
+    st.markdown(text)
+    st.latex(method.formula)
+    st.caption(
+        f"Paper: [{method.paper.title}]({method.paper.url}) ({method.paper.venue}). Scores: higher = more ID."
+    )
+
+
+def param_controls(
+    method: Method, blocks: list[str], key: str, skip: tuple[str, ...] = ()
+) -> dict:
+    """One widget per parameter of ``method`` (sliders for numbers, a select box for the block)."""
+    values = {}
+    for p in method.params:
+        if p.name in skip:
+            continue
+        widget_key = f"{key}:{method.name}:{p.name}"
+        if p.kind == "block":
+            values[p.name] = st.selectbox(
+                f"{p.name}", blocks, index=len(blocks) - 1, key=widget_key, help=p.help
+            )
+        elif p.kind == "int":
+            values[p.name] = st.slider(
+                p.name,
+                int(p.low),
+                int(p.high),
+                int(p.default),
+                int(p.step),
+                key=widget_key,
+                help=p.help,
+            )
+        else:
+            values[p.name] = st.slider(
+                p.name,
+                float(p.low),
+                float(p.high),
+                float(p.default),
+                float(p.step),
+                key=widget_key,
+                help=p.help,
+            )
+    return values
+
+
+def histogram_figure(
+    histogram: pd.DataFrame, title: str, x_title: str = "score"
+) -> go.Figure:
+    """Overlaid density histograms from server-side bins (``ood_core.analysis.binned``)."""
+    figure = go.Figure()
+    for name, part in histogram.groupby("set", sort=False):
+        figure.add_bar(
+            x=part["centre"],
+            y=part["density"],
+            width=part["right"] - part["left"],
+            name=name,
+            marker_color=colour(name),
+            opacity=0.55,
+        )
+    figure.update_layout(
+        barmode="overlay",
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title="density",
+        height=330,
+        margin={"t": 40, "b": 30},
+    )
+    return figure
+
+
+def metric_cards(table: pd.DataFrame, reference: pd.DataFrame | None = None) -> None:
+    """One AUROC/FPR95 card per OOD set (delta against ``reference`` rows with the same ood_set)."""
+    rows = table.set_index("ood_set")
+    columns = st.columns(len(rows))
+    for column, (name, row) in zip(columns, rows.iterrows()):
+        delta = None
+        if reference is not None:
+            delta = f"{row['AUROC'] - reference.set_index('ood_set').loc[name, 'AUROC']:+.2f} vs base"
+        column.metric(f"AUROC · {name}", f"{row['AUROC']:.2f}", delta)
+        column.caption(f"FPR95 {row['FPR95']:.2f}")

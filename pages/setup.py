@@ -8,11 +8,12 @@ import streamlit as st
 from ood_core import catalog
 from ood_core.cache import FeatureCache
 from ood_core.errors import OODLabError
-from ood_core.evaluation import accuracy, evaluate
+from ood_core.evaluation import accuracy, cached_workspace_features, evaluate
 from ood_core.pipeline import cached_feature_set, feature_set, prepare_model
-from ood_core.scores import METHODS
-from pages.common import workspace
+from ood_core.scores import get_method
+from pages.common import ensure_app_shell, workspace
 
+ensure_app_shell()
 st.title("Setup")
 st.markdown(
     "OOD Lab runs the classifier **once** over the in-distribution (ID) and OOD images and caches compact per-layer "
@@ -20,6 +21,7 @@ st.markdown(
     "features). Every page then scores, plots and tunes detectors from that cache in milliseconds."
 )
 
+FIRST_METHODS = ("msp", "maxlogit", "energy", "nap")
 ws = workspace()
 cache = FeatureCache()
 
@@ -100,20 +102,17 @@ try:
     st.dataframe(table, hide_index=True, width="stretch")
 
     st.subheader("First results")
-    id_features = cached_feature_set(ws.model, ws.id_dataset, "test", cache)
-    ood = {
-        name: cached_feature_set(ws.model, name, None, cache)
-        for name in ws.ood_datasets
-    }
-    if id_features is None or any(v is None for v in ood.values()) or not ood:
+    features = cached_workspace_features(ws, cache)
+    if features is None or not features.ood:
         st.info(
             "Prepare the features (button above) and pick at least one OOD set to see results."
         )
     else:
-        st.metric("ID test accuracy", f"{accuracy(id_features):.2f}%")
-        results = evaluate(id_features, ood, [(m, {}) for m in METHODS.values()])
+        st.metric("ID test accuracy", f"{accuracy(features.id_test):.2f}%")
+        results = evaluate(features, [(get_method(name), {}) for name in FIRST_METHODS])
         st.caption(
-            "Metrics in %, ID = positive class; every score is 'higher = more ID'. FPR95: lower is better."
+            "AUROC in % of four minimal scores (every method is on the Compare page). ID = positive class; every "
+            "score is 'higher = more ID', so 50 is chance and below 50 the score ranks OOD above ID."
         )
         auroc = results.pivot(index="method", columns="ood_set", values="AUROC").loc[
             results.method.unique()
@@ -123,7 +122,7 @@ try:
             width="stretch",
         )
         with st.expander(
-            "All metrics (AUROC, FPR95, AUPR-In, AUPR-Out) per method and OOD set"
+            "All metrics (AUROC, FPR95 — lower is better —, AUPR-In, AUPR-Out)"
         ):
             st.dataframe(results.round(2), hide_index=True, width="stretch")
         st.download_button(

@@ -1,4 +1,4 @@
-"""Neural Activation Prior (NAP) score (seed 002, "Out-of-Distribution Detection using Neural Activation Prior")."""
+"""Neural Activation Prior (NAP) and its combination NAP-X (seed 002)."""
 
 from __future__ import annotations
 
@@ -17,3 +17,24 @@ def nap(
         np.asarray(channel_mean, np.float64) + eps
     )
     return np.mean(ratio**2, axis=1)
+
+
+def log_softplus(s: np.ndarray) -> np.ndarray:
+    """``log(log(1 + eˢ))``, stable for very negative s (where it tends to s)."""
+    s = np.asarray(s, np.float64)
+    safe = np.where(s > -30, s, 0.0)
+    return np.where(s > -30, np.log(np.logaddexp(0.0, safe)), s)
+
+
+def nap_combined(
+    base: np.ndarray, nap_score: np.ndarray, lam: float, positive_base: bool
+) -> np.ndarray:
+    """NAP-X: ``log S = λ·log g(S_X) + (1−λ)·log S_NAP``, the log of the paper's ``g(S_X)^λ · S_NAP^(1−λ)``.
+
+    ``g`` maps the base score to (0, ∞) so the power is defined: the identity for scores that are already
+    positive (MSP), ``softplus(s) = log(1 + eˢ)`` for scores that can be ≤ 0 (energy family, −KNN distance).
+    Both are strictly increasing, so λ = 1 ranks exactly like X and λ = 0 exactly like NAP; softplus(s) ≈ s for
+    the large positive energies the paper combines. The log is monotone, so every metric equals the product's.
+    """
+    log_base = np.log(np.maximum(base, 1e-300)) if positive_base else log_softplus(base)
+    return lam * log_base + (1 - lam) * np.log(np.maximum(nap_score, 1e-300))

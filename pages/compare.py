@@ -1,0 +1,140 @@
+"""Compare: every method on every OOD set, with live hyperparameters, ROC curves and score histograms."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from ood_core import analysis
+from ood_core.scores import METHODS
+from pages.common import (
+    colour,
+    ensure_app_shell,
+    histogram_figure,
+    param_controls,
+    require_features,
+)
+
+ensure_app_shell()
+st.title("Compare methods")
+st.markdown(
+    "Every registered detector scored from the same cache: output-based (MSP, MaxLogit, Energy, ODIN), "
+    "feature-space (Mahalanobis, KNN), activation shaping (ReAct, DICE, ASH) and the activation prior (NAP, NAP-X). "
+    "Move any hyperparameter: only that method is recomputed from cached arrays — no model call (except ODIN, which "
+    "re-runs the model once per (T, ε) and caches the result)."
+)
+with st.expander("Formulas and papers of every method"):
+    for method in METHODS.values():
+        st.markdown(
+            f"**{method.label}** — [{method.paper.title}]({method.paper.url}), {method.paper.venue}"
+        )
+        st.latex(method.formula)
+features = require_features()
+blocks = features.id_test.blocks
+include_odin = st.toggle(
+    "Include ODIN",
+    value=False,
+    key="compare_odin",
+    help="ODIN perturbs the inputs, so it needs the model again: computed on demand, cached per (T, ε).",
+)
+candidates = [m for m in METHODS.values() if include_odin or not m.reinference]
+
+
+@st.fragment
+def comparison() -> None:
+    results = st.container()
+    params = {}
+    with st.expander(
+        "Hyperparameters (paper defaults preset; each slider recomputes its method)",
+        expanded=True,
+    ):
+        tunable = [m for m in candidates if m.params]
+        for row in range(0, len(tunable), 4):
+            for column, method in zip(st.columns(4), tunable[row : row + 4]):
+                with column.container(border=True):
+                    st.markdown(f"**{method.label}**")
+                    params[method.name] = param_controls(method, blocks, "compare")
+    methods = [(m, params.get(m.name, {})) for m in candidates]
+    order = [m.label for m, _ in methods]
+    sets = [*features.ood, *(["mean"] if len(features.ood) > 1 else [])]
+    with results:
+        with st.spinner("Scoring…"):
+            table = analysis.all_methods_table(features, methods)
+        auroc_tab, fpr_tab, all_tab = st.tabs(["AUROC ↑", "FPR95 ↓", "All metrics"])
+        for tab, metric in ((auroc_tab, "AUROC"), (fpr_tab, "FPR95")):
+            pivot = (
+                table.pivot(index="method", columns="ood_set", values=metric)
+                .loc[order, sets]
+                .round(2)
+            )
+            tab.dataframe(
+                pivot,
+                width="stretch",
+                height=35 * (len(order) + 1) + 3,
+                key=f"compare_{metric}",
+            )
+        all_tab.dataframe(table.round(2), hide_index=True, width="stretch")
+        st.download_button(
+            "Download table (CSV)",
+            table.to_csv(index=False),
+            "ood_lab_compare.csv",
+            "text/csv",
+        )
+
+    left, right = st.columns(2)
+    with left:
+        ood_set = st.selectbox(
+            "ROC curves on", list(features.ood), key="compare_roc_set"
+        )
+        shown = st.multiselect(
+            "Methods",
+            order,
+            default=[m for m in ("Energy", "NAP", "NAP-Energy") if m in order],
+            key="compare_roc_methods",
+        )
+        curves = []
+        for method, p in methods:
+            if method.label in shown:
+                id_scores, ood_scores = features.scores(method, p)
+                curves.append(
+                    analysis.roc_points(id_scores, ood_scores[ood_set]).assign(
+                        method=method.label
+                    )
+                )
+        if curves:
+            import pandas as pd
+
+            figure = px.line(
+                pd.concat(curves),
+                x="fpr",
+                y="tpr",
+                color="method",
+                title=f"ROC, ID vs {ood_set}",
+                labels={"fpr": "FPR (OOD accepted)", "tpr": "TPR (ID kept)"},
+            )
+            figure.add_hline(y=0.95, line_dash="dot", annotation_text="TPR 95%")
+            figure.update_layout(height=400, margin={"t": 40, "b": 30})
+            st.plotly_chart(figure, width="stretch", key="compare_roc")
+    with right:
+        label = st.selectbox(
+            "Score histogram of",
+            order,
+            index=order.index("NAP") if "NAP" in order else 0,
+            key="compare_hist_method",
+        )
+        method, p = next((m, p) for m, p in methods if m.label == label)
+        id_scores, ood_scores = features.scores(method, p)
+        histogram = analysis.binned({"ID": id_scores, **ood_scores})
+        st.plotly_chart(
+            histogram_figure(histogram, f"{label}: ID vs OOD scores"),
+            width="stretch",
+            key="compare_hist",
+        )
+    st.caption(
+        "Colours: ID "
+        + ", ".join(f"{name}" for name in features.ood)
+        + f" — ID is {colour('ID')}."
+    )
+
+
+comparison()

@@ -1,0 +1,128 @@
+"""AppTest of the analysis pages: they render from the cache, and their sliders change what is shown."""
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ood_core.evaluation import workspace_features
+from ood_core.metrics import ood_metrics
+from ood_core.pipeline import Workspace
+from ood_core.scores import get_method
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture(scope="module")
+def extracted(demo_model):
+    workspace_features(Workspace())  # every demo set in the session cache
+
+
+def _open(page: str, workspace: Workspace | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    if workspace is not None:
+        at.session_state["workspace"] = workspace
+    at.switch_page(page).run()
+    _no_errors(at)
+    return at
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _chart(at: AppTest, index: int) -> dict:
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def _cards(at: AppTest) -> dict[str, float]:
+    return {m.label: float(m.value) for m in at.metric}
+
+
+def test_nap_lambda_slider_changes_the_auroc(extracted):
+    at = _open("pages/nap.py")
+    before = _cards(at)
+    assert set(before) == {
+        f"AUROC · {s}"
+        for s in ("letters", "textures", "photos", "faces", "noise", "mean")
+    }
+    at.slider(key="nap_lambda").set_value(0.0).run()
+    _no_errors(at)
+    after = _cards(at)
+    assert after != before
+    features = workspace_features(Workspace())
+    nap = get_method("nap")
+    for name, f in features.ood.items():  # λ = 0 is NAP alone (last block, ε = 1)
+        expected = ood_metrics(nap.score(features.id_test), nap.score(f))["AUROC"]
+        assert after[f"AUROC · {name}"] == pytest.approx(expected, abs=0.006)
+
+
+def test_nap_block_switch_changes_the_prior_plot(extracted):
+    at = _open("pages/nap.py")
+    first = _chart(at, 0)
+    at.selectbox(key="nap_prior_block").set_value("layer1.0").run()
+    _no_errors(at)
+    second = _chart(at, 0)
+    assert second["layout"]["title"]["text"].startswith("layer1.0")
+    assert second["data"][0]["x"] != first["data"][0]["x"]
+
+
+def test_nap_depth_section_covers_every_block(extracted):
+    at = _open("pages/nap.py")
+    bars = _chart(at, 2)
+    assert sorted({x for trace in bars["data"] for x in trace["x"]}) == [
+        "layer1.0",
+        "layer2.0",
+        "layer3.0",
+        "layer4.0",
+    ]
+
+
+@pytest.mark.parametrize("ood_set", ["letters", "textures", "photos", "faces", "noise"])
+def test_nap_and_compare_render_for_every_single_ood_set(extracted, ood_set):
+    workspace = Workspace(ood_datasets=(ood_set,))
+    for page in ("pages/nap.py", "pages/compare.py"):
+        _open(page, workspace)
+
+
+def test_nap_every_base_method_renders(extracted):
+    at = _open("pages/nap.py")
+    for base in [o for o in at.selectbox(key="nap_base").options]:
+        at.selectbox(key="nap_base").set_value(base).run()
+        _no_errors(at)
+
+
+def test_compare_slider_recomputes_only_its_method(extracted):
+    at = _open("pages/compare.py")
+    table = at.dataframe[0].value
+    assert {
+        "MSP",
+        "Energy",
+        "Mahalanobis",
+        "KNN",
+        "ReAct",
+        "DICE",
+        "ASH-S",
+        "NAP",
+        "NAP-Energy",
+    } <= set(table.index)
+    assert "ODIN" not in table.index
+    at.slider(key="compare:react:p").set_value(60.0).run()
+    _no_errors(at)
+    changed = at.dataframe[0].value
+    assert changed.loc["ReAct", "mean"] != table.loc["ReAct", "mean"]
+    assert changed.drop(index="ReAct").equals(table.drop(index="ReAct"))
+
+
+def test_compare_roc_and_histogram_follow_their_selectors(extracted):
+    at = _open("pages/compare.py")
+    at.selectbox(key="compare_roc_set").set_value("noise").run()
+    at.selectbox(key="compare_hist_method").set_value("KNN").run()
+    _no_errors(at)
+    titles = [
+        c["layout"]["title"]["text"]
+        for c in map(json.loads, (c.proto.spec for c in at.get("plotly_chart")))
+    ]
+    assert "ROC, ID vs noise" in titles and "KNN: ID vs OOD scores" in titles

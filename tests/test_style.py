@@ -33,3 +33,10 @@ def test_core_library_never_imports_streamlit():
         if "import streamlit" in p.read_text()
     ]
     assert offenders == []
+
+
+def test_readme_lists_every_registered_method():
+    from ood_core.scores import METHODS
+
+    readme = (REPO / "README.md").read_text()
+    assert [name for name in METHODS if f"| `{name}` |" not in readme] == []

@@ -9,6 +9,11 @@ navigation = st.navigation(
     [
         st.Page("pages/setup.py", title="Setup", icon=":material/tune:", default=True),
         st.Page("pages/nap.py", title="NAP", icon=":material/scatter_plot:"),
+        st.Page(
+            "pages/block_selection.py",
+            title="Block Selection",
+            icon=":material/layers:",
+        ),
         st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
     ]
 )

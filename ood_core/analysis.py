@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_curve
 
 from .evaluation import WorkspaceFeatures
@@ -121,3 +122,26 @@ def extremes(
     top = pooled.head(count).assign(end="most ID-like")
     bottom = pooled.tail(count).iloc[::-1].assign(end="most OOD-like")
     return pd.concat([top, bottom], ignore_index=True)
+
+
+def block_selection_table(
+    features: WorkspaceFeatures, ratios: pd.Series
+) -> tuple[pd.DataFrame, float]:
+    """NormRatio next to the true FeatureNorm AUROC of every block on every OOD set (and their mean), plus the
+    Spearman rank correlation between NormRatio and the mean AUROC across blocks."""
+    sweep = block_sweep(features, "featurenorm")
+    auroc = sweep.pivot(index="block", columns="ood_set", values="AUROC").loc[
+        list(ratios.index)
+    ]
+    table = pd.concat([ratios.rename("NormRatio"), auroc.add_prefix("AUROC ")], axis=1)
+    mean = (
+        table["AUROC mean"]
+        if "AUROC mean" in table
+        else table.filter(like="AUROC").mean(axis=1)
+    )
+    rho = (
+        spearmanr(table["NormRatio"], mean).statistic
+        if len(table) > 2
+        else float("nan")
+    )
+    return table.rename_axis("block").reset_index(), float(rho)

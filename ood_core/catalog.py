@@ -58,6 +58,15 @@ def models() -> dict[str, ModelSpec]:
 
 
 def get_dataset(name: str) -> DatasetSpec:
+    base, _, variant = name.partition("@jigsaw")
+    if variant:
+        from .block_selection import jigsaw_variant
+
+        if not variant.isdigit() or not 2 <= int(variant) <= 16:
+            raise OODLabError(
+                f"'{name}': the jigsaw grid size must be an integer from 2 to 16"
+            )
+        return jigsaw_variant(get_dataset(base), int(variant))
     known = datasets()
     if name not in known:
         raise UnknownNameError("dataset", name, list(known))

@@ -9,9 +9,16 @@ from collections.abc import Sequence
 from tqdm import tqdm
 
 from . import catalog
+from .block_selection import (
+    JIGSAW_DEFAULT_N,
+    jigsaw_name,
+    jigsaw_rows,
+    norm_ratio,
+    select_block,
+)
 from .cache import FeatureCache
 from .errors import OODLabError
-from .evaluation import accuracy, evaluate, workspace_features
+from .evaluation import accuracy, evaluate, workspace_features, workspace_sets
 from .extract import ExtractionSettings
 from .models import LoadedModel
 from .pipeline import Workspace, feature_set, prepare_model
@@ -70,15 +77,10 @@ def _prepare(model: str, bars: _Bars) -> LoadedModel:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     settings = ExtractionSettings(args.batch_size, args.device, args.amp, args.workers)
+    workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
+    targets = workspace_sets(workspace)  # fails on an unknown name before any work
     bars = _Bars()
     _prepare(args.model, bars)
-    targets = [
-        (args.id_dataset, split)
-        for split in catalog.get_dataset(args.id_dataset).splits
-    ]
-    targets += [(name, None) for name in args.ood]
-    for name in args.ood:
-        catalog.get_dataset(name)  # fail on a typo before any work
     for name, split in targets:
         label = f"{name}:{split}" if split else name
         features = feature_set(
@@ -88,10 +90,35 @@ def cmd_extract(args: argparse.Namespace) -> int:
         for note in features.notes:
             print(f"warning: {note}", file=sys.stderr)
         skipped = features.meta.get("skipped", 0)
-        print(
-            f"{label:<16} {len(features):>7} rows  {features.root}"
-            + (f"  ({skipped} unreadable images skipped)" if skipped else "")
-        )
+        suffix = f"  ({skipped} unreadable images skipped)" if skipped else ""
+        print(f"{label:<22} {len(features):>7} rows  {features.root}{suffix}")
+    return 0
+
+
+def cmd_select_block(args: argparse.Namespace) -> int:
+    bars = _Bars()
+    _prepare(args.model, bars)
+    id_name = args.id_dataset
+    train = feature_set(
+        args.model, id_name, "train", progress=bars.for_set(f"{id_name}:train")
+    )
+    jigsaw = feature_set(
+        args.model,
+        jigsaw_name(id_name, args.grid),
+        "train",
+        progress=bars.for_set(f"{id_name} jigsaw {args.grid}x{args.grid}"),
+    )
+    bars.close()
+    ratios = norm_ratio(
+        train, jigsaw, jigsaw_rows(int(jigsaw.meta["dataset"]["base"]["n"]))
+    )
+    chosen = select_block(ratios)
+    print(
+        f"NormRatio = mean_i FN_b(x_i) / FN_b(jigsaw_{args.grid}(x_i)) over {len(jigsaw)} {id_name} train images"
+    )
+    for block, value in ratios.items():
+        print(f"  {block:<16} {value:8.4f}{'  <- selected' if block == chosen else ''}")
+    print(f"selected block: {chosen}")
     return 0
 
 
@@ -100,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     bars = _Bars()
     model = _prepare(args.model, bars)
     for method, params in methods:  # fail on a bad parameter before any extraction
-        method.resolve(list(model.probes.blocks), params)
+        method.validate(list(model.probes.blocks), params)
     workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
     features = workspace_features(
         workspace, progress=lambda s, d, t: bars.for_set(s)(d, t)
@@ -183,6 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate_.add_argument("--csv", help="also write the table to this CSV file")
     evaluate_.set_defaults(run=cmd_evaluate)
+    select = sub.add_parser(
+        "select-block",
+        help="NormRatio per block on jigsaw pseudo-OOD and the chosen block",
+    )
+    select.add_argument("--model", default=DEMO.model)
+    select.add_argument("--id", dest="id_dataset", default=DEMO.id_dataset)
+    select.add_argument(
+        "--grid",
+        type=int,
+        default=JIGSAW_DEFAULT_N,
+        help="jigsaw grid size n (default 3)",
+    )
+    select.set_defaults(run=cmd_select_block)
     sub.add_parser("list", help="list models, datasets and methods").set_defaults(
         run=cmd_list
     )

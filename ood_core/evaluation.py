@@ -8,10 +8,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .block_selection import (
+    JIGSAW_DEFAULT_N,
+    jigsaw_name,
+    jigsaw_rows,
+    norm_ratio,
+    select_block,
+)
 from .cache import FeatureCache, FeatureSet
+from .errors import OODLabError
 from .metrics import id_accuracy, metrics_table
 from .pipeline import Workspace, cached_feature_set, feature_set
-from .scores.registry import Method
+from .scores.registry import SELECTED_BLOCK, Method
 from .train_stats import TrainStats, train_stats
 
 Progress = Callable[[str, int, int], None]
@@ -19,22 +27,44 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class WorkspaceFeatures:
-    """Cached features of a workspace: ID test, ID train (for train statistics) and each OOD set."""
+    """Cached features of a workspace: ID test, ID train (train statistics), the jigsaw version of ID train
+    (block selection) and each OOD set."""
 
     id_test: FeatureSet
     id_train: FeatureSet | None
     ood: dict[str, FeatureSet]
+    jigsaw: FeatureSet | None = None
 
     @property
     def train(self) -> TrainStats | None:
         return train_stats(self.id_train) if self.id_train is not None else None
 
+    def normratio(self, jigsaw: FeatureSet | None = None) -> pd.Series:
+        """NormRatio per block from ID train and its jigsaw version (default: the workspace's n = 3 set)."""
+        jigsaw = jigsaw or self.jigsaw
+        if self.id_train is None or jigsaw is None:
+            raise OODLabError(
+                "block selection needs the ID train split and its jigsaw version; extract them on Setup"
+            )
+        base_rows = jigsaw_rows(int(jigsaw.meta["dataset"]["base"]["n"]))
+        return norm_ratio(self.id_train, jigsaw, base_rows)
+
+    @property
+    def selected_block(self) -> str:
+        """The NormRatio-selected block (argmax over the probed blocks)."""
+        return select_block(self.normratio())
+
     def scores(
         self, method: Method, params: dict | None = None
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """ID test scores and per-OOD-set scores of one method."""
+        """ID test and per-OOD-set scores of one method (``block="selected"`` → the NormRatio choice)."""
         train = self.train if method.needs_train else None
-        params = params or {}
+        params = {**method.defaults(), **(params or {})}
+        if SELECTED_BLOCK in params.values():
+            params = {
+                k: self.selected_block if v == SELECTED_BLOCK else v
+                for k, v in params.items()
+            }
         return method.score(self.id_test, train, **params), {
             name: method.score(f, train, **params) for name, f in self.ood.items()
         }
@@ -56,34 +86,45 @@ def workspace_features(
             workspace.model, name, split, cache=cache, progress=report(label)
         )
 
-    id_test = load(workspace.id_dataset, "test")
-    id_train = (
-        load(workspace.id_dataset, "train")
-        if "train" in _splits(workspace.id_dataset)
-        else None
-    )
-    return WorkspaceFeatures(
-        id_test, id_train, {name: load(name, None) for name in workspace.ood_datasets}
-    )
+    return _assemble(workspace, load)
 
 
 def cached_workspace_features(
     workspace: Workspace, cache: FeatureCache | None = None
 ) -> WorkspaceFeatures | None:
     """The workspace's features if every set is already cached (never extracts); ``None`` otherwise."""
-    id_test = cached_feature_set(workspace.model, workspace.id_dataset, "test", cache)
-    id_train = (
-        cached_feature_set(workspace.model, workspace.id_dataset, "train", cache)
-        if "train" in _splits(workspace.id_dataset)
-        else None
+    features = _assemble(
+        workspace,
+        lambda name, split: cached_feature_set(workspace.model, name, split, cache),
     )
-    ood = {
-        name: cached_feature_set(workspace.model, name, None, cache)
-        for name in workspace.ood_datasets
-    }
-    if id_test is None or any(f is None for f in ood.values()):
+    if features.id_test is None or any(f is None for f in features.ood.values()):
         return None
-    return WorkspaceFeatures(id_test, id_train, ood)
+    return features
+
+
+def workspace_sets(workspace: Workspace) -> list[tuple[str, str | None]]:
+    """Every (dataset, split) a workspace reads: ID test, ID train and its jigsaw version if the ID set has a
+    train split, then each OOD set."""
+    sets: list[tuple[str, str | None]] = [(workspace.id_dataset, "test")]
+    if "train" in _splits(workspace.id_dataset):
+        sets += [
+            (workspace.id_dataset, "train"),
+            (jigsaw_name(workspace.id_dataset, JIGSAW_DEFAULT_N), "train"),
+        ]
+    return sets + [(name, None) for name in workspace.ood_datasets]
+
+
+def _assemble(workspace: Workspace, load) -> WorkspaceFeatures:
+    loaded = {
+        (name, split): load(name, split) for name, split in workspace_sets(workspace)
+    }
+    jigsaw = jigsaw_name(workspace.id_dataset, JIGSAW_DEFAULT_N)
+    return WorkspaceFeatures(
+        id_test=loaded[workspace.id_dataset, "test"],
+        id_train=loaded.get((workspace.id_dataset, "train")),
+        ood={name: loaded[name, None] for name in workspace.ood_datasets},
+        jigsaw=loaded.get((jigsaw, "train")),
+    )
 
 
 def _splits(dataset: str) -> tuple[str, ...]:

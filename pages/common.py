@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -14,6 +16,7 @@ from ood_core.pipeline import Workspace
 from ood_core.scores.registry import Method
 
 ID_COLOUR = "#1f77b4"
+PSEUDO_OOD_COLOUR = "#7f7f7f"
 OOD_COLOURS = px.colors.qualitative.Set2
 
 
@@ -21,14 +24,26 @@ def ensure_app_shell() -> None:
     """Run pages only inside app.py's shell (sidebar + ``st.navigation``).
 
     Streamlit treats a ``pages/`` folder beside the entry script as its legacy auto-navigation until some session
-    calls ``st.navigation``; a deep link (e.g. ``/nap``) opened first on a fresh server would then run the page file
-    alone. This switches the legacy mode off and reruns, so app.py runs and resolves the same URL.
+    calls ``st.navigation``; a deep link (e.g. ``/nap``) opened first on a fresh server then runs the page file alone.
+    That legacy navigation registers the entry script itself as a page, which ours never does: if so, switch the
+    legacy mode off and rerun, so app.py runs and resolves the same URL. Under AppTest (which re-enters the legacy
+    mode before every run and runs only the page) the sidebar is drawn in place, so tests see the real workspace.
     """
+    from streamlit import config
     from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    ctx = get_script_run_ctx()
+    pages = ctx.pages_manager.get_pages().values() if ctx else []
+    if not any(
+        Path(str(page.get("script_path", ""))).name == "app.py" for page in pages
+    ):
+        return  # app.py's navigation is in charge
+    if config.get_option("global.appTest"):
+        sidebar_workspace()  # a rerun would drop a clicked button's value in AppTest
+        return
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 def colour_of(dataset: str, workspace: Workspace) -> str:
@@ -80,9 +95,11 @@ def sidebar_workspace() -> None:
 
 
 def colour(name: str) -> str:
-    """Colour of a set label as used in figures ("ID" or an OOD set name)."""
+    """Colour of a set label in figures: ID blue, each OOD set its own, anything else (pseudo-OOD) grey."""
     ws = workspace()
-    return ID_COLOUR if name in ("ID", ws.id_dataset) else colour_of(name, ws)
+    if name in ("ID", ws.id_dataset):
+        return ID_COLOUR
+    return colour_of(name, ws) if name in ws.ood_datasets else PSEUDO_OOD_COLOUR
 
 
 def require_features() -> WorkspaceFeatures:

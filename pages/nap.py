@@ -9,7 +9,7 @@ import streamlit as st
 from ood_core import analysis
 from ood_core.pipeline import sample_image
 from ood_core.scores import METHODS, get_method
-from ood_core.scores.registry import LAST_BLOCK
+from ood_core.scores.registry import LAST_BLOCK, NAP_BASES
 from pages.common import (
     colour,
     ensure_app_shell,
@@ -125,7 +125,7 @@ st.markdown(
 
 @st.fragment
 def combination_section() -> None:
-    bases = [name for name in METHODS if name.startswith("nap-")]
+    bases = [f"nap-{base}" for base in NAP_BASES]
     method = get_method(
         st.selectbox(
             "Base method X",

@@ -8,7 +8,12 @@ import streamlit as st
 from ood_core import catalog
 from ood_core.cache import FeatureCache
 from ood_core.errors import OODLabError
-from ood_core.evaluation import accuracy, cached_workspace_features, evaluate
+from ood_core.evaluation import (
+    accuracy,
+    cached_workspace_features,
+    evaluate,
+    workspace_sets,
+)
 from ood_core.pipeline import cached_feature_set, feature_set, prepare_model
 from ood_core.scores import get_method
 from pages.common import ensure_app_shell, workspace
@@ -27,11 +32,8 @@ cache = FeatureCache()
 
 
 def feature_targets() -> list[tuple[str, str | None]]:
-    """Every split of the ID set (train statistics are needed by later methods) and each OOD set."""
-    targets = [
-        (ws.id_dataset, split) for split in catalog.get_dataset(ws.id_dataset).splits
-    ]
-    return targets + [(name, None) for name in ws.ood_datasets]
+    """ID test, ID train (train statistics) and its jigsaw version (block selection), then each OOD set."""
+    return workspace_sets(ws)
 
 
 def dataset_table(targets) -> pd.DataFrame:
@@ -42,7 +44,11 @@ def dataset_table(targets) -> pd.DataFrame:
         rows.append(
             {
                 "dataset": f"{name}:{split}" if split else name,
-                "role": "ID" if name == ws.id_dataset else "OOD",
+                "role": "ID"
+                if name == ws.id_dataset
+                else "pseudo-OOD"
+                if "@jigsaw" in name
+                else "OOD",
                 "images": len(cached) if cached is not None else None,
                 "cached": cached is not None,
                 "provenance": spec.provenance,

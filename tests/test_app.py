@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ood_core.pipeline import Workspace
-
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
@@ -32,7 +30,7 @@ def test_setup_extracts_the_demo_with_one_click_and_shows_results(fresh_cache):
     _no_errors(at)
     assert "First results" in [s.value for s in at.subheader]
     assert not at.metric, "no results before features exist"
-    assert "7 of 7 sets still to extract" in at.caption[1].value
+    assert "8 of 8 sets still to extract" in at.caption[1].value
     at.button(key="prepare").click().run(timeout=300)
     _no_errors(at)
     assert (
@@ -65,7 +63,7 @@ def test_setup_extracts_the_demo_with_one_click_and_shows_results(fresh_cache):
         "AUPR-Out",
     ]
     inventory = at.dataframe[-1].value
-    assert len(inventory) == 7 and set(inventory["status"]) == {"ok"}
+    assert len(inventory) == 8 and set(inventory["status"]) == {"ok"}
 
 
 def test_workspace_sidebar_changes_the_table(fresh_cache):
@@ -78,10 +76,7 @@ def test_workspace_sidebar_changes_the_table(fresh_cache):
         "noise",
     ]
     at.button(key="prepare").click().run(timeout=300)
-    # After its first run, AppTest re-runs only the page script of an st.navigation app (not app.py), so the
-    # sidebar cannot be driven here; the page reads the workspace from session state, which we set instead.
-    at.session_state["workspace"] = Workspace(ood_datasets=("textures",))
-    at.run()
+    at.multiselect(key="ood_sets").set_value(["textures"]).run()
     _no_errors(at)
     assert list(at.dataframe[1].value.columns) == ["textures"]
 
@@ -93,10 +88,10 @@ def test_deleting_an_entry_from_the_inventory(fresh_cache):
     at.multiselect(key="doomed").set_value([noise]).run()
     at.button(key="delete").click().run()
     _no_errors(at)
-    assert len(at.dataframe[-1].value) == 6 and len(at.dataframe) == 2, (
+    assert len(at.dataframe[-1].value) == 7 and len(at.dataframe) == 2, (
         "results give way to a hint"
     )
-    assert "1 of 7 sets still to extract" in at.caption[1].value
+    assert "1 of 8 sets still to extract" in at.caption[1].value
     assert not at.dataframe[0].value.set_index("dataset").loc["noise", "cached"]
 
 

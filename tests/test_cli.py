@@ -28,8 +28,9 @@ def test_extract_prints_cache_entries(demo_model):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == [
-        "digits:train",
         "digits:test",
+        "digits:train",
+        "digits@jigsaw3:train",
         "textures",
         "faces",
     ]
@@ -73,10 +74,10 @@ def test_cache_list_and_clear(demo_model, tmp_path):
     listing = run("cache", "list", env=env)
     assert (
         listing.returncode == 0
-        and "3 entries" in listing.stdout
+        and "4 entries" in listing.stdout
         and "noise-test" in listing.stdout
     )
-    assert "removed 3 entries" in run("cache", "clear", env=env).stdout
+    assert "removed 4 entries" in run("cache", "clear", env=env).stdout
     assert "0 entries" in run("cache", "list", env=env).stdout
 
 
@@ -97,7 +98,7 @@ def test_cache_list_and_clear(demo_model, tmp_path):
         ),
         (
             ["evaluate", "--methods", "energy:T=0"],
-            "error: energy: T=0.0 is outside [0.1, 100.0]",
+            "error: energy: T=0 is outside [0.1, 100]",
         ),
     ],
 )

@@ -55,7 +55,8 @@ def test_demo_model_reaches_97_percent_and_reports_its_training(demo_model):
 
 
 def test_teaching_contrast_nap_wins_where_energy_fails(demo_model):
-    id_features, ood = workspace_features(Workspace())
+    features = workspace_features(Workspace())
+    id_features, ood = features.id_test, features.ood
     assert accuracy(id_features) >= 97
     textures = ood["textures"]
     nap, energy = get_method("nap"), get_method("energy")

@@ -11,6 +11,7 @@ from synthetic import synthetic_features
 from ood_core.metrics import ood_metrics
 from ood_core.scores import METHODS, get_method
 from ood_core.scores.nap import nap_combined
+from ood_core.scores.registry import NAP_BASES
 from ood_core.scores.shaping import ash
 from ood_core.train_stats import compute_train_stats
 
@@ -172,7 +173,7 @@ def test_nap_x_hand_worked_combination():
     ).all()
 
 
-@pytest.mark.parametrize("name", [n for n in METHODS if n.startswith("nap-")])
+@pytest.mark.parametrize("name", [f"nap-{base}" for base in NAP_BASES])
 def test_nap_x_endpoints_rank_like_base_and_like_nap(sets, stats, name):
     _, test, ood = sets
     method = METHODS[name]
@@ -260,7 +261,9 @@ def test_every_registered_method_is_covered_here():
         "ash-p",
         "ash-b",
         "ash-s",
-        *[n for n in METHODS if n.startswith("nap-")],
+        *[f"nap-{base}" for base in NAP_BASES],
+        "featurenorm",
+        "nap-nr",
     }
     assert (
         set(METHODS) == covered

@@ -7,9 +7,14 @@ import torchvision
 from PIL import Image
 
 from ood_core import catalog
-from ood_core.errors import CheckpointError, DataPathError, UnknownNameError
-from ood_core.evaluation import evaluate
-from ood_core.pipeline import feature_set, loaded_model
+from ood_core.errors import (
+    CheckpointError,
+    DataPathError,
+    OODLabError,
+    UnknownNameError,
+)
+from ood_core.evaluation import evaluate, workspace_features
+from ood_core.pipeline import Workspace, feature_set, loaded_model
 from ood_core.scores import METHODS
 
 REGISTRY = """
@@ -84,12 +89,27 @@ def test_registered_model_and_datasets_extract_and_evaluate(real_workspace):
     )
     model = loaded_model("tiny")
     assert model.probes.blocks[-1] == "layer4.1" and model.probes.head == "fc"
-    id_test = feature_set("tiny", "shapes", "test")
-    assert len(id_test) == 8 and sorted(set(id_test.labels.tolist())) == [0, 1]
-    blobs = feature_set("tiny", "blobs")
-    assert blobs.stat("layer4.1", "max").shape == (5, 512)
-    table = evaluate(id_test, {"blobs": blobs}, [(m, {}) for m in METHODS.values()])
-    assert len(table) == len(METHODS) and table["AUROC"].between(0, 100).all()
+    features = workspace_features(Workspace("tiny", "shapes", ("blobs",)))
+    assert len(features.id_test) == 8 and sorted(
+        set(features.id_test.labels.tolist())
+    ) == [0, 1]
+    assert (
+        features.ood["blobs"].stat("layer4.1", "max").shape == (5, 512)
+        and len(features.jigsaw) == 8
+    )
+    methods = [
+        (m, {"k": 5} if m.name in ("knn", "nap-knn") else {})
+        for m in METHODS.values()
+        if not m.reinference
+    ]
+    table = evaluate(features, methods)
+    assert len(table) == len(methods) and table["AUROC"].between(0, 100).all()
+
+
+def test_knn_with_k_beyond_the_train_set_is_a_clear_error(real_workspace):
+    features = workspace_features(Workspace("tiny", "shapes", ("blobs",)))
+    with pytest.raises(OODLabError, match="k=50 exceeds the 8 ID train samples"):
+        features.scores(METHODS["knn"])
 
 
 def test_changed_weights_get_a_new_cache_key(real_workspace):

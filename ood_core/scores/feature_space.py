@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cache import FeatureSet
+from ..errors import OODLabError
 from ..train_stats import TrainStats, l2_normalise
 
 
@@ -26,6 +27,10 @@ def mahalanobis(
 def knn_from_distances(sorted_distances: np.ndarray, k: int) -> np.ndarray:
     """``−‖z − z_(k)‖``: minus the distance to the k-th nearest ID train feature, with z = h/‖h‖ (cosine KNN,
     Sun et al., ICML 2022; default k = 50). ``sorted_distances`` [N, k_max] are ascending neighbour distances."""
+    if k > sorted_distances.shape[1]:
+        raise OODLabError(
+            f"KNN: k={k} exceeds the {sorted_distances.shape[1]} ID train samples; choose a smaller k"
+        )
     return -np.asarray(sorted_distances[:, int(k) - 1], np.float64)
 
 

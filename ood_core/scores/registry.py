@@ -19,6 +19,7 @@ from . import baselines, feature_space, shaping
 from .nap import nap, nap_combined
 
 LAST_BLOCK = "last"
+SELECTED_BLOCK = "selected"  # the NormRatio choice; resolved by ood_core.evaluation.WorkspaceFeatures
 ScoreFn = Callable[[FeatureSet, TrainStats | None, dict], np.ndarray]
 
 
@@ -73,6 +74,11 @@ class Method:
             )
         for p in self.params:
             if p.kind == "block":
+                if values[p.name] == SELECTED_BLOCK:
+                    raise OODLabError(
+                        f"{self.name}: block '{SELECTED_BLOCK}' is the NormRatio choice, resolved from the ID "
+                        "train and jigsaw features: score through WorkspaceFeatures, or name a block"
+                    )
                 block = (
                     blocks[-1] if values[p.name] == LAST_BLOCK else str(values[p.name])
                 )
@@ -92,6 +98,16 @@ class Method:
                 )
             values[p.name] = int(number) if p.kind == "int" else number
         return values
+
+    def validate(
+        self, blocks: list[str], params: Mapping[str, object] | None = None
+    ) -> None:
+        """Check ``params`` before any work; ``block="selected"`` is accepted (resolved later by NormRatio)."""
+        values = {**self.defaults(), **(params or {})}
+        self.resolve(
+            blocks,
+            {k: blocks[-1] if v == SELECTED_BLOCK else v for k, v in values.items()},
+        )
 
     def score(
         self, features: FeatureSet, train: TrainStats | None = None, **params
@@ -137,6 +153,17 @@ NAP = _paper(
     "2402.18162",
 )
 
+NORMRATIO = _paper(
+    "Block Selection Method for Using Feature Norm in Out-of-Distribution Detection",
+    "CVPR 2023",
+    "2212.02295",
+)
+SELECTED_BLOCK_PARAM = Param(
+    "block",
+    SELECTED_BLOCK,
+    kind="block",
+    help="Block to read; 'selected' = argmax NormRatio on jigsaw'd ID train images.",
+)
 BLOCK = Param(
     "block",
     LAST_BLOCK,
@@ -232,6 +259,10 @@ def _odin(f: FeatureSet, t: TrainStats | None, p: dict) -> np.ndarray:
     return np.asarray(odin_feature_set(f, p["T"], p["eps"])["odin"])
 
 
+def _feature_norm(f: FeatureSet, t: TrainStats | None, p: dict) -> np.ndarray:
+    return np.asarray(f.stat(p["block"], "l2"), np.float64).mean(axis=1)
+
+
 def _nap(f: FeatureSet, t: TrainStats | None, p: dict) -> np.ndarray:
     return nap(f.stat(p["block"], "max"), f.stat(p["block"], "mean"), p["eps"])
 
@@ -315,6 +346,11 @@ METHODS: dict[str, Method] = {
                r"S_{NAP}=\frac{1}{C}\sum_{c=1}^{C}\left(\frac{\max_c}{\operatorname{mean}_c+\epsilon}\right)^2", NAP,
                _nap, (BLOCK, NAP_EPS)),
         *[_nap_x(base) for base in NAP_BASES],
+        Method("featurenorm", "FeatureNorm", "activation", "per-channel L2 norms of a block",
+               r"S=FN_b(x)=\frac{1}{C}\sum_{c=1}^{C}\lVert \mathrm{ReLU}(A_c)\rVert_2,\; b=\arg\max_b NR(b)", NORMRATIO,
+               _feature_norm, (SELECTED_BLOCK_PARAM,)),
+        Method("nap-nr", "NAP (NormRatio block)", "activation", "per-channel max/mean of the NormRatio block",
+               r"S_{NAP}\text{ on } b=\arg\max_b NR(b)", NAP, _nap, (SELECTED_BLOCK_PARAM, NAP_EPS)),
     ]
 }  # fmt: skip
 

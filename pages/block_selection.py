@@ -1,0 +1,182 @@
+"""Block Selection: FeatureNorm per block and the NormRatio on jigsaw pseudo-OOD that picks the block."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from ood_core import analysis
+from ood_core.block_selection import (
+    jigsaw_image,
+    jigsaw_name,
+    jigsaw_rows,
+    select_block,
+)
+from ood_core.pipeline import cached_feature_set, feature_set, sample_image
+from ood_core.scores import get_method
+from pages.common import (
+    ensure_app_shell,
+    histogram_figure,
+    intro,
+    metric_cards,
+    require_features,
+    workspace,
+)
+
+ensure_app_shell()
+st.title("Block Selection — FeatureNorm and NormRatio")
+intro(
+    "The L2 norm of a block's feature map (**FeatureNorm**) is often larger for ID than for OOD inputs — but the last "
+    "block is not always the best place to measure it. Without any real OOD data, the paper scrambles ID training "
+    "images into **jigsaw puzzles** (pseudo-OOD) and picks the block whose FeatureNorm drops most: the largest "
+    "**NormRatio**. Here you can check that choice against the true AUROC on real OOD sets.",
+    get_method("featurenorm"),
+)
+st.latex(r"NR(b)=\frac{1}{N}\sum_{i=1}^{N}\frac{FN_b(x_i)}{FN_b(\mathrm{jigsaw}(x_i))}")
+features = require_features()
+ws = workspace()
+if features.jigsaw is None:
+    st.info(
+        f"Block selection needs a train split of the ID set `{ws.id_dataset}` (none is registered)."
+    )
+    st.stop()
+blocks = features.id_test.blocks
+
+
+def jigsaw_features(n: int):
+    """The jigsaw set for grid size n: cached, or extracted now with a progress bar."""
+    name = jigsaw_name(ws.id_dataset, n)
+    cached = cached_feature_set(ws.model, name, "train")
+    if cached is not None:
+        return cached
+    bar = st.progress(0.0, text=f"extracting the {n}×{n} jigsaw set…")
+    result = feature_set(
+        ws.model,
+        name,
+        "train",
+        progress=lambda done, total: bar.progress(
+            done / total, text=f"jigsaw {n}×{n}: {done}/{total}"
+        ),
+    )
+    bar.empty()
+    return result
+
+
+@st.fragment
+def normratio_section() -> None:
+    n = st.slider(
+        "Jigsaw grid size n",
+        2,
+        8,
+        3,
+        1,
+        key="bs_grid",
+        help="n×n tiles per image (paper: 3). A new n is extracted once, then cached.",
+    )
+    jigsaw = features.jigsaw if n == 3 else jigsaw_features(n)
+    ratios = features.normratio(jigsaw)
+    chosen = select_block(ratios)
+    table, rho = analysis.block_selection_table(features, ratios)
+    best = (
+        table.loc[table["AUROC mean"].idxmax(), "block"]
+        if "AUROC mean" in table
+        else chosen
+    )
+    cards = st.columns(3)
+    cards[0].metric("NormRatio choice", chosen, help="argmax_b NR(b)")
+    cards[1].metric(
+        "Best block on the real OOD sets",
+        best,
+        help="Highest mean FeatureNorm AUROC (uses test OOD data).",
+    )
+    cards[2].metric(
+        "Rank correlation NR ↔ AUROC",
+        f"{rho:+.2f}",
+        help="Spearman ρ across blocks, mean AUROC.",
+    )
+    left, right = st.columns(2)
+    bars = go.Figure(
+        go.Bar(
+            x=ratios.index,
+            y=ratios.values,
+            text=[f"{v:.3f}" for v in ratios.values],
+            marker_color=[
+                "#d62728" if b == chosen else "#9aa9bd" for b in ratios.index
+            ],
+        )
+    )
+    bars.add_hline(y=1.0, line_dash="dot", annotation_text="NR = 1: no drop")
+    bars.update_layout(
+        title=f"NormRatio per block (jigsaw {n}×{n}; selected in red)",
+        yaxis_title="NR",
+        height=360,
+        margin={"t": 40, "b": 30},
+    )
+    left.plotly_chart(bars, width="stretch", key="bs_nr_bars")
+    heat = table.set_index("block").filter(like="AUROC ")
+    figure = go.Figure(
+        go.Heatmap(
+            z=heat.values,
+            x=[c.removeprefix("AUROC ") for c in heat.columns],
+            y=heat.index,
+            text=np.round(heat.values, 1),
+            texttemplate="%{text}",
+            colorscale="RdYlGn",
+            zmin=0,
+            zmax=100,
+            colorbar_title="AUROC",
+        )
+    )
+    figure.update_layout(
+        title="True FeatureNorm AUROC per block and OOD set",
+        height=360,
+        margin={"t": 40, "b": 30},
+    )
+    right.plotly_chart(figure, width="stretch", key="bs_auroc_heat")
+    st.dataframe(table.round(3), hide_index=True, width="stretch")
+    st.download_button(
+        "Download table (CSV)",
+        table.to_csv(index=False),
+        "block_selection.csv",
+        "text/csv",
+    )
+
+    st.subheader("What the jigsaw pseudo-OOD looks like")
+    rows = jigsaw_rows(len(features.id_train))[:8]
+    originals = [sample_image(ws.id_dataset, "train", int(r)) for r in rows]
+    st.image(originals, width=72, caption=["ID"] * len(rows))
+    st.image(
+        [jigsaw_image(img, n, 0, int(r)) for img, r in zip(originals, rows)],
+        width=72,
+        caption=[f"jigsaw {n}×{n}"] * len(rows),
+    )
+
+    st.subheader("FeatureNorm of any block")
+    block = st.selectbox(
+        "Block",
+        blocks,
+        index=blocks.index(chosen),
+        key="bs_block",
+        help="Defaults to the NormRatio choice; pick any block to score with it.",
+    )
+    method = get_method("featurenorm")
+    id_scores, ood_scores = features.scores(method, {"block": block})
+    metric_cards(analysis.all_methods_table(features, [(method, {"block": block})]))
+    histogram = analysis.binned(
+        {
+            "ID": id_scores,
+            f"jigsaw {n}×{n}": method.score(jigsaw, block=block),
+            **ood_scores,
+        }
+    )
+    figure = histogram_figure(
+        histogram, f"FeatureNorm of {block}: ID vs jigsaw vs OOD", "FN_b(x)"
+    )
+    st.plotly_chart(figure, width="stretch", key="bs_fn_hist")
+    st.caption(
+        "ID in blue, the jigsaw pseudo-OOD in grey, each OOD set in its page-wide colour."
+    )
+
+
+normratio_section()

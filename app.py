@@ -14,6 +14,7 @@ navigation = st.navigation(
             title="Block Selection",
             icon=":material/layers:",
         ),
+        st.Page("pages/line.py", title="LINe", icon=":material/hub:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
     ]
 )

@@ -145,3 +145,57 @@ def block_selection_table(
         else float("nan")
     )
     return table.rename_axis("block").reset_index(), float(rho)
+
+
+def line_sweep(
+    features: WorkspaceFeatures, grid: Sequence[float], tau: float
+) -> pd.DataFrame:
+    """Mean AUROC (over OOD sets) of LINe for every (p_a, p_w) on ``grid`` at clip ``tau``."""
+    method = get_method("line")
+    rows = []
+    for p_a in grid:
+        for p_w in grid:
+            table = metrics_table(
+                {"LINe": features.scores(method, {"p_a": p_a, "p_w": p_w, "tau": tau})}
+            )
+            mean = (
+                table[table.ood_set == "mean"]
+                if (table.ood_set == "mean").any()
+                else table
+            )
+            rows.append({"p_a": p_a, "p_w": p_w, "AUROC": float(mean["AUROC"].iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def line_pareto(
+    features: WorkspaceFeatures, percentiles: Sequence[float], tau: float
+) -> pd.DataFrame:
+    """As pruning grows (p_a = p_w = p): ID accuracy of the pruned head vs mean AUROC (the NAP paper's trade-off)."""
+    from .scores.line import importance, line_logits
+
+    train = features.train
+    phi = importance(train.weight, train.class_means)
+    labels = np.asarray(features.id_test.labels)
+    rows = []
+    for p in percentiles:
+        logits, _ = line_logits(
+            features.id_test.penultimate, train.weight, train.bias, phi, p, p, tau
+        )
+        table = metrics_table(
+            {
+                "LINe": features.scores(
+                    get_method("line"), {"p_a": p, "p_w": p, "tau": tau}
+                )
+            }
+        )
+        mean = (
+            table[table.ood_set == "mean"] if (table.ood_set == "mean").any() else table
+        )
+        rows.append(
+            {
+                "p": p,
+                "ID accuracy": 100 * float((logits.argmax(1) == labels).mean()),
+                "AUROC": float(mean["AUROC"].iloc[0]),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -121,6 +121,17 @@ def require_features() -> WorkspaceFeatures:
     return features
 
 
+def entries_key(features: WorkspaceFeatures) -> str:
+    """A small string naming the cache entries behind ``features`` (a ``st.cache_data`` key, never the arrays)."""
+    sets = [
+        features.id_test,
+        features.id_train,
+        features.jigsaw,
+        *features.ood.values(),
+    ]
+    return "|".join(f"{f.root}@{f.meta.get('created')}" for f in sets if f is not None)
+
+
 def intro(text: str, method: Method) -> None:
     """The page's plain-language opening, the method's formula and its paper."""
     st.markdown(text)

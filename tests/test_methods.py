@@ -264,6 +264,7 @@ def test_every_registered_method_is_covered_here():
         *[f"nap-{base}" for base in NAP_BASES],
         "featurenorm",
         "nap-nr",
+        "line",
     }
     assert (
         set(METHODS) == covered

@@ -126,3 +126,28 @@ def test_compare_roc_and_histogram_follow_their_selectors(extracted):
         for c in map(json.loads, (c.proto.spec for c in at.get("plotly_chart")))
     ]
     assert "ROC, ID vs noise" in titles and "KNN: ID vs OOD scores" in titles
+
+
+def test_line_pa_slider_changes_the_auroc_and_the_sweep_renders(extracted):
+    at = _open("pages/line.py")
+    before = _cards(at)
+    at.slider(key="line_pa").set_value(10).run()
+    _no_errors(at)
+    assert _cards(at) != before
+    titles = [
+        json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "")
+        for c in at.get("plotly_chart")
+    ]
+    assert any(t.startswith("Neurons each class keeps at p_a = 10") for t in titles)
+    sweep = next(
+        json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+        if "p_w" in json.dumps(json.loads(c.proto.spec)["layout"])
+    )
+    z = sweep["data"][0]["z"]  # plotly ships large arrays as typed buffers with a shape
+    assert (
+        z["shape"].replace(" ", "") if isinstance(z, dict) else f"{len(z)},{len(z[0])}"
+    ) == "8,8"
+    at.radio(key="line_tau_mode").set_value("ID-train percentile").run()
+    at.selectbox(key="line_sample_set").set_value("textures").run()
+    _no_errors(at)

@@ -15,7 +15,7 @@ import numpy as np
 from ..cache import FeatureSet
 from ..errors import OODLabError, UnknownNameError
 from ..train_stats import KNN_MAX_K, TrainStats
-from . import baselines, feature_space, shaping
+from . import baselines, feature_space, line, shaping
 from .nap import nap, nap_combined
 
 LAST_BLOCK = "last"
@@ -259,6 +259,13 @@ def _odin(f: FeatureSet, t: TrainStats | None, p: dict) -> np.ndarray:
     return np.asarray(odin_feature_set(f, p["T"], p["eps"])["odin"])
 
 
+def _line(f: FeatureSet, t: TrainStats, p: dict) -> np.ndarray:
+    phi = line.importance(t.weight, t.class_means)
+    return line.line_score(
+        f.penultimate, t.weight, t.bias, phi, p["p_a"], p["p_w"], p["tau"]
+    )
+
+
 def _feature_norm(f: FeatureSet, t: TrainStats | None, p: dict) -> np.ndarray:
     return np.asarray(f.stat(p["block"], "l2"), np.float64).mean(axis=1)
 
@@ -346,6 +353,16 @@ METHODS: dict[str, Method] = {
                r"S_{NAP}=\frac{1}{C}\sum_{c=1}^{C}\left(\frac{\max_c}{\operatorname{mean}_c+\epsilon}\right)^2", NAP,
                _nap, (BLOCK, NAP_EPS)),
         *[_nap_x(base) for base in NAP_BASES],
+        Method("line", "LINe", "shaping", "penultimate + ID train class means (Shapley importance)",
+               r"S=\log\sum_k e^{z_k},\; z=(W\odot M_{\hat c})(\min(h,\tau)\odot m_{\hat c})+b",
+               _paper("LINe: Out-of-Distribution Detection by Leveraging Important Neurons", "CVPR 2023", "2303.13995"),
+               _line,
+               (Param("p_a", 90.0, 0.0, 99.0, 1.0, "Activation pruning: keep neurons above this percentile of the "
+                      "predicted class's importance (paper CIFAR-10: 90; ImageNet: 10)."),
+                Param("p_w", 90.0, 0.0, 99.0, 1.0, "Weight pruning percentile of |Φ_c|·W (paper CIFAR-10: 90)."),
+                Param("tau", 1.0, 0.01, 1000.0, 0.01, "Clip activations at τ (absolute; paper CIFAR: 1.0, ImageNet: "
+                      "0.8).")),
+               needs_train=True),
         Method("featurenorm", "FeatureNorm", "activation", "per-channel L2 norms of a block",
                r"S=FN_b(x)=\frac{1}{C}\sum_{c=1}^{C}\lVert \mathrm{ReLU}(A_c)\rVert_2,\; b=\arg\max_b NR(b)", NORMRATIO,
                _feature_norm, (SELECTED_BLOCK_PARAM,)),

@@ -224,7 +224,12 @@ def live_section() -> None:
         name="paper defaults (nearest cell)",
     )
     figure.update_layout(
-        xaxis_title="p_w", yaxis_title="p_a", height=430, margin={"t": 30, "b": 30}
+        xaxis_title="p_w",
+        xaxis_type="category",
+        yaxis_type="category",
+        yaxis_title="p_a",
+        height=430,
+        margin={"t": 30, "b": 30},
     )
     st.plotly_chart(figure, width="stretch", key="line_sweep")
     best = sweep.loc[sweep.AUROC.idxmax()]

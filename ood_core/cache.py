@@ -229,9 +229,8 @@ class FeatureCache:
             ) from exc
         try:
             try:
-                found = self.load(
-                    key
-                )  # another process may have built it while we waited
+                # Another process may have built it while we waited for the lock.
+                found = self.load(key)
                 if found is not None:
                     found.notes.extend(notes)
                     return found
@@ -241,10 +240,9 @@ class FeatureCache:
                 self._remove(self.path(key))
             for note in notes:
                 log.warning(note)
+            # Temp dirs of this key were left by a killed process (we hold the lock).
             for stale in model_dir.glob(f".tmp-{key.entry_dir}-*"):
-                shutil.rmtree(
-                    stale, ignore_errors=True
-                )  # left by a killed process; we hold the lock
+                shutil.rmtree(stale, ignore_errors=True)
             self._build(key, build)
             created = _verified(self.path(key))
             created.notes.extend(notes)

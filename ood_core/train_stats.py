@@ -14,9 +14,8 @@ from sklearn.neighbors import NearestNeighbors
 from .cache import FeatureSet
 from .errors import OODLabError
 
-QUANTILE_GRID = np.linspace(
-    0, 1, 1001
-)  # ReAct thresholds for p in 0..100 step 0.1, exactly as np.percentile
+# ReAct thresholds for p in 0..100 step 0.1, exactly as np.percentile.
+QUANTILE_GRID = np.linspace(0, 1, 1001)
 KNN_MAX_K = 200
 
 
@@ -29,9 +28,8 @@ class TrainStats:
     class_means: np.ndarray  # μ_c [K,D]
     precision: np.ndarray  # shared Σ⁻¹ [D,D] of h − μ_y (sklearn EmpiricalCovariance)
     mean_activation: np.ndarray  # mean_i h_i [D] (DICE)
-    activation_quantiles: (
-        np.ndarray
-    )  # quantiles of all entries of h on QUANTILE_GRID (ReAct)
+    # Quantiles of all entries of h on QUANTILE_GRID (ReAct).
+    activation_quantiles: np.ndarray
     knn: NearestNeighbors  # fitted on L2-normalised h (cosine KNN)
     source: str  # the train entry, for provenance
 

@@ -154,23 +154,14 @@ def param_controls(
             values[p.name] = st.selectbox(
                 f"{p.name}", blocks, index=len(blocks) - 1, key=widget_key, help=p.help
             )
-        elif p.kind == "int":
-            values[p.name] = st.slider(
-                p.name,
-                int(p.low),
-                int(p.high),
-                int(p.default),
-                int(p.step),
-                key=widget_key,
-                help=p.help,
-            )
         else:
+            cast = int if p.kind == "int" else float
             values[p.name] = st.slider(
                 p.name,
-                float(p.low),
-                float(p.high),
-                float(p.default),
-                float(p.step),
+                cast(p.low),
+                cast(p.high),
+                cast(p.default),
+                cast(p.step),
                 key=widget_key,
                 help=p.help,
             )

@@ -74,14 +74,11 @@ def line_logits(
     predicted = (clipped @ weight.T + bias).argmax(axis=1)
     act = activation_masks(phi, p_a)
     thresholds = weight_thresholds(phi, weight, p_w)
-    order = np.argsort(
-        predicted, kind="stable"
-    )  # samples grouped by predicted class: contiguous slices
+    # Group samples by predicted class (contiguous slices), then one matrix product per class.
+    order = np.argsort(predicted, kind="stable")
     classes, starts = np.unique(predicted[order], return_index=True)
     logits = np.empty((len(clipped), weight.shape[0]))
-    for c, rows in zip(
-        classes, np.split(order, starts[1:])
-    ):  # one matrix product per predicted class
+    for c, rows in zip(classes, np.split(order, starts[1:])):
         pruned_weight = weight * weight_mask(phi, weight, c, thresholds[c], p_w)
         logits[rows] = (clipped[rows] * act[c]) @ pruned_weight.T + bias
     return logits, predicted

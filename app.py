@@ -4,7 +4,7 @@ import streamlit as st
 
 from pages.common import sidebar_workspace
 
-st.set_page_config(page_title="OOD Lab", page_icon=":material/biotech:", layout="wide")
+st.set_page_config(page_title="OOD Lab", page_icon="🔬", layout="wide")
 navigation = st.navigation(
     [
         st.Page("pages/setup.py", title="Setup", icon=":material/tune:", default=True),

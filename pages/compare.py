@@ -110,6 +110,7 @@ def comparison() -> None:
                 y="tpr",
                 color="method",
                 title=f"ROC, ID vs {ood_set}",
+                render_mode="svg",
                 labels={"fpr": "FPR (OOD accepted)", "tpr": "TPR (ID kept)"},
             )
             figure.add_hline(y=0.95, line_dash="dot", annotation_text="TPR 95%")

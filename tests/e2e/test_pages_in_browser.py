@@ -1,0 +1,106 @@
+"""Every page in a real browser: renders without exceptions or console errors, a control changes what is shown."""
+
+from __future__ import annotations
+
+import pytest
+from e2e_paths import SCREENSHOTS
+from playwright.sync_api import expect
+
+IDLE_TIMEOUT = 120_000
+
+
+def _open(page, app_url: str, path: str, ready_text: str) -> None:
+    page.goto(f"{app_url}/{path}")
+    page.get_by_text(ready_text, exact=False).first.wait_for(timeout=IDLE_TIMEOUT)
+    _wait_idle(page)
+
+
+def _wait_idle(page) -> None:
+    """Streamlit shows its status widget while a script runs; wait until it is gone."""
+    page.wait_for_timeout(300)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=IDLE_TIMEOUT)
+
+
+def _assert_healthy(page) -> None:
+    assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id(
+        "stException"
+    ).first.inner_text()
+    assert page.console_errors == []
+
+
+def _slider(page, label: str):
+    return (
+        page.get_by_test_id("stSlider")
+        .filter(has=page.get_by_text(label, exact=True))
+        .first.get_by_role("slider")
+    )
+
+
+def _metric(page):
+    return page.get_by_test_id("stMetricValue").first
+
+
+def _chart_title(page, startswith: str):
+    return page.locator(".gtitle").filter(has_text=startswith).first
+
+
+PAGES = [
+    # (url path, text that appears when rendered, slider label, key to press, what must change)
+    ("nap", "AUROC vs λ", "λ", "Home", _metric),
+    ("line", "Sweep (p_a, p_w)", "p_a (activation pruning)", "Home", _metric),
+    (
+        "block_selection",
+        "FeatureNorm of any block",
+        "Jigsaw grid size n",
+        "ArrowRight",
+        lambda page: _chart_title(page, "NormRatio per block"),
+    ),
+    (
+        "compare",
+        "ROC, ID vs",
+        "T",
+        "End",
+        lambda page: page.locator(".scatterlayer .js-line").first,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "path,ready,label,key,observed", PAGES, ids=[p[0] for p in PAGES]
+)
+def test_page_renders_and_its_slider_changes_the_display(
+    page, app_url, path, ready, label, key, observed
+):
+    _open(page, app_url, path, ready)
+    _assert_healthy(page)
+    target = observed(page)
+    before = target.text_content() if path != "compare" else target.get_attribute("d")
+    thumb = _slider(page, label)
+    thumb.focus()
+    page.keyboard.press(key)
+    _wait_idle(page)
+    if path == "compare":
+        expect(target).not_to_have_attribute("d", before, timeout=IDLE_TIMEOUT)
+    else:
+        expect(target).not_to_have_text(before, timeout=IDLE_TIMEOUT)
+    _assert_healthy(page)
+    page.screenshot(path=str(SCREENSHOTS / f"{path}.png"))
+
+
+def test_setup_page_shows_results_and_the_workspace(page, app_url):
+    _open(page, app_url, "", "First results")
+    _assert_healthy(page)
+    accuracy = float(_metric(page).inner_text().rstrip("%"))
+    assert accuracy >= 97
+    sidebar = page.get_by_test_id("stSidebar")
+    for name in ("Setup", "NAP", "Block Selection", "LINe", "Compare", "Workspace"):
+        expect(sidebar.get_by_text(name, exact=True).first).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "setup.png"))
+
+
+def test_a_deep_link_on_a_page_gets_the_app_shell(page, app_url):
+    """pages/ beside app.py must not fall back to Streamlit's legacy file navigation (which lists common.py)."""
+    _open(page, app_url, "compare", "Compare methods")
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Workspace", exact=True)).to_be_visible()
+    assert sidebar.get_by_text("common", exact=True).count() == 0

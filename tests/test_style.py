@@ -40,3 +40,13 @@ def test_readme_lists_every_registered_method():
 
     readme = (REPO / "README.md").read_text()
     assert [name for name in METHODS if f"| `{name}` |" not in readme] == []
+
+
+def test_readme_library_example_runs(demo_model, capsys):
+    import re
+
+    code = re.search(
+        r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL
+    ).group(1)
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102
+    assert "NormRatio" in capsys.readouterr().out

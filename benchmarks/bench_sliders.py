@@ -31,6 +31,7 @@ from ood_core.extract import ExtractionSettings, MemorySink, extract
 from ood_core.metrics import metrics_table
 from ood_core.pipeline import Workspace, prepare_model
 from ood_core.scores import METHODS
+from ood_core.scores.registry import SELECTED_BLOCK
 
 
 def new_values(method) -> list[dict]:
@@ -45,11 +46,21 @@ def new_values(method) -> list[dict]:
     return updates
 
 
+def runnable(features: WorkspaceFeatures) -> list:
+    """Methods that score from this cache: not ODIN (re-inference), and NormRatio-block methods only with jigsaw."""
+    return [
+        m
+        for m in METHODS.values()
+        if not m.reinference
+        and (features.jigsaw is not None or SELECTED_BLOCK not in m.defaults().values())
+    ]
+
+
 def time_updates(features: WorkspaceFeatures, repeats: int) -> dict[str, float]:
     """Median seconds per slider update, per method."""
     per_method = {}
-    for method in METHODS.values():
-        if method.reinference or not new_values(method):
+    for method in runnable(features):
+        if not new_values(method):
             continue
         times = []
         for _ in range(repeats):
@@ -63,9 +74,8 @@ def time_updates(features: WorkspaceFeatures, repeats: int) -> dict[str, float]:
 
 def warm(features: WorkspaceFeatures) -> float:
     start = time.perf_counter()
-    for method in METHODS.values():
-        if not method.reinference:
-            features.scores(method)
+    for method in runnable(features):
+        features.scores(method)
     return time.perf_counter() - start
 
 
@@ -161,6 +171,12 @@ def synthetic(repeats: int) -> None:
     )
     warm_seconds = warm(features)
     updates = time_updates(features, repeats)
+    skipped = sorted(
+        {m.label for m in METHODS.values()} - {m.label for m in runnable(features)}
+    )
+    print(
+        f"  (synthetic cache has no jigsaw set and no model: skipped {', '.join(skipped)})"
+    )
     import torchvision
 
     model = torchvision.models.resnet18(num_classes=10)

@@ -147,24 +147,30 @@ def block_selection_table(
     return table.rename_axis("block").reset_index(), float(rho)
 
 
+def mean_auroc(features: WorkspaceFeatures, method: Method, params: dict) -> float:
+    """AUROC (%) of one method setting averaged over the workspace's OOD sets."""
+    table = metrics_table({method.label: features.scores(method, params)}, mean=False)
+    return float(table["AUROC"].mean())
+
+
 def line_sweep(
     features: WorkspaceFeatures, grid: Sequence[float], tau: float
 ) -> pd.DataFrame:
     """Mean AUROC (over OOD sets) of LINe for every (p_a, p_w) on ``grid`` at clip ``tau``."""
     method = get_method("line")
-    rows = []
-    for p_a in grid:
-        for p_w in grid:
-            table = metrics_table(
-                {"LINe": features.scores(method, {"p_a": p_a, "p_w": p_w, "tau": tau})}
-            )
-            mean = (
-                table[table.ood_set == "mean"]
-                if (table.ood_set == "mean").any()
-                else table
-            )
-            rows.append({"p_a": p_a, "p_w": p_w, "AUROC": float(mean["AUROC"].iloc[0])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        [
+            {
+                "p_a": p_a,
+                "p_w": p_w,
+                "AUROC": mean_auroc(
+                    features, method, {"p_a": p_a, "p_w": p_w, "tau": tau}
+                ),
+            }
+            for p_a in grid
+            for p_w in grid
+        ]
+    )
 
 
 def line_pareto(
@@ -181,21 +187,13 @@ def line_pareto(
         logits, _ = line_logits(
             features.id_test.penultimate, train.weight, train.bias, phi, p, p, tau
         )
-        table = metrics_table(
-            {
-                "LINe": features.scores(
-                    get_method("line"), {"p_a": p, "p_w": p, "tau": tau}
-                )
-            }
-        )
-        mean = (
-            table[table.ood_set == "mean"] if (table.ood_set == "mean").any() else table
-        )
         rows.append(
             {
                 "p": p,
                 "ID accuracy": 100 * float((logits.argmax(1) == labels).mean()),
-                "AUROC": float(mean["AUROC"].iloc[0]),
+                "AUROC": mean_auroc(
+                    features, get_method("line"), {"p_a": p, "p_w": p, "tau": tau}
+                ),
             }
         )
     return pd.DataFrame(rows)

@@ -100,6 +100,11 @@ def jigsaw_rows(
     )
 
 
+def jigsaw_base_rows(jigsaw: FeatureSet) -> np.ndarray:
+    """The ID train dataset rows that a cached jigsaw set was made from (row r of the set ↔ element r)."""
+    return jigsaw_rows(int(jigsaw.meta["dataset"]["base"]["n"]))
+
+
 def feature_norm(features: FeatureSet, block: str) -> np.ndarray:
     """``FN_b(x) = mean_c ‖ReLU(A_c)‖₂`` [N] from the cached per-channel L2 norms."""
     return np.asarray(features.stat(block, "l2"), np.float64).mean(axis=1)

@@ -11,8 +11,8 @@ from tqdm import tqdm
 from . import catalog
 from .block_selection import (
     JIGSAW_DEFAULT_N,
+    jigsaw_base_rows,
     jigsaw_name,
-    jigsaw_rows,
     norm_ratio,
     select_block,
 )
@@ -109,9 +109,7 @@ def cmd_select_block(args: argparse.Namespace) -> int:
         progress=bars.for_set(f"{id_name} jigsaw {args.grid}x{args.grid}"),
     )
     bars.close()
-    ratios = norm_ratio(
-        train, jigsaw, jigsaw_rows(int(jigsaw.meta["dataset"]["base"]["n"]))
-    )
+    ratios = norm_ratio(train, jigsaw, jigsaw_base_rows(jigsaw))
     chosen = select_block(ratios)
     print(
         f"NormRatio = mean_i FN_b(x_i) / FN_b(jigsaw_{args.grid}(x_i)) over {len(jigsaw)} {id_name} train images"

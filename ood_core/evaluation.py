@@ -10,8 +10,8 @@ import pandas as pd
 
 from .block_selection import (
     JIGSAW_DEFAULT_N,
+    jigsaw_base_rows,
     jigsaw_name,
-    jigsaw_rows,
     norm_ratio,
     select_block,
 )
@@ -46,8 +46,7 @@ class WorkspaceFeatures:
             raise OODLabError(
                 "block selection needs the ID train split and its jigsaw version; extract them on Setup"
             )
-        base_rows = jigsaw_rows(int(jigsaw.meta["dataset"]["base"]["n"]))
-        return norm_ratio(self.id_train, jigsaw, base_rows)
+        return norm_ratio(self.id_train, jigsaw, jigsaw_base_rows(jigsaw))
 
     @property
     def selected_block(self) -> str:

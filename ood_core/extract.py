@@ -82,7 +82,9 @@ def channel_stats(
     return flat.amax(-1), flat.mean(-1), torch.linalg.vector_norm(flat, dim=-1)
 
 
-def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+def collate_readable(
+    items: list,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Stack readable samples; unreadable ones arrive as ``None`` and are dropped here."""
     kept = [item for item in items if item is not None]
     if not kept:
@@ -188,7 +190,7 @@ def extract(
         images,
         batch_size=settings.batch_size,
         shuffle=False,
-        collate_fn=_collate,
+        collate_fn=collate_readable,
         num_workers=settings.num_workers,
         pin_memory=device.type == "cuda",
     )

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageSet
-from .extract import ExtractionSettings, _collate, pick_device
+from .extract import ExtractionSettings, collate_readable, pick_device
 
 Progress = Callable[[int, int], None]
 
@@ -33,7 +33,7 @@ def odin_scores(
     model.eval().to(device)
     step = eps / torch.tensor(std, device=device).view(1, -1, 1, 1)
     loader = torch.utils.data.DataLoader(
-        images, batch_size=settings.batch_size, collate_fn=_collate
+        images, batch_size=settings.batch_size, collate_fn=collate_readable
     )
     scores, rows, seen = [], [], 0
     for batch in loader:

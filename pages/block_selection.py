@@ -8,9 +8,9 @@ import streamlit as st
 
 from ood_core import analysis
 from ood_core.block_selection import (
+    jigsaw_base_rows,
     jigsaw_image,
     jigsaw_name,
-    jigsaw_rows,
     select_block,
 )
 from ood_core.pipeline import cached_feature_set, feature_set, sample_image
@@ -143,7 +143,7 @@ def normratio_section() -> None:
     )
 
     st.subheader("What the jigsaw pseudo-OOD looks like")
-    rows = jigsaw_rows(len(features.id_train))[:8]
+    rows = jigsaw_base_rows(features.jigsaw)[:8]
     originals = [sample_image(ws.id_dataset, "train", int(r)) for r in rows]
     st.image(originals, width=72, caption=["ID"] * len(rows))
     st.image(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -13,6 +14,7 @@ from ood_core.scores.registry import LAST_BLOCK, NAP_BASES
 from pages.common import (
     colour,
     ensure_app_shell,
+    entries_key,
     histogram_figure,
     intro,
     metric_cards,
@@ -123,6 +125,15 @@ st.markdown(
 )
 
 
+@st.cache_data(max_entries=64, show_spinner="Computing the λ curve…")
+def lambda_curve(_features, key: str, method_name: str, others: tuple) -> pd.DataFrame:
+    """AUROC vs λ on 21 values; independent of the λ slider, so cached per (entries, method, other parameters)."""
+    lambdas = np.round(np.linspace(0, 1, 21), 2)
+    return analysis.parameter_sweep(
+        _features, get_method(method_name), dict(others), "lambda", lambdas
+    )
+
+
 @st.fragment
 def combination_section() -> None:
     bases = [f"nap-{base}" for base in NAP_BASES]
@@ -161,8 +172,8 @@ def combination_section() -> None:
     table = analysis.all_methods_table(features, [(method, params)])
     base = analysis.all_methods_table(features, [(method, {**params, "lambda": 1.0})])
     metric_cards(table, base)
-    lambdas = np.round(np.linspace(0, 1, 21), 2)
-    curve = analysis.parameter_sweep(features, method, params, "lambda", lambdas)
+    others = tuple(sorted((k, v) for k, v in params.items() if k != "lambda"))
+    curve = lambda_curve(features, entries_key(features), method.name, others)
     figure = px.line(
         curve,
         x="value",

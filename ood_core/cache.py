@@ -39,7 +39,8 @@ def digest(obj: object) -> str:
     ).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, memoised per process by (path, size, mtime)."""
     stat = path.stat()
     memo_key = (str(path), stat.st_size, stat.st_mtime_ns)
     if memo_key not in _checksum_memo:
@@ -168,7 +169,7 @@ class EntryWriter:
                 "shape": list(array.shape),
                 "dtype": str(array.dtype),
                 "bytes": path.stat().st_size,
-                "sha256": _file_sha256(path),
+                "sha256": file_sha256(path),
             }
         self._arrays.clear()
         return files
@@ -378,7 +379,7 @@ def _verified(folder: Path) -> FeatureSet:
                 raise CorruptEntry(
                     f"{name}.npy is {array.dtype}{list(array.shape)}, expected {spec['dtype']}{spec['shape']}"
                 )
-            if _file_sha256(path) != spec["sha256"]:
+            if file_sha256(path) != spec["sha256"]:
                 raise CorruptEntry(f"{name}.npy checksum mismatch")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CorruptEntry(f"{name}.npy unreadable: {exc}") from exc

@@ -6,7 +6,6 @@ file + input transform) is the first half of every cache key.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -20,6 +19,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from . import config, demo_data, demo_model
+from .cache import file_sha256
 from .errors import CheckpointError, OODLabError
 from .probes import Probes, find_probes
 
@@ -78,14 +78,6 @@ class LoadedModel:
             "weights_sha256": self.weights_sha256,
             "transform": repr(self.transform),
         }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _state_dict_from_checkpoint(path: Path) -> dict[str, torch.Tensor]:

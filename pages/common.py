@@ -46,13 +46,6 @@ def ensure_app_shell() -> None:
     st.rerun()
 
 
-def colour_of(dataset: str, workspace: Workspace) -> str:
-    """ID is always blue; each OOD set keeps its own colour on every page."""
-    if dataset == workspace.id_dataset:
-        return ID_COLOUR
-    return OOD_COLOURS[list(workspace.ood_datasets).index(dataset) % len(OOD_COLOURS)]
-
-
 def workspace() -> Workspace:
     return st.session_state.get("workspace", Workspace())
 
@@ -99,7 +92,9 @@ def colour(name: str) -> str:
     ws = workspace()
     if name in ("ID", ws.id_dataset):
         return ID_COLOUR
-    return colour_of(name, ws) if name in ws.ood_datasets else PSEUDO_OOD_COLOUR
+    if name in ws.ood_datasets:  # each OOD set keeps its colour on every page
+        return OOD_COLOURS[ws.ood_datasets.index(name) % len(OOD_COLOURS)]
+    return PSEUDO_OOD_COLOUR
 
 
 def require_features() -> WorkspaceFeatures:

@@ -15,6 +15,12 @@ navigation = st.navigation(
             icon=":material/layers:",
         ),
         st.Page("pages/line.py", title="LINe", icon=":material/hub:"),
+        st.Page("pages/heatmaps.py", title="Heatmaps", icon=":material/blur_on:"),
+        st.Page(
+            "pages/background.py",
+            title="Local Background",
+            icon=":material/wallpaper:",
+        ),
         st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
     ]
 )

@@ -54,7 +54,10 @@ def models() -> dict[str, ModelSpec]:
         name: torchvision_spec(name, entry, config.resolve_data_path)
         for name, entry in _registry().get("models", {}).items()
     }
-    return {"demo": demo_spec(), **registered}
+    from . import finetuned
+
+    base = {"demo": demo_spec(), **registered}
+    return {**base, **finetuned.specs(base)}
 
 
 def get_dataset(name: str) -> DatasetSpec:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import torch
 
 from . import catalog
 from .cache import CacheKey, CorruptEntry, FeatureCache, FeatureSet
+from .errors import DataPathError
 from .extract import DEFAULT_SETTINGS, ExtractionSettings, extract
+from .heatmap import (
+    DECODER_VERSION,
+    DEFAULT_DECODER_SETTINGS,
+    DecoderSettings,
+    TrainedDecoder,
+    TrainProgress,
+    decoder_arrays,
+    decoder_from_arrays,
+    decoder_shape,
+    train_decoder,
+)
 from .models import LoadedModel, load_model
 
 Progress = Callable[[int, int], None]
@@ -149,3 +164,106 @@ def sample_image(dataset: str, split: str | None, row: int):
     """The untransformed image of ``dataset:split`` at dataset row ``row`` (for galleries)."""
     images, _ = catalog.get_dataset(dataset).load(split)
     return images.image(row)
+
+
+def model_inputs(features: FeatureSet, rows: Sequence[int]) -> torch.Tensor:
+    """The images of cached ``rows`` as the model sees them (transformed and normalised): [n, C, H, W]."""
+    model = loaded_model(features.meta["model"]["name"])
+    dataset = features.meta["dataset"]
+    images, _ = catalog.get_dataset(dataset["dataset"]).load(dataset["split"])
+    images = images.with_transform(model.transform)
+    index = np.asarray(features["index"])
+    loaded = []
+    for row in rows:
+        item = images[int(index[row])]
+        if item is None:
+            raise DataPathError(
+                f"{images.names[int(index[row])]} was readable when it was extracted but no longer is"
+            )
+        loaded.append(item[0])
+    return torch.stack(loaded)
+
+
+def to_pixels(inputs: torch.Tensor, model: LoadedModel) -> torch.Tensor:
+    """Undo the model's normalisation: pixels in [0, 1]."""
+    mean = torch.tensor(model.spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(model.spec.std).view(1, -1, 1, 1)
+    return (inputs * std + mean).clamp(0, 1)
+
+
+def sample_rows(n: int, limit: int, seed: int = 0) -> np.ndarray:
+    """All ``n`` rows, or a sorted seeded subset of ``limit`` of them."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+def heatmap_decoder_key(
+    id_train: FeatureSet,
+    outliers: FeatureSet,
+    settings: DecoderSettings,
+    max_images: int,
+) -> CacheKey:
+    """Where the decoder trained on ``id_train`` with outlier exposure ``outliers`` is cached."""
+    oe = outliers.meta["dataset"]
+    return CacheKey.create(
+        id_train.meta["model"],
+        {
+            "dataset": id_train.meta["dataset"]["dataset"],
+            "split": "train",
+            "variant": f"heatmap-decoder-oe-{oe['dataset']}",
+            "id": id_train.meta["dataset"],
+            "outliers": oe,
+            "settings": settings.as_dict(),
+            "max_images": max_images,
+            "version": DECODER_VERSION,
+        },
+    )
+
+
+def heatmap_decoder(
+    id_train: FeatureSet,
+    outliers: FeatureSet,
+    settings: DecoderSettings = DEFAULT_DECODER_SETTINGS,
+    *,
+    max_images: int = 2000,
+    cache: FeatureCache | None = None,
+    progress: TrainProgress | None = None,
+    train: bool = True,
+) -> TrainedDecoder | None:
+    """The heatmap decoder for ``id_train`` with outlier exposure ``outliers``, trained once and cached.
+
+    At most ``max_images`` (seeded) images of each set are used. With ``train=False``, ``None`` unless cached.
+    """
+    cache = cache or FeatureCache()
+    key = heatmap_decoder_key(id_train, outliers, settings, max_images)
+    if not train:
+        try:
+            entry = cache.load(key)
+        except CorruptEntry:
+            entry = None
+    else:
+        model = loaded_model(id_train.meta["model"]["name"])
+
+        def build(writer):
+            id_rows = sample_rows(len(id_train), max_images, settings.seed)
+            oe_rows = sample_rows(len(outliers), max_images, settings.seed + 1)
+            trained = train_decoder(
+                to_pixels(model_inputs(id_train, id_rows), model),
+                id_train.penultimate[id_rows],
+                id_train.logits[id_rows],
+                to_pixels(model_inputs(outliers, oe_rows), model),
+                outliers.penultimate[oe_rows],
+                outliers.logits[oe_rows],
+                settings,
+                progress,
+            )
+            for name, array in decoder_arrays(trained).items():
+                writer.put(name, array)
+            return {"history": trained.history, "shape": decoder_shape(trained)}
+
+        entry = cache.get_or_create(key, build)
+    if entry is None:
+        return None
+    arrays = {name: entry[name] for name in entry.names}
+    return decoder_from_arrays(arrays, entry.meta["shape"], entry.meta["history"])

@@ -1,0 +1,59 @@
+"""Overlays for a few cached samples: the decoder's heatmap, Grad-CAM, or NAP's channel peaks over the image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .cache import FeatureSet
+from .gradcam import block_maps, grad_cam, nap_peaks
+from .heatmap import TrainedDecoder
+from .overlays import blend, mark_peaks
+from .pipeline import loaded_model, model_inputs, to_pixels
+
+OVERLAYS = ("decoder heatmap", "Grad-CAM", "NAP peaks")
+
+
+def overlay_images(
+    features: FeatureSet,
+    rows: Sequence[int],
+    kind: str,
+    *,
+    opacity: float = 0.6,
+    block: str | None = None,
+    decoder: TrainedDecoder | None = None,
+    eps: float = 1.0,
+) -> list[np.ndarray]:
+    """uint8 RGB pictures of cached ``rows`` of ``features`` with the ``kind`` overlay (one of ``OVERLAYS``).
+
+    * decoder heatmap: ``max_c |h|`` on a fixed [0, 1] scale (an ID image should stay untouched);
+    * Grad-CAM of ``block`` (default: the last probed block) for the predicted class, scaled per image;
+    * NAP peaks: the argmax position of the 8 channels of ``block`` with the largest ``max/(mean+ε)``.
+    """
+    if kind not in OVERLAYS:
+        raise ValueError(f"overlay must be one of {OVERLAYS}, not {kind!r}")
+    rows = list(rows)
+    if not rows:
+        return []
+    model = loaded_model(features.meta["model"]["name"])
+    inputs = model_inputs(features, rows)
+    pixels = to_pixels(inputs, model).numpy()
+    layer = model.module.get_submodule(block or model.probes.blocks[-1])
+    if kind == "decoder heatmap":
+        if decoder is None:
+            raise ValueError("the decoder heatmap overlay needs a trained decoder")
+        index = np.asarray(rows)
+        heat = np.abs(
+            decoder.heatmaps(features.penultimate[index], features.logits[index])
+        ).max(1)
+        return [blend(p, h, opacity) for p, h in zip(pixels, heat)]
+    if kind == "Grad-CAM":
+        cams = grad_cam(model.module, layer, inputs)
+        peaks = cams.reshape(len(cams), -1).max(1)
+        heat = cams / np.where(peaks > 0, peaks, 1)[:, None, None]
+        return [blend(p, h, opacity, "jet") for p, h in zip(pixels, heat)]
+    xy, ratio = nap_peaks(
+        block_maps(model.module, layer, inputs), inputs.shape[-1], eps
+    )
+    return [mark_peaks(p, c, r, opacity) for p, c, r in zip(pixels, xy, ratio)]

@@ -1,0 +1,201 @@
+"""Heatmaps: the Heatmap-based OOD decoder, Grad-CAM and NAP's channel peaks over ID and OOD images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from ood_core import analysis
+from ood_core.block_selection import JIGSAW_DEFAULT_N, jigsaw_name
+from ood_core.gallery import OVERLAYS, overlay_images
+from ood_core.heatmap import DecoderSettings, heatmap_score
+from ood_core.metrics import metrics_table
+from ood_core.pipeline import feature_set, heatmap_decoder
+from ood_core.scores import get_method
+from pages.common import (
+    ensure_app_shell,
+    histogram_figure,
+    require_features,
+    workspace,
+)
+
+COMPARED = ("msp", "energy", "nap", "knn", "mahalanobis")
+
+ensure_app_shell()
+st.title("Heatmaps — where an image looks OOD")
+st.markdown(
+    "A small **decoder** learns to paint a heatmap from the classifier's penultimate features and its prediction: "
+    "nothing for ID images, and for outliers the difference to the nearest ID training image of the same class. "
+    "The heatmap's strength is the OOD score, and its shape shows *which regions* look foreign. Beside it: "
+    "Grad-CAM (where the predicted class's evidence sits) and the peaks that NAP's max/mean ratio reads."
+)
+st.latex(
+    r"h=\tanh G\big([z',\,\mathrm{onehot}(\hat y)]\big),\quad "
+    r"\mathcal{L}=\overline{(1+5|t|)\,(x+h-t)^2},\quad "
+    r"S(x)=-\frac{1}{HW}\sum_{i,j}\max_c |h_{c,ij}|"
+)
+st.caption(
+    "Paper: [Heatmap-based Out-of-Distribution Detection](https://arxiv.org/abs/2211.08115) (WACV 2023). "
+    "z′ = penultimate features divided by their ID-train maximum; target t = x for ID images, the nearest "
+    "same-class ID image (Euclidean on z) for outlier-exposure images. Scores: higher = more ID."
+)
+features = require_features()
+ws = workspace()
+sets = {"ID": features.id_test, **features.ood}
+
+st.header("1 · Train the decoder")
+jigsaw = jigsaw_name(ws.id_dataset, JIGSAW_DEFAULT_N)
+left, right = st.columns([2, 1])
+outlier_set = left.selectbox(
+    "Outlier-exposure set",
+    [jigsaw, *features.ood],
+    key="heatmap_oe",
+    help="Images the decoder learns to paint. The default, jigsaw-shuffled ID training images, is disjoint "
+    "from every test OOD set; an OOD set chosen here is left out of the evaluation below.",
+)
+epochs = right.slider(
+    "Epochs (at most)",
+    1,
+    80,
+    DecoderSettings().epochs,
+    key="heatmap_epochs",
+    help="Training stops early when the held-out loss has not improved for 5 epochs.",
+)
+settings = DecoderSettings(epochs=epochs)
+if features.id_train is None:
+    st.info("The decoder trains on the ID train split; this ID dataset has none.")
+    st.stop()
+outliers = (
+    features.jigsaw
+    if outlier_set == jigsaw and features.jigsaw is not None
+    else feature_set(ws.model, outlier_set)
+)
+decoder = heatmap_decoder(features.id_train, outliers, settings, train=False)
+if decoder is None:
+    st.info(
+        "No decoder is cached for this model, outlier set and epoch budget yet (demo: < 1 min on 2 CPU cores)."
+    )
+    if st.button("Train decoder", type="primary", key="heatmap_train"):
+        with st.status("Training the heatmap decoder …", expanded=True) as status:
+            bar, chart = st.progress(0.0), st.empty()
+            curve: list[dict] = []
+
+            def show(epoch: int, total: int, train_loss: float, val_loss: float):
+                bar.progress(epoch / total, f"epoch {epoch}/{total}")
+                curve.extend(
+                    [
+                        {"epoch": epoch, "loss": train_loss, "split": "train"},
+                        {"epoch": epoch, "loss": val_loss, "split": "held out"},
+                    ]
+                )
+                chart.line_chart(
+                    pd.DataFrame(curve), x="epoch", y="loss", color="split"
+                )
+
+            decoder = heatmap_decoder(
+                features.id_train, outliers, settings, progress=show
+            )
+            status.update(label="Decoder trained and cached", state="complete")
+    else:
+        st.stop()
+
+history = decoder.history
+st.caption(
+    f"Trained on {history['id_samples']:,} ID and {history['oe_samples']:,} outlier-exposure images from "
+    f"**{outlier_set}**; best held-out loss at epoch {history['best_epoch']} of {history['epochs_run']} "
+    f"({history['seconds']:.1f} s)."
+)
+loss = pd.DataFrame(
+    {
+        "epoch": np.arange(1, history["epochs_run"] + 1),
+        "train": history["train_loss"],
+        "held out": history["validation_loss"],
+    }
+).melt("epoch", var_name="split", value_name="loss")
+figure = px.line(loss, x="epoch", y="loss", color="split", title="Decoder loss")
+figure.update_layout(height=280, margin={"t": 40, "b": 30})
+st.plotly_chart(figure, width="stretch", key="heatmap_loss")
+
+st.header("2 · The heatmap score next to the others")
+evaluated = {name: f for name, f in features.ood.items() if name != outlier_set}
+if len(evaluated) < len(features.ood):
+    st.caption(f"**{outlier_set}** is the outlier-exposure set, so it is not scored.")
+heatmap_scores = {
+    name: heatmap_score(decoder, f.penultimate, f.logits) for name, f in sets.items()
+}
+results = {
+    "Heatmap (decoder)": (
+        heatmap_scores["ID"],
+        {name: heatmap_scores[name] for name in evaluated},
+    )
+}
+for name in COMPARED:
+    method = get_method(name)
+    id_scores, ood_scores = features.scores(method)
+    results[method.label] = (
+        id_scores,
+        {k: v for k, v in ood_scores.items() if k in evaluated},
+    )
+table = metrics_table(results)
+auroc = table.pivot(index="method", columns="ood_set", values="AUROC")
+auroc = auroc[[*evaluated, "mean"]].loc[list(results)]
+st.dataframe(auroc.style.format("{:.1f}"), width="stretch")
+histogram = analysis.binned({name: heatmap_scores[name] for name in ["ID", *evaluated]})
+st.plotly_chart(
+    histogram_figure(histogram, "Heatmap score per set", "S(x) = −mean max_c |h|"),
+    width="stretch",
+    key="heatmap_histogram",
+)
+st.download_button(
+    "Download metrics (CSV)",
+    table.to_csv(index=False),
+    "heatmap_metrics.csv",
+    key="heatmap_csv",
+)
+
+
+@st.fragment
+def gallery() -> None:
+    st.header("3 · Gallery")
+    columns = st.columns(4)
+    kind = columns[0].radio(
+        "Overlay",
+        OVERLAYS,
+        key="heatmap_overlay",
+        help="Decoder heatmap: |h| on a fixed scale. Grad-CAM: predicted class, scaled per image. "
+        "NAP peaks: where the 8 most peaked channels of the block fire.",
+    )
+    blocks = features.id_test.blocks
+    block = columns[1].selectbox(
+        "Block (Grad-CAM, NAP peaks)",
+        blocks,
+        index=len(blocks) - 1,
+        key="heatmap_block",
+    )
+    opacity = columns[2].slider("Opacity", 0.0, 1.0, 0.6, 0.05, key="heatmap_opacity")
+    order = columns[3].radio(
+        "Sort by heatmap score",
+        ("most OOD-like first", "most ID-like first"),
+        key="heatmap_order",
+    )
+    count = 6
+    for name, f in sets.items():
+        scores = heatmap_scores[name]
+        ranked = np.argsort(scores, kind="stable")
+        rows = (ranked if order.startswith("most OOD") else ranked[::-1])[:count]
+        pictures = overlay_images(
+            f, rows, kind, opacity=opacity, block=block, decoder=decoder
+        )
+        label = ws.id_dataset if name == "ID" else name
+        st.markdown(f"**{label}**")
+        st.image(
+            pictures,
+            width=112,
+            caption=[f"S = {scores[r]:.3f}" for r in rows],
+            output_format="PNG",
+        )
+
+
+gallery()

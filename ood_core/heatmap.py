@@ -222,7 +222,7 @@ def train_decoder(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(batch)
+            total += float(loss.detach()) * len(batch)
         decoder.eval()
         with torch.inference_mode():
             val_loss = float(

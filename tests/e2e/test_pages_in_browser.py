@@ -93,9 +93,67 @@ def test_setup_page_shows_results_and_the_workspace(page, app_url):
     accuracy = float(_metric(page).inner_text().rstrip("%"))
     assert accuracy >= 97
     sidebar = page.get_by_test_id("stSidebar")
-    for name in ("Setup", "NAP", "Block Selection", "LINe", "Compare", "Workspace"):
+    for name in (
+        "Setup",
+        "NAP",
+        "Block Selection",
+        "LINe",
+        "Heatmaps",
+        "Local Background",
+        "Compare",
+        "Workspace",
+    ):
         expect(sidebar.get_by_text(name, exact=True).first).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "setup.png"))
+
+
+def _button(page, label: str):
+    return page.get_by_role("button", name=label, exact=True)
+
+
+def test_heatmaps_page_trains_a_decoder_and_the_opacity_slider_redraws(page, app_url):
+    _open(page, app_url, "heatmaps", "Train the decoder")
+    epochs = _slider(page, "Epochs (at most)")
+    epochs.focus()
+    page.keyboard.press("Home")  # one epoch keeps the test short
+    _wait_idle(page)
+    train = _button(page, "Train decoder")
+    if train.count():
+        train.click()
+    page.get_by_text("3 · Gallery").wait_for(timeout=IDLE_TIMEOUT)
+    _wait_idle(page)
+    _assert_healthy(page)
+    pictures = page.get_by_test_id("stImage").locator("img")
+    assert pictures.count() == 36  # 6 sets × 6 images
+    first = pictures.first.get_attribute("src")
+    thumb = _slider(page, "Opacity")
+    thumb.focus()
+    page.keyboard.press("End")
+    _wait_idle(page)
+    expect(pictures.first).not_to_have_attribute("src", first, timeout=IDLE_TIMEOUT)
+    _assert_healthy(page)
+    page.screenshot(path=str(SCREENSHOTS / "heatmaps.png"), full_page=True)
+
+
+def test_background_page_fine_tunes_and_shows_before_and_after(page, app_url):
+    _open(page, app_url, "background", "Fine-tune")
+
+    def fine_tune() -> str:
+        button = _button(page, "Fine-tune and extract")
+        if button.count():
+            button.click()
+        page.get_by_text("2 · Before and after").wait_for(timeout=IDLE_TIMEOUT)
+        _wait_idle(page)
+        _assert_healthy(page)
+        return page.get_by_test_id("stMetricValue").nth(2).inner_text()
+
+    first = fine_tune()
+    page.screenshot(path=str(SCREENSHOTS / "background.png"), full_page=True)
+    thumb = _slider(page, "α (background weight)")
+    thumb.focus()
+    page.keyboard.press("End")
+    _wait_idle(page)
+    assert fine_tune() != first  # the background norm after α = 2 differs
 
 
 def test_a_deep_link_on_a_page_gets_the_app_shell(page, app_url):

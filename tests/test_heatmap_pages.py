@@ -1,0 +1,105 @@
+"""AppTest of the Heatmaps and Local Background pages: train from the page, overlays for every set, sliders."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ood_core.evaluation import workspace_features
+from ood_core.pipeline import Workspace
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+SETS = ("digits", "letters", "textures", "photos", "faces", "noise")
+
+
+@pytest.fixture(scope="module")
+def extracted(demo_model):
+    workspace_features(Workspace())
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _galleries(at: AppTest) -> dict[str, list[str]]:
+    """Set name → the media URLs (content hashes) of its overlay pictures."""
+    labels = [m.value.strip("*") for m in at.markdown if m.value.strip("*") in SETS]
+    images = at.get("image")
+    assert len(labels) == len(images)
+    return {label: image.value for label, image in zip(labels, images)}
+
+
+def test_heatmaps_page_trains_the_decoder_and_overlays_id_and_ood_images(extracted):
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("pages/heatmaps.py").run()
+    _no_errors(at)
+    assert not at.get("image")  # nothing to show before the decoder exists
+    at.slider(key="heatmap_epochs").set_value(2).run()
+    at.button(key="heatmap_train").click().run()
+    _no_errors(at)
+    galleries = _galleries(at)
+    assert set(galleries) == set(SETS)
+    assert all(len(urls) == 6 for urls in galleries.values())
+    table = at.dataframe[0].value
+    assert "Heatmap (decoder)" in table.index
+    assert list(table.columns) == [
+        "letters",
+        "textures",
+        "photos",
+        "faces",
+        "noise",
+        "mean",
+    ]
+
+    at.slider(key="heatmap_opacity").set_value(0.0).run()
+    _no_errors(at)
+    faded = _galleries(at)
+    assert faded["noise"] != galleries["noise"]  # the overlay changed the pictures
+
+    for overlay in ("Grad-CAM", "NAP peaks"):
+        at.radio(key="heatmap_overlay").set_value(overlay).run()
+        _no_errors(at)
+        at.slider(key="heatmap_opacity").set_value(0.8).run()
+        _no_errors(at)
+        assert set(_galleries(at)) == set(SETS)
+
+    # Rerunning (a new session) finds the cached decoder: no button, same table.
+    again = AppTest.from_file(APP, default_timeout=300).run()
+    again.session_state["heatmap_epochs"] = 2
+    again.switch_page("pages/heatmaps.py").run()
+    _no_errors(again)
+    assert again.dataframe[0].value.equals(table)
+
+
+def test_outlier_exposure_set_is_left_out_of_the_evaluation(extracted):
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.session_state["heatmap_epochs"] = 1
+    at.session_state["heatmap_oe"] = "noise"
+    at.switch_page("pages/heatmaps.py").run()
+    at.button(key="heatmap_train").click().run()
+    _no_errors(at)
+    assert "noise" not in at.dataframe[0].value.columns
+    assert any("outlier-exposure set" in c.value for c in at.caption)
+
+
+def test_background_page_fine_tunes_and_compares_before_and_after(extracted):
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("pages/background.py").run()
+    _no_errors(at)
+    at.slider(key="bg_epochs").set_value(1).run()
+    at.slider(key="bg_alpha").set_value(1.0).run()
+    at.button(key="bg_train").click().run()
+    _no_errors(at)
+    labels = [m.label for m in at.metric]
+    assert labels[0] == "ID accuracy after"
+    table = at.dataframe[0].value
+    assert list(table.index) == [
+        f"{m} · {when}"
+        for when in ("before", "after")
+        for m in ("Energy", "NAP", "FeatureNorm")
+    ]
+    assert not table.loc["Energy · before"].equals(table.loc["Energy · after"])
+    # The fine-tuned model is now a model in the sidebar (from the next rerun on).
+    at.run()
+    assert "demo-bg-a1-k8-e1" in at.sidebar.selectbox[0].options

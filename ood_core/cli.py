@@ -1,4 +1,4 @@
-"""Command line: ``python -m ood_core extract | evaluate | list | cache``."""
+"""Command line: ``python -m ood_core extract | evaluate | select-block | heatmap | fine-tune | list | cache``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from tqdm import tqdm
 
 from . import catalog
+from .background import BackgroundSettings
 from .block_selection import (
     JIGSAW_DEFAULT_N,
     jigsaw_base_rows,
@@ -18,10 +19,20 @@ from .block_selection import (
 )
 from .cache import FeatureCache
 from .errors import OODLabError
-from .evaluation import accuracy, evaluate, workspace_features, workspace_sets
+from .evaluation import (
+    accuracy,
+    before_after,
+    evaluate,
+    heatmap_scores,
+    workspace_features,
+    workspace_sets,
+)
 from .extract import ExtractionSettings
+from .finetuned import background_fine_tune
+from .heatmap import DecoderSettings
+from .metrics import metrics_table
 from .models import LoadedModel
-from .pipeline import Workspace, feature_set, prepare_model
+from .pipeline import Workspace, feature_set, heatmap_decoder, prepare_model
 from .scores import METHODS, parse_method
 
 DEMO = Workspace()
@@ -142,6 +153,85 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(title: str, table, csv: str | None) -> None:
+    print(title)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if csv:
+        table.to_csv(csv, index=False)
+        print(f"wrote {csv}")
+
+
+def cmd_heatmap(args: argparse.Namespace) -> int:
+    bars = _Bars()
+    _prepare(args.model, bars)
+    workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
+    features = workspace_features(
+        workspace, progress=lambda s, d, t: bars.for_set(s)(d, t)
+    )
+    outlier_name = args.outliers or jigsaw_name(args.id_dataset, JIGSAW_DEFAULT_N)
+    outliers = feature_set(
+        args.model, outlier_name, progress=bars.for_set(outlier_name)
+    )
+    bars.close()
+    if features.id_train is None:
+        raise OODLabError(f"{args.id_dataset} has no train split to train a decoder on")
+    epochs = tqdm(total=args.epochs, desc="decoder epochs", file=sys.stderr)
+
+    def progress(epoch: int, total: int, train_loss: float, val_loss: float) -> None:
+        epochs.update(epoch - epochs.n)
+        epochs.set_postfix(train=f"{train_loss:.4f}", held_out=f"{val_loss:.4f}")
+
+    decoder = heatmap_decoder(
+        features.id_train,
+        outliers,
+        DecoderSettings(epochs=args.epochs),
+        progress=progress,
+    )
+    epochs.close()
+    history = decoder.history
+    print(
+        f"decoder: {history['id_samples']} ID + {history['oe_samples']} outlier-exposure images "
+        f"({outlier_name}), best epoch {history['best_epoch']}/{history['epochs_run']}, "
+        f"{history['seconds']:.1f} s to train (0 s when cached)"
+    )
+    table = metrics_table(
+        {"Heatmap": heatmap_scores(features, decoder, exclude=outlier_name)}
+    )
+    _print_table("Heatmap-based OOD, metrics in %", table, args.csv)
+    return 0
+
+
+def cmd_fine_tune(args: argparse.Namespace) -> int:
+    bars = _Bars()
+    _prepare(args.model, bars)
+    settings = BackgroundSettings(alpha=args.alpha, k=args.k, epochs=args.epochs)
+    steps = tqdm(desc="fine-tuning (batches)", file=sys.stderr)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        steps.total = total
+        steps.update(step - steps.n)
+        steps.set_postfix(loss=f"{loss:.4f}")
+
+    name = background_fine_tune(args.model, args.id_dataset, settings, progress)
+    steps.close()
+    workspaces = [
+        Workspace(model, args.id_dataset, tuple(args.ood))
+        for model in (args.model, name)
+    ]
+    before, after = (
+        workspace_features(ws, progress=lambda s, d, t: bars.for_set(s)(d, t))
+        for ws in workspaces
+    )
+    bars.close()
+    print(
+        f"fine-tuned model: {name} (now in `list`), ID accuracy "
+        f"{accuracy(before.id_test):.2f}% -> {accuracy(after.id_test):.2f}%"
+    )
+    table = before_after(before, after, [METHODS[m] for m in args.methods])
+    _print_table("metrics in %, before and after", table, args.csv)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     print("models:")
     for spec in catalog.models().values():
@@ -221,6 +311,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="jigsaw grid size n (default 3)",
     )
     select.set_defaults(run=cmd_select_block)
+    heatmap = sub.add_parser(
+        "heatmap",
+        help="train (once, cached) the Heatmap-based OOD decoder and print its metrics",
+    )
+    _workspace_arguments(heatmap)
+    heatmap.add_argument(
+        "--outliers",
+        help="outlier-exposure dataset, left out of the metrics (default: <id>@jigsaw3, "
+        "jigsaw-shuffled ID training images)",
+    )
+    heatmap.add_argument(
+        "--epochs", type=int, default=DecoderSettings().epochs, help="at most"
+    )
+    heatmap.add_argument("--csv", help="also write the table to this CSV file")
+    heatmap.set_defaults(run=cmd_heatmap)
+    tune = sub.add_parser(
+        "fine-tune",
+        help="fine-tune with the Local Background loss, register the model, compare before/after",
+    )
+    _workspace_arguments(tune)
+    defaults = BackgroundSettings()
+    tune.add_argument("--alpha", type=float, default=defaults.alpha)
+    tune.add_argument("--k", type=int, default=defaults.k)
+    tune.add_argument("--epochs", type=int, default=defaults.epochs)
+    tune.add_argument("--methods", nargs="+", default=["energy", "nap", "featurenorm"])
+    tune.add_argument("--csv", help="also write the table to this CSV file")
+    tune.set_defaults(run=cmd_fine_tune)
     sub.add_parser("list", help="list models, datasets and methods").set_defaults(
         run=cmd_list
     )

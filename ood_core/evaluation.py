@@ -17,6 +17,7 @@ from .block_selection import (
 )
 from .cache import FeatureCache, FeatureSet
 from .errors import OODLabError
+from .heatmap import TrainedDecoder, heatmap_score
 from .metrics import id_accuracy, metrics_table
 from .pipeline import Workspace, cached_feature_set, feature_set
 from .scores.registry import SELECTED_BLOCK, Method
@@ -148,3 +149,29 @@ def evaluate(
 def accuracy(id_features: FeatureSet) -> float:
     """ID top-1 accuracy (%) of the model on the cached ID test set."""
     return id_accuracy(id_features.logits, id_features.labels)
+
+
+def heatmap_scores(
+    features: WorkspaceFeatures, decoder: TrainedDecoder, exclude: str | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Heatmap-based OOD scores of ID test and each OOD set but ``exclude`` (the outlier-exposure set)."""
+    return heatmap_score(
+        decoder, features.id_test.penultimate, features.id_test.logits
+    ), {
+        name: heatmap_score(decoder, f.penultimate, f.logits)
+        for name, f in features.ood.items()
+        if name != exclude
+    }
+
+
+def before_after(
+    before: WorkspaceFeatures, after: WorkspaceFeatures, methods: Sequence[Method]
+) -> pd.DataFrame:
+    """Metrics (%) of each method with default parameters on two workspaces, methods labelled ``· before/after``."""
+    return metrics_table(
+        {
+            f"{method.label} · {label}": features.scores(method)
+            for label, features in (("before", before), ("after", after))
+            for method in methods
+        }
+    )

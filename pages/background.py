@@ -8,8 +8,12 @@ import streamlit as st
 
 from ood_core import finetuned
 from ood_core.background import BackgroundSettings
-from ood_core.evaluation import accuracy, cached_workspace_features, workspace_features
-from ood_core.metrics import metrics_table
+from ood_core.evaluation import (
+    accuracy,
+    before_after,
+    cached_workspace_features,
+    workspace_features,
+)
 from ood_core.pipeline import Workspace, loaded_model
 from ood_core.scores import get_method
 from pages.common import colour, ensure_app_shell, require_features, workspace
@@ -113,15 +117,10 @@ cards[0].metric(
 cards[1].metric("Cross-entropy (last epoch)", f"{report['cross_entropy'][-1]:.3f}")
 cards[2].metric("Background norm (last epoch)", f"{report['background_norm'][-1]:.3f}")
 
-results = {}
-for label, f in (("before", features), ("after", after)):
-    for method_name in COMPARED:
-        method = get_method(method_name)
-        results[f"{method.label} · {label}"] = f.scores(method)
-table = metrics_table(results)
+table = before_after(features, after, [get_method(m) for m in COMPARED])
 auroc = table.pivot(index="method", columns="ood_set", values="AUROC")
 st.dataframe(
-    auroc[[*features.ood, "mean"]].loc[list(results)].style.format("{:.1f}"),
+    auroc[[*features.ood, "mean"]].loc[table["method"].unique()].style.format("{:.1f}"),
     width="stretch",
 )
 st.download_button(

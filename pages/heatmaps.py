@@ -9,8 +9,9 @@ import streamlit as st
 
 from ood_core import analysis
 from ood_core.block_selection import JIGSAW_DEFAULT_N, jigsaw_name
+from ood_core.evaluation import heatmap_scores
 from ood_core.gallery import OVERLAYS, overlay_images
-from ood_core.heatmap import DecoderSettings, heatmap_score
+from ood_core.heatmap import DecoderSettings
 from ood_core.metrics import metrics_table
 from ood_core.pipeline import feature_set, heatmap_decoder
 from ood_core.scores import get_method
@@ -122,13 +123,12 @@ st.header("2 · The heatmap score next to the others")
 evaluated = {name: f for name, f in features.ood.items() if name != outlier_set}
 if len(evaluated) < len(features.ood):
     st.caption(f"**{outlier_set}** is the outlier-exposure set, so it is not scored.")
-heatmap_scores = {
-    name: heatmap_score(decoder, f.penultimate, f.logits) for name, f in sets.items()
-}
+id_scores, ood_scores = heatmap_scores(features, decoder)
+scores_by_set = {"ID": id_scores, **ood_scores}
 results = {
     "Heatmap (decoder)": (
-        heatmap_scores["ID"],
-        {name: heatmap_scores[name] for name in evaluated},
+        id_scores,
+        {name: ood_scores[name] for name in evaluated},
     )
 }
 for name in COMPARED:
@@ -142,7 +142,7 @@ table = metrics_table(results)
 auroc = table.pivot(index="method", columns="ood_set", values="AUROC")
 auroc = auroc[[*evaluated, "mean"]].loc[list(results)]
 st.dataframe(auroc.style.format("{:.1f}"), width="stretch")
-histogram = analysis.binned({name: heatmap_scores[name] for name in ["ID", *evaluated]})
+histogram = analysis.binned({name: scores_by_set[name] for name in ["ID", *evaluated]})
 st.plotly_chart(
     histogram_figure(histogram, "Heatmap score per set", "S(x) = −mean max_c |h|"),
     width="stretch",
@@ -182,7 +182,7 @@ def gallery() -> None:
     )
     count = 6
     for name, f in sets.items():
-        scores = heatmap_scores[name]
+        scores = scores_by_set[name]
         ranked = np.argsort(scores, kind="stable")
         rows = (ranked if order.startswith("most OOD") else ranked[::-1])[:count]
         pictures = overlay_images(

@@ -141,3 +141,38 @@ def test_unwritable_cache_path_is_one_line(demo_model, tmp_path):
         and result.stderr.startswith("error: cannot")
         and "Traceback" not in result.stderr
     )
+
+
+def test_heatmap_trains_a_decoder_and_leaves_the_outlier_set_out(demo_model, tmp_path):
+    csv = tmp_path / "heatmap.csv"
+    result = run(
+        "heatmap",
+        "--ood",
+        "textures",
+        "faces",
+        "noise",
+        "--outliers",
+        "noise",
+        "--epochs",
+        "1",
+        "--csv",
+        str(csv),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "outlier-exposure images (noise)" in result.stdout
+    table = pd.read_csv(csv)
+    assert table["ood_set"].tolist() == ["textures", "faces", "mean"]
+    assert table["AUROC"].between(0, 100).all()
+
+
+def test_fine_tune_registers_a_model_and_prints_before_and_after(demo_model, tmp_path):
+    csv = tmp_path / "bg.csv"
+    args = ["--ood", "textures", "--epochs", "1", "--k", "4", "--alpha", "0.3"]
+    result = run("fine-tune", *args, "--methods", "energy", "--csv", str(csv))
+    assert result.returncode == 0, result.stderr
+    assert "fine-tuned model: demo-bg-a0.3-k4-e1" in result.stdout
+    assert pd.read_csv(csv)["method"].unique().tolist() == [
+        "Energy · before",
+        "Energy · after",
+    ]
+    assert "demo-bg-a0.3-k4-e1" in run("list").stdout

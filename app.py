@@ -22,6 +22,11 @@ navigation = st.navigation(
             icon=":material/wallpaper:",
         ),
         st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
+        st.Page(
+            "pages/uploads.py",
+            title="Try your own images",
+            icon=":material/upload:",
+        ),
     ]
 )
 sidebar_workspace()

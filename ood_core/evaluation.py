@@ -54,10 +54,10 @@ class WorkspaceFeatures:
         """The NormRatio-selected block (argmax over the probed blocks)."""
         return select_block(self.normratio())
 
-    def scores(
-        self, method: Method, params: dict | None = None
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """ID test and per-OOD-set scores of one method (``block="selected"`` → the NormRatio choice)."""
+    def score_set(
+        self, method: Method, features: FeatureSet, params: dict | None = None
+    ) -> np.ndarray:
+        """One method's scores of any feature set of this model (``block="selected"`` → the NormRatio choice)."""
         train = self.train if method.needs_train else None
         params = {**method.defaults(), **(params or {})}
         if SELECTED_BLOCK in params.values():
@@ -65,8 +65,14 @@ class WorkspaceFeatures:
                 k: self.selected_block if v == SELECTED_BLOCK else v
                 for k, v in params.items()
             }
-        return method.score(self.id_test, train, **params), {
-            name: method.score(f, train, **params) for name, f in self.ood.items()
+        return method.score(features, train, **params)
+
+    def scores(
+        self, method: Method, params: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """ID test and per-OOD-set scores of one method."""
+        return self.score_set(method, self.id_test, params), {
+            name: self.score_set(method, f, params) for name, f in self.ood.items()
         }
 
 

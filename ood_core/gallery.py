@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from .cache import FeatureSet
 from .gradcam import block_maps, grad_cam, nap_peaks
 from .heatmap import TrainedDecoder
+from .models import LoadedModel
 from .overlays import blend, mark_peaks
 from .pipeline import loaded_model, model_inputs, to_pixels
 
@@ -16,8 +18,28 @@ OVERLAYS = ("decoder heatmap", "Grad-CAM", "NAP peaks")
 
 
 def overlay_images(
-    features: FeatureSet,
-    rows: Sequence[int],
+    features: FeatureSet, rows: Sequence[int], kind: str, **options
+) -> list[np.ndarray]:
+    """``overlay_inputs`` for cached ``rows`` of ``features`` (images reloaded from their dataset)."""
+    rows = list(rows)
+    if not rows:
+        return []
+    index = np.asarray(rows)
+    return overlay_inputs(
+        loaded_model(features.meta["model"]["name"]),
+        model_inputs(features, rows),
+        features.penultimate[index],
+        features.logits[index],
+        kind,
+        **options,
+    )
+
+
+def overlay_inputs(
+    model: LoadedModel,
+    inputs: torch.Tensor,
+    penultimate: np.ndarray,
+    logits: np.ndarray,
     kind: str,
     *,
     opacity: float = 0.6,
@@ -25,28 +47,21 @@ def overlay_images(
     decoder: TrainedDecoder | None = None,
     eps: float = 1.0,
 ) -> list[np.ndarray]:
-    """uint8 RGB pictures of cached ``rows`` of ``features`` with the ``kind`` overlay (one of ``OVERLAYS``).
+    """uint8 RGB pictures of model ``inputs`` [n, C, H, W] with the ``kind`` overlay (one of ``OVERLAYS``).
 
-    * decoder heatmap: ``max_c |h|`` on a fixed [0, 1] scale (an ID image should stay untouched);
+    * decoder heatmap: ``max_c |h|`` from ``penultimate`` and ``logits``, on a fixed [0, 1] scale (an ID image
+      should stay untouched);
     * Grad-CAM of ``block`` (default: the last probed block) for the predicted class, scaled per image;
     * NAP peaks: the argmax position of the 8 channels of ``block`` with the largest ``max/(mean+ε)``.
     """
     if kind not in OVERLAYS:
         raise ValueError(f"overlay must be one of {OVERLAYS}, not {kind!r}")
-    rows = list(rows)
-    if not rows:
-        return []
-    model = loaded_model(features.meta["model"]["name"])
-    inputs = model_inputs(features, rows)
     pixels = to_pixels(inputs, model).numpy()
     layer = model.module.get_submodule(block or model.probes.blocks[-1])
     if kind == "decoder heatmap":
         if decoder is None:
             raise ValueError("the decoder heatmap overlay needs a trained decoder")
-        index = np.asarray(rows)
-        heat = np.abs(
-            decoder.heatmaps(features.penultimate[index], features.logits[index])
-        ).max(1)
+        heat = np.abs(decoder.heatmaps(penultimate, logits)).max(1)
         return [blend(p, h, opacity) for p, h in zip(pixels, heat)]
     if kind == "Grad-CAM":
         cams = grad_cam(model.module, layer, inputs)

@@ -101,6 +101,7 @@ def test_setup_page_shows_results_and_the_workspace(page, app_url):
         "Heatmaps",
         "Local Background",
         "Compare",
+        "Try your own images",
         "Workspace",
     ):
         expect(sidebar.get_by_text(name, exact=True).first).to_be_visible()
@@ -154,6 +155,29 @@ def test_background_page_fine_tunes_and_shows_before_and_after(page, app_url):
     page.keyboard.press("End")
     _wait_idle(page)
     assert fine_tune() != first  # the background norm after α = 2 differs
+
+
+def test_uploads_page_scores_an_uploaded_image(page, app_url, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    picture = tmp_path / "noise.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(picture)
+    _open(page, app_url, "uploads", "Drop PNG/JPEG images")
+    page.locator("input[type=file]").set_input_files(str(picture))
+    page.get_by_text("1 · Every method's verdict").wait_for(timeout=IDLE_TIMEOUT)
+    _wait_idle(page)
+    _assert_healthy(page)
+    image = page.get_by_test_id("stImage").locator("img").first
+    before = image.get_attribute("src")
+    thumb = _slider(page, "Opacity")
+    thumb.focus()
+    page.keyboard.press("Home")
+    _wait_idle(page)
+    expect(image).not_to_have_attribute("src", before, timeout=IDLE_TIMEOUT)
+    _assert_healthy(page)
+    page.screenshot(path=str(SCREENSHOTS / "uploads.png"), full_page=True)
 
 
 def test_a_deep_link_on_a_page_gets_the_app_shell(page, app_url):

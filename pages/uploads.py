@@ -1,0 +1,160 @@
+"""Try your own images: score uploads with every method and see where they fall among ID and OOD."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from ood_core import analysis
+from ood_core.errors import OODLabError
+from ood_core.gallery import OVERLAYS, overlay_inputs
+from ood_core.heatmap import DEFAULT_DECODER_SETTINGS
+from ood_core.pipeline import heatmap_decoder, loaded_model
+from ood_core.scores import METHODS
+from ood_core.uploads import (
+    FLAG_PERCENTILE,
+    MAX_FILE_BYTES,
+    MAX_IMAGES,
+    MAX_PIXELS,
+    placement,
+    read_uploads,
+    upload_features,
+)
+from pages.common import (
+    ensure_app_shell,
+    histogram_figure,
+    require_features,
+    workspace,
+)
+
+ensure_app_shell()
+st.title("Try your own images")
+st.markdown(
+    "Upload a few images and see how every detector judges them against the current ID set: each score is placed "
+    f"among the ID test scores (its **ID percentile**); below the {FLAG_PERCENTILE:g}th percentile — the threshold "
+    "that keeps 95% of ID images — an image is flagged **OOD-like**. Images go through the model's own transform "
+    "(grayscale, colour, transparency and any size are handled)."
+)
+st.caption(
+    f"PNG or JPEG files, or a zip of them: at most {MAX_IMAGES} images, {MAX_FILE_BYTES / 2**20:.0f} MiB per file "
+    f"and {MAX_PIXELS / 1e6:.0f} megapixels per image. Uploads stay in memory and are never written to disk."
+)
+features = require_features()
+ws = workspace()
+model = loaded_model(ws.model)
+
+files = st.file_uploader(
+    "Images",
+    type=["png", "jpg", "jpeg", "zip"],
+    accept_multiple_files=True,
+    key="upload_files",
+)
+if not files:
+    st.info("Drop PNG/JPEG images or a zip here to score them.")
+    st.stop()
+uploads = read_uploads([(f.name, f.getvalue()) for f in files])
+if uploads.rejected:
+    st.warning(f"{len(uploads.rejected)} file(s) were not used:")
+    st.dataframe(
+        pd.DataFrame(uploads.rejected, columns=["file", "reason"]),
+        hide_index=True,
+        width="stretch",
+    )
+if not uploads.images:
+    st.stop()
+try:
+    scored = upload_features(model, uploads)
+except OODLabError as exc:
+    st.error(str(exc))
+    st.stop()
+
+methods = [m for m in METHODS.values() if not m.reinference]
+table = placement(features, scored, methods)
+
+st.header("1 · Every method's verdict")
+percentiles = table.pivot(index="image", columns="method", values="ID percentile")
+percentiles = percentiles.loc[list(uploads.images), [m.label for m in methods]]
+st.dataframe(
+    percentiles.style.format("{:.0f}").highlight_between(
+        right=FLAG_PERCENTILE, props="background-color: #f8d7da"
+    ),
+    width="stretch",
+)
+st.caption(
+    "ID percentile of each image under each method (default parameters); red = OOD-like. "
+    "ODIN is left out: it re-runs the model with perturbed inputs."
+)
+st.download_button(
+    "Download scores (CSV)", table.to_csv(index=False), "upload_scores.csv"
+)
+
+
+@st.fragment
+def placement_section() -> None:
+    st.header("2 · Where they fall")
+    labels = {m.label: m for m in methods}
+    method = labels[
+        st.selectbox(
+            "Method", list(labels), index=list(labels).index("NAP"), key="upload_method"
+        )
+    ]
+    id_scores, ood_scores = features.scores(method)
+    figure = histogram_figure(
+        analysis.binned({"ID": id_scores, **ood_scores}), f"{method.label} scores"
+    )
+    for row in table[table["method"] == method.label].itertuples():
+        figure.add_vline(x=row.score, line_dash="dot", line_color="#d62728")
+        figure.add_annotation(
+            x=row.score, y=1, yref="paper", text=row.image[:18], showarrow=False
+        )
+    st.plotly_chart(figure, width="stretch", key="upload_histogram")
+
+
+@st.fragment
+def overlay_section() -> None:
+    st.header("3 · Overlays")
+    columns = st.columns(3)
+    decoder = (
+        heatmap_decoder(
+            features.id_train, features.jigsaw, DEFAULT_DECODER_SETTINGS, train=False
+        )
+        if features.id_train is not None and features.jigsaw is not None
+        else None
+    )
+    kinds = [k for k in OVERLAYS if decoder is not None or k != "decoder heatmap"]
+    kind = columns[0].radio(
+        "Overlay",
+        kinds,
+        key="upload_overlay",
+        help="The decoder heatmap appears once a decoder with default settings is trained on the Heatmaps page.",
+    )
+    blocks = list(model.probes.blocks)
+    block = columns[1].selectbox(
+        "Block", blocks, index=len(blocks) - 1, key="upload_block"
+    )
+    opacity = columns[2].slider("Opacity", 0.0, 1.0, 0.6, 0.05, key="upload_opacity")
+    inputs = torch.stack([model.transform(image) for image in uploads.images.values()])
+    pictures = overlay_inputs(
+        model,
+        inputs,
+        scored.penultimate,
+        scored.logits,
+        kind,
+        opacity=opacity,
+        block=block,
+        decoder=decoder,
+    )
+    predicted = scored.logits.argmax(1)
+    st.image(
+        pictures,
+        width=128,
+        caption=[
+            f"{name[:20]} · class {c}" for name, c in zip(uploads.images, predicted)
+        ],
+        output_format="PNG",
+    )
+
+
+placement_section()
+overlay_section()

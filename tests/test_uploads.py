@@ -1,0 +1,179 @@
+"""Try your own images: safe reading (limits, zips, bombs, non-images), scoring, and the page."""
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from ood_core.evaluation import workspace_features
+from ood_core.pipeline import Workspace, loaded_model
+from ood_core.scores import get_method
+from ood_core.uploads import placement, read_uploads, upload_features
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+RNG = np.random.default_rng(0)
+
+
+def encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def zipped(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+GREY = encode((RNG.random((20, 30)) * 255).astype(np.uint8))
+RGBA = encode((RNG.random((64, 48, 4)) * 255).astype(np.uint8))
+JPEG = encode((RNG.random((100, 80, 3)) * 255).astype(np.uint8), "JPEG")
+
+
+def test_png_jpeg_grey_and_rgba_are_accepted_and_the_rest_rejected_with_reasons():
+    gif = io.BytesIO()
+    Image.new("P", (8, 8)).save(gif, "GIF")
+    result = read_uploads(
+        [
+            ("grey.png", GREY),
+            ("rgba.png", RGBA),
+            ("photo.jpg", JPEG),
+            ("notes.txt", b"hello"),
+            ("anim.gif", gif.getvalue()),
+            ("truncated.png", RGBA[: len(RGBA) // 2]),
+        ]
+    )
+    assert list(result.images) == ["grey.png", "rgba.png", "photo.jpg"]
+    assert [img.mode for img in result.images.values()] == ["L", "RGBA", "RGB"]
+    reasons = dict(result.rejected)
+    assert set(reasons) == {"notes.txt", "anim.gif", "truncated.png"}
+    assert reasons["notes.txt"].startswith("not a readable image")
+    assert reasons["anim.gif"] == "not a PNG or JPEG image (GIF)"
+    assert reasons["truncated.png"].startswith("not a readable image")
+
+
+def test_a_decompression_bomb_is_refused_from_its_header():
+    bomb = io.BytesIO()
+    Image.new("L", (12_000, 12_000)).save(
+        bomb, "PNG"
+    )  # 144 Mpx of zeros: a few hundred kB
+    assert len(bomb.getvalue()) < 1_000_000
+    result = read_uploads([("bomb.png", bomb.getvalue())])
+    assert not result.images
+    assert "possible decompression bomb" in result.rejected[0][1]
+
+
+def test_size_and_count_limits():
+    result = read_uploads(
+        [("big.png", JPEG)] + [(f"{i}.png", GREY) for i in range(5)],
+        max_images=3,
+        max_bytes=len(JPEG) - 1,
+    )
+    assert list(result.images) == ["0.png", "1.png", "2.png"]
+    reasons = dict(result.rejected)
+    assert reasons["3.png"] == "over the limit of 3 images per upload"
+    assert "larger than" in reasons["big.png"]
+
+
+def test_zip_members_are_read_in_memory_and_lying_headers_do_not_help():
+    archive = zipped(
+        {
+            "a/grey.png": GREY,
+            "__MACOSX/a/._grey.png": b"junk",
+            "b/photo.jpg": encode(
+                (RNG.random((16, 16, 3)) * 255).astype(np.uint8), "JPEG"
+            ),
+            "readme.txt": b"x",
+            "huge.png": b"\0" * 5000,
+        }
+    )
+    result = read_uploads([("set.zip", archive)], max_bytes=4000)
+    assert list(result.images) == ["set.zip/a/grey.png", "set.zip/b/photo.jpg"]
+    reasons = dict(result.rejected)
+    assert "larger than" in reasons["set.zip/huge.png"]
+    assert reasons["set.zip/readme.txt"].startswith("not a readable image")
+    # A member whose header under-states its size is cut off at the limit while reading.
+    patched = bytearray(archive)
+    central = patched.rfind(b"PK\x01\x02")
+    while (
+        central != -1
+    ):  # rewrite every uncompressed size in the central directory to 1 byte
+        patched[central + 24 : central + 28] = (1).to_bytes(4, "little")
+        central = patched.rfind(b"PK\x01\x02", 0, central)
+    lied = read_uploads([("lie.zip", bytes(patched))], max_bytes=4000)
+    assert "lie.zip/huge.png" not in lied.images
+
+
+def test_broken_zip_is_a_reason_not_a_crash():
+    result = read_uploads([("bad.zip", zipped({"x.png": GREY})[:-30])])
+    assert not result.images
+    assert result.rejected and result.rejected[0][0] == "bad.zip"
+
+
+@pytest.fixture(scope="module")
+def features(demo_model):
+    return workspace_features(Workspace())
+
+
+def test_upload_scores_equal_the_cached_scores_of_the_same_images(features):
+    """Uploading test digits must reproduce their cached scores (same transform, same statistics)."""
+    from ood_core.data import DEMO_DATASETS
+
+    images, _ = DEMO_DATASETS["digits"].load("test")
+    rows = np.asarray(features.id_test["index"])[:6]
+    files = []
+    for row in rows:
+        buffer = io.BytesIO()
+        images.image(int(row)).save(buffer, "PNG")
+        files.append((f"digit{row}.png", buffer.getvalue()))
+    scored = upload_features(loaded_model("demo"), read_uploads(files))
+    for name in ("energy", "nap", "knn", "featurenorm"):
+        method = get_method(name)
+        np.testing.assert_allclose(
+            features.score_set(method, scored),
+            features.score_set(method, features.id_test)[:6],
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    table = placement(features, scored, [get_method("msp"), get_method("nap")])
+    assert len(table) == 12
+    reference = np.sort(features.score_set(get_method("nap"), features.id_test))
+    nap = table[table["method"] == "NAP"]
+    expected = [100 * np.mean(reference < s) for s in nap["score"]]  # brute force
+    np.testing.assert_allclose(nap["ID percentile"], expected)
+    assert set(nap["verdict"]) <= {"ID-like", "OOD-like"}
+
+
+def test_the_page_scores_uploads_flags_noise_and_lists_rejections(features):
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("pages/uploads.py").run()
+    assert not at.exception
+    noise = encode((RNG.random((32, 32)) * 255).astype(np.uint8))
+    at.file_uploader(key="upload_files").set_value(
+        [
+            ("noise.png", noise, "image/png"),
+            ("photo.jpg", JPEG, "image/jpeg"),
+            ("evil.png", b"<script>alert(1)</script>", "image/png"),
+        ]
+    ).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "1 file(s) were not used" in at.warning[0].value
+    rejected = at.dataframe[0].value
+    assert rejected["file"].tolist() == ["evil.png"]
+    verdicts = at.dataframe[1].value
+    assert list(verdicts.index) == ["noise.png", "photo.jpg"]
+    assert verdicts.loc["noise.png", "NAP"] < 5  # noise is OOD-like for NAP
+    pictures = at.get("image")[0].value
+    assert len(pictures) == 2
+    at.radio(key="upload_overlay").set_value("NAP peaks").run()
+    assert not at.exception
+    at.slider(key="upload_opacity").set_value(0.1).run()
+    assert not at.exception
+    assert at.get("image")[0].value != pictures

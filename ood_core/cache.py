@@ -253,7 +253,13 @@ class FeatureCache:
 
     def _build(self, key: CacheKey, build: Callable[[EntryWriter], dict]) -> None:
         model_dir = self.root / key.model_dir
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key.entry_dir}-", dir=model_dir))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key.entry_dir}-", dir=model_dir))
+        except OSError as exc:
+            raise CacheError(
+                f"cannot write to the feature cache {self.root} ({exc.strerror}); "
+                "make it writable or set OOD_LAB_CACHE_DIR to a writable folder"
+            ) from exc
         try:
             writer = EntryWriter(tmp)
             extra = build(writer)

@@ -107,6 +107,26 @@ def feature_set(
     return cache.get_or_create(key, build)
 
 
+def lookup_feature_set(
+    model_name: str,
+    dataset: str,
+    split: str | None = None,
+    cache: FeatureCache | None = None,
+) -> tuple[FeatureSet | None, str]:
+    """The cached features (or ``None``) and their state: ``cached``, ``missing`` or ``corrupt: <why>``.
+
+    Never trains or extracts; a corrupt entry is rebuilt by the next ``feature_set`` call.
+    """
+    if catalog.get_model(model_name).needs_training():
+        return None, "missing"
+    key, _ = cache_key(loaded_model(model_name), dataset, split)
+    try:
+        found = (cache or FeatureCache()).load(key)
+    except CorruptEntry as exc:
+        return None, f"corrupt: {exc}"
+    return found, "cached" if found is not None else "missing"
+
+
 def cached_feature_set(
     model_name: str,
     dataset: str,
@@ -114,13 +134,7 @@ def cached_feature_set(
     cache: FeatureCache | None = None,
 ) -> FeatureSet | None:
     """The cached features if they exist and verify; ``None`` otherwise (never trains or extracts)."""
-    if catalog.get_model(model_name).needs_training():
-        return None
-    key, _ = cache_key(loaded_model(model_name), dataset, split)
-    try:
-        return (cache or FeatureCache()).load(key)
-    except CorruptEntry:
-        return None
+    return lookup_feature_set(model_name, dataset, split, cache)[0]
 
 
 def odin_feature_set(

@@ -14,7 +14,7 @@ from ood_core.evaluation import (
     evaluate,
     workspace_sets,
 )
-from ood_core.pipeline import cached_feature_set, feature_set, prepare_model
+from ood_core.pipeline import feature_set, lookup_feature_set, prepare_model
 from ood_core.scores import get_method
 from pages.common import ensure_app_shell, workspace
 
@@ -40,7 +40,7 @@ def dataset_table(targets) -> pd.DataFrame:
     rows = []
     for name, split in targets:
         spec = catalog.get_dataset(name)
-        cached = cached_feature_set(ws.model, name, split, cache)
+        cached, state = lookup_feature_set(ws.model, name, split, cache)
         rows.append(
             {
                 "dataset": f"{name}:{split}" if split else name,
@@ -50,7 +50,13 @@ def dataset_table(targets) -> pd.DataFrame:
                 if "@jigsaw" in name
                 else "OOD",
                 "images": len(cached) if cached is not None else None,
+                "unreadable (skipped)": cached.meta.get("skipped", 0)
+                if cached is not None
+                else None,
                 "cached": cached is not None,
+                "state": state
+                if not state.startswith("corrupt")
+                else f"{state} — Prepare rebuilds it",
                 "provenance": spec.provenance,
             }
         )
@@ -58,7 +64,8 @@ def dataset_table(targets) -> pd.DataFrame:
 
 
 def prepare(targets) -> None:
-    """Train the model if needed, then extract every missing set, with live progress."""
+    """Train the model if needed, then extract every missing set, with live progress; then what happened."""
+    notes: list[str] = []
     with st.status("Preparing features…", expanded=True) as status:
         bar = st.progress(0.0, text="model")
         prepare_model(
@@ -78,13 +85,15 @@ def prepare(targets) -> None:
                     done / total, text=f"{label}: {done}/{total} images"
                 ),
             )
-            for note in features.notes:
-                st.warning(note)
+            notes.extend(features.notes)
             if features.meta.get("skipped"):
-                st.warning(
-                    f"{label}: {features.meta['skipped']} unreadable images skipped"
+                notes.append(
+                    f"{label}: {features.meta['skipped']} unreadable images skipped "
+                    f"(e.g. {', '.join(features.meta['skipped_names'][:3])})"
                 )
         status.update(label="Features ready", state="complete", expanded=False)
+    for note in notes:
+        st.warning(note)
 
 
 try:

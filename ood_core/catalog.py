@@ -23,11 +23,13 @@ Example ``data/ood_lab.toml`` (every path is relative to the data root, ``OOD_LA
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
 
 from . import config
 from .data import DEMO_DATASETS, DatasetSpec, register_folder_dataset
-from .errors import OODLabError, UnknownNameError
+from .errors import DataPathError, OODLabError, UnknownNameError
 from .models import ModelSpec, demo_spec, torchvision_spec
 
 
@@ -58,6 +60,31 @@ def models() -> dict[str, ModelSpec]:
 
     base = {"demo": demo_spec(), **registered}
     return {**base, **finetuned.specs(base)}
+
+
+def add_folder_dataset(name: str, folder: str) -> DatasetSpec:
+    """Register the images in ``folder`` (a path inside the data root) as OOD dataset ``name``.
+
+    Appends a ``kind = "folder"`` entry to the registry file. The path must resolve inside the data root
+    (``..`` or absolute paths elsewhere are refused) and be a directory; ``name`` must be new and a plain word.
+    """
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,39}", name or ""):
+        raise OODLabError(
+            "a dataset name starts with a letter and has at most 40 letters, digits, '-' or '_'"
+        )
+    if name in datasets():
+        raise OODLabError(f"a dataset named '{name}' exists already")
+    resolved = config.resolve_data_path(folder)
+    if not resolved.is_dir():
+        raise DataPathError(f"'{folder}' is not a folder")
+    relative = resolved.relative_to(config.data_root()).as_posix()
+    path = config.config_file()
+    text = path.read_text() if path.exists() else ""
+    entry = f'\n[datasets.{name}]\nkind = "folder"\nroot = {json.dumps(relative)}\n'
+    tomllib.loads(text + entry)  # never write a file that would not parse
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + entry)
+    return get_dataset(name)
 
 
 def get_dataset(name: str) -> DatasetSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ood_core import catalog
+from ood_core import catalog, config
 from ood_core.cache import FeatureCache
 from ood_core.errors import OODLabError
 from ood_core.evaluation import (
@@ -148,6 +148,24 @@ try:
         )
 except OODLabError as exc:
     st.error(str(exc))
+
+with st.expander("Add a folder of images as an OOD dataset"):
+    st.caption(
+        f"The folder must lie inside the data root `{config.data_root()}` (set `OOD_LAB_DATA_ROOT`); "
+        "paths outside it are refused. It is added to the registry file and appears in the sidebar."
+    )
+    new_name = st.text_input("Dataset name", key="new_dataset_name")
+    new_folder = st.text_input(
+        "Folder, relative to the data root", key="new_dataset_folder"
+    )
+    if st.button("Add dataset", key="add_dataset"):
+        try:
+            added = catalog.add_folder_dataset(new_name.strip(), new_folder.strip())
+            st.success(
+                f"Added '{added.name}'; pick it under OOD datasets in the sidebar."
+            )
+        except OODLabError as exc:
+            st.error(str(exc))
 
 st.subheader("Cache inventory")
 entries = cache.entries()

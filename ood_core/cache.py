@@ -26,10 +26,11 @@ from filelock import FileLock
 
 from . import __version__, config
 from .errors import CacheError
+from .memo import BoundedMemo
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
-_checksum_memo: dict[tuple[str, int, int], str] = {}
+_checksum_memo: BoundedMemo[str] = BoundedMemo(100_000)
 
 
 def digest(obj: object) -> str:
@@ -43,13 +44,15 @@ def file_sha256(path: Path) -> str:
     """sha256 of a file, memoised per process by (path, size, mtime)."""
     stat = path.stat()
     memo_key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if memo_key not in _checksum_memo:
+
+    def compute() -> str:
         sha = hashlib.sha256()
         with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
                 sha.update(chunk)
-        _checksum_memo[memo_key] = sha.hexdigest()
-    return _checksum_memo[memo_key]
+        return sha.hexdigest()
+
+    return _checksum_memo.get(memo_key, compute)
 
 
 @dataclass(frozen=True)

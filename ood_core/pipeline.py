@@ -23,6 +23,7 @@ from .heatmap import (
     decoder_shape,
     train_decoder,
 )
+from .memo import BoundedMemo
 from .models import LoadedModel, load_model
 
 Progress = Callable[[int, int], None]
@@ -51,14 +52,10 @@ def loaded_model(name: str) -> LoadedModel:
         stat.st_size,
         stat.st_mtime_ns,
     )
-    if key not in _loaded:
-        if len(_loaded) >= 8:
-            _loaded.pop(next(iter(_loaded)))
-        _loaded[key] = load_model(spec)
-    return _loaded[key]
+    return _loaded.get(key, lambda: load_model(spec))
 
 
-_loaded: dict[tuple, LoadedModel] = {}
+_loaded: BoundedMemo[LoadedModel] = BoundedMemo(8)
 
 
 def prepare_model(name: str, progress: Progress | None = None) -> LoadedModel:

@@ -13,6 +13,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from .cache import FeatureSet
 from .errors import OODLabError
+from .memo import BoundedMemo
 
 # ReAct thresholds for p in 0..100 step 0.1, exactly as np.percentile.
 QUANTILE_GRID = np.linspace(0, 1, 1001)
@@ -76,14 +77,10 @@ def compute_train_stats(train: FeatureSet) -> TrainStats:
     )
 
 
-_memo: dict[tuple[str, str], TrainStats] = {}
+_memo: BoundedMemo[TrainStats] = BoundedMemo(8)
 
 
 def train_stats(train: FeatureSet) -> TrainStats:
     """Memoised ``compute_train_stats`` (one computation per train entry and process)."""
     key = (str(train.root), str(train.meta.get("created")))
-    if key not in _memo:
-        if len(_memo) >= 8:
-            _memo.pop(next(iter(_memo)))
-        _memo[key] = compute_train_stats(train)
-    return _memo[key]
+    return _memo.get(key, lambda: compute_train_stats(train))

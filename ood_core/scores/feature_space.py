@@ -6,6 +6,7 @@ import numpy as np
 
 from ..cache import FeatureSet
 from ..errors import OODLabError
+from ..memo import BoundedMemo
 from ..train_stats import TrainStats, l2_normalise
 
 
@@ -34,16 +35,16 @@ def knn_from_distances(sorted_distances: np.ndarray, k: int) -> np.ndarray:
     return -np.asarray(sorted_distances[:, int(k) - 1], np.float64)
 
 
-_neighbours: dict[tuple[str, str, str], np.ndarray] = {}
+_neighbours: BoundedMemo[np.ndarray] = BoundedMemo(32)
 
 
 def neighbour_distances(features: FeatureSet, stats: TrainStats) -> np.ndarray:
     """Ascending distances [N, k_max] of each normalised feature to its k_max nearest normalised ID train features,
     computed once per (feature set, train set) so that moving the k slider is a lookup."""
     key = (str(features.root), str(features.meta.get("created")), stats.source)
-    if key not in _neighbours:
-        if len(_neighbours) >= 32:
-            _neighbours.pop(next(iter(_neighbours)))
+
+    def compute() -> np.ndarray:
         distances, _ = stats.knn.kneighbors(l2_normalise(features.penultimate))
-        _neighbours[key] = distances.astype(np.float32)
-    return _neighbours[key]
+        return distances.astype(np.float32)
+
+    return _neighbours.get(key, compute)

@@ -2,75 +2,38 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+import streamlit_server
 from e2e_paths import SCREENSHOTS
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = streamlit_server.REPO
 CHROMIUM = "/usr/bin/chromium"
 # Streamlit's frontend first probes /<page>/_stcore/... on a deep link, gets a 404 and falls back to /_stcore/...
 STREAMLIT_DEEP_LINK_PROBE = re.compile(r"/[^/]+/_stcore/(health|host-config)$")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def app_url(demo_model):
+def app_server(demo_model):
+    """A running app on the demo cache: ``(process, url)``."""
     from ood_core.evaluation import workspace_features
     from ood_core.pipeline import Workspace
 
     workspace_features(Workspace())  # the pages read the cache; extract it once
-    port = _free_port()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    log = open(REPO / "test-artifacts" / "streamlit.log", "w")  # noqa: SIM115 (closed at teardown)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=os.environ.copy(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://localhost:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.time() > deadline:
-            server.kill()
-            pytest.fail(
-                f"streamlit did not become healthy on {url}; see test-artifacts/streamlit.log"
-            )
-        time.sleep(0.5)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    try:
+        server, url = streamlit_server.start(REPO / "test-artifacts" / "streamlit.log")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server, url
+    streamlit_server.stop(server)
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server) -> str:
+    return app_server[1]
 
 
 @pytest.fixture(scope="session")

@@ -27,16 +27,9 @@ from ood_core.evaluation import (
     workspace_features,
 )
 from ood_core.finetuned import background_fine_tune, report
-from ood_core.heatmap import DecoderSettings, train_decoder
+from ood_core.heatmap import DecoderSettings
 from ood_core.metrics import metrics_table
-from ood_core.pipeline import (
-    Workspace,
-    loaded_model,
-    model_inputs,
-    prepare_model,
-    sample_rows,
-    to_pixels,
-)
+from ood_core.pipeline import Workspace, prepare_model, train_set_decoder
 from ood_core.scores import get_method
 
 
@@ -47,22 +40,8 @@ def auroc_table(table: pd.DataFrame) -> str:
 
 
 def decoder_section(features) -> None:
-    model = loaded_model("demo")
-    train, outliers = features.id_train, features.jigsaw
-    id_rows, oe_rows = (
-        sample_rows(len(train), 2000),
-        sample_rows(len(outliers), 2000, 1),
-    )
     start = time.perf_counter()
-    decoder = train_decoder(
-        to_pixels(model_inputs(train, id_rows), model),
-        train.penultimate[id_rows],
-        train.logits[id_rows],
-        to_pixels(model_inputs(outliers, oe_rows), model),
-        outliers.penultimate[oe_rows],
-        outliers.logits[oe_rows],
-        DecoderSettings(),
-    )
+    decoder = train_set_decoder(features.id_train, features.jigsaw, DecoderSettings())
     seconds = time.perf_counter() - start
     h = decoder.history
     print(

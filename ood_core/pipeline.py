@@ -232,6 +232,30 @@ def heatmap_decoder_key(
     )
 
 
+def train_set_decoder(
+    id_train: FeatureSet,
+    outliers: FeatureSet,
+    settings: DecoderSettings = DEFAULT_DECODER_SETTINGS,
+    *,
+    max_images: int = 2000,
+    progress: TrainProgress | None = None,
+) -> TrainedDecoder:
+    """Train a heatmap decoder on (at most ``max_images`` seeded) images of two cached sets; not cached."""
+    model = loaded_model(id_train.meta["model"]["name"])
+    id_rows = sample_rows(len(id_train), max_images, settings.seed)
+    oe_rows = sample_rows(len(outliers), max_images, settings.seed + 1)
+    return train_decoder(
+        to_pixels(model_inputs(id_train, id_rows), model),
+        id_train.penultimate[id_rows],
+        id_train.logits[id_rows],
+        to_pixels(model_inputs(outliers, oe_rows), model),
+        outliers.penultimate[oe_rows],
+        outliers.logits[oe_rows],
+        settings,
+        progress,
+    )
+
+
 def heatmap_decoder(
     id_train: FeatureSet,
     outliers: FeatureSet,
@@ -254,20 +278,10 @@ def heatmap_decoder(
         except CorruptEntry:
             entry = None
     else:
-        model = loaded_model(id_train.meta["model"]["name"])
 
         def build(writer):
-            id_rows = sample_rows(len(id_train), max_images, settings.seed)
-            oe_rows = sample_rows(len(outliers), max_images, settings.seed + 1)
-            trained = train_decoder(
-                to_pixels(model_inputs(id_train, id_rows), model),
-                id_train.penultimate[id_rows],
-                id_train.logits[id_rows],
-                to_pixels(model_inputs(outliers, oe_rows), model),
-                outliers.penultimate[oe_rows],
-                outliers.logits[oe_rows],
-                settings,
-                progress,
+            trained = train_set_decoder(
+                id_train, outliers, settings, max_images=max_images, progress=progress
             )
             for name, array in decoder_arrays(trained).items():
                 writer.put(name, array)

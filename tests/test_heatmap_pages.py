@@ -43,14 +43,7 @@ def test_heatmaps_page_trains_the_decoder_and_overlays_id_and_ood_images(extract
     assert all(len(urls) == 6 for urls in galleries.values())
     table = at.dataframe[0].value
     assert "Heatmap (decoder)" in table.index
-    assert list(table.columns) == [
-        "letters",
-        "textures",
-        "photos",
-        "faces",
-        "noise",
-        "mean",
-    ]
+    assert list(table.columns) == [*SETS[1:], "mean"]
 
     at.slider(key="heatmap_opacity").set_value(0.0).run()
     _no_errors(at)
@@ -77,7 +70,10 @@ def test_outlier_exposure_set_is_left_out_of_the_evaluation(extracted):
     at.session_state["heatmap_epochs"] = 1
     at.session_state["heatmap_oe"] = "noise"
     at.switch_page("pages/heatmaps.py").run()
-    at.button(key="heatmap_train").click().run()
+    if any(
+        b.key == "heatmap_train" for b in at.button
+    ):  # the CLI test may have trained it
+        at.button(key="heatmap_train").click().run()
     _no_errors(at)
     assert "noise" not in at.dataframe[0].value.columns
     assert any("outlier-exposure set" in c.value for c in at.caption)

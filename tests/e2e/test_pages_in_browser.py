@@ -16,8 +16,15 @@ def _open(page, app_url: str, path: str, ready_text: str) -> None:
 
 
 def _wait_idle(page) -> None:
-    """Streamlit shows its status widget while a script runs; wait until it is gone."""
+    """Wait until no script run is requested or running, so the page shows one finished run.
+
+    The app root carries the run state (``data-test-script-state``); the status widget alone
+    appears only after a delay, so a short or just-requested run can slip past it.
+    """
     page.wait_for_timeout(300)
+    expect(page.get_by_test_id("stApp")).to_have_attribute(
+        "data-test-script-state", "notRunning", timeout=IDLE_TIMEOUT
+    )
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=IDLE_TIMEOUT)
 
 
@@ -125,7 +132,7 @@ def test_heatmaps_page_trains_a_decoder_and_the_opacity_slider_redraws(page, app
     _wait_idle(page)
     _assert_healthy(page)
     pictures = page.get_by_test_id("stImage").locator("img")
-    assert pictures.count() == 36  # 6 sets × 6 images
+    expect(pictures).to_have_count(36, timeout=IDLE_TIMEOUT)  # 6 sets × 6 images
     first = pictures.first.get_attribute("src")
     thumb = _slider(page, "Opacity")
     thumb.focus()

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .extract import collate_readable
+from .extract import collate_readable, model_device
 from .probes import Probes
 
 Progress = Callable[[int, int, float], None]
@@ -107,7 +107,8 @@ def fine_tune(
     settings: BackgroundSettings = DEFAULT_BACKGROUND_SETTINGS,
     progress: Progress | None = None,
 ) -> dict:
-    """Fine-tune ``model`` in place on ID training ``images`` (transformed, labelled) with the background loss.
+    """Fine-tune ``model`` in place, on the device it lives on, on ID training ``images`` (transformed, labelled)
+    with the background loss.
 
     ``progress(step, steps, loss)`` after every batch. Returns a report with per-epoch CE and background norm.
     """
@@ -119,6 +120,7 @@ def fine_tune(
         collate_fn=collate_readable,
         generator=torch.Generator().manual_seed(settings.seed),
     )
+    device = model_device(model)
     head = model.get_submodule(probes.head)
     optimizer = torch.optim.Adam(model.parameters(), settings.lr)
     last_map = _LastMap(model, probes)
@@ -132,7 +134,7 @@ def fine_tune(
                 step += 1
                 if batch is None:
                     continue
-                x, labels, _ = batch
+                x, labels = batch[0].to(device), batch[1].to(device)
                 logits = model(x)
                 loss, ce, bg = background_loss(
                     logits,

@@ -8,8 +8,10 @@ written to a sink (``cache.EntryWriter`` or ``MemorySink``).
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +74,31 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live (CPU for a model without parameters)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+@contextmanager
+def on_device(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+    """``model`` itself when it already lives on ``device``, otherwise a copy moved there for this one run.
+
+    Loaded models are shared between app sessions (and stay on the CPU for galleries and uploads), so a GPU run
+    works on its own copy instead of moving the shared model under another session's feet.
+    """
+    if model_device(model) == device:
+        yield model
+        return
+    moved = copy.deepcopy(model).to(device)
+    try:
+        yield moved
+    finally:
+        del moved
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def channel_stats(
@@ -139,8 +166,9 @@ def run_batches(
     """The engine's inner loop over ``(x, labels, rows)`` batches (``None`` for an all-unreadable batch).
 
     Writes every per-sample array to ``sink`` and returns a boolean mask [total] of the rows that were read.
+    ``model`` must already live on ``device`` (see ``on_device``).
     """
-    model.eval().to(device)
+    model.eval()
     hooks = _StatHooks(model, probes)
     use_amp = amp and device.type == "cuda"
     written, seen = 0, 0
@@ -195,17 +223,18 @@ def extract(
         pin_memory=device.type == "cuda",
     )
     start = time.perf_counter()
-    readable = run_batches(
-        model,
-        probes,
-        loader,
-        sink,
-        total,
-        device,
-        settings.amp,
-        progress,
-        settings.batch_size,
-    )
+    with on_device(model, device) as moved:
+        readable = run_batches(
+            moved,
+            probes,
+            loader,
+            sink,
+            total,
+            device,
+            settings.amp,
+            progress,
+            settings.batch_size,
+        )
     written = int(readable.sum())
     if written == 0:
         raise DataPathError(f"none of the {total} images could be read")

@@ -28,6 +28,7 @@ from .background import (
 )
 from .cache import FeatureSet, file_sha256
 from .errors import OODLabError
+from .extract import pick_device
 from .models import ModelSpec, load_model
 from .pipeline import loaded_model, model_inputs, sample_rows
 
@@ -97,15 +98,17 @@ def background_fine_tune(
         if target.exists() and target.with_suffix(".json").exists():
             return name
         spec = catalog.get_model(base)
+        # A private copy, trained on the GPU when there is one; the shared loaded model is left as it is.
         model = load_model(spec)
         images, _ = catalog.get_dataset(id_dataset).load("train")
         result = fine_tune(
-            model.module,
+            model.module.to(pick_device()),
             model.probes,
             images.with_transform(model.transform),
             settings,
             progress,
         )
+        model.module.cpu()
         fd, tmp = tempfile.mkstemp(dir=folder(), prefix=".tmp-", suffix=".pt")
         os.close(fd)
         torch.save(model.module.state_dict(), tmp)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageSet
-from .extract import ExtractionSettings, collate_readable, pick_device
+from .extract import ExtractionSettings, collate_readable, on_device, pick_device
 
 Progress = Callable[[int, int], None]
 
@@ -30,27 +30,31 @@ def odin_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """ODIN scores [N] and the dataset rows they belong to (unreadable images are skipped)."""
     device = pick_device(settings.device)
-    model.eval().to(device)
     step = eps / torch.tensor(std, device=device).view(1, -1, 1, 1)
     loader = torch.utils.data.DataLoader(
         images, batch_size=settings.batch_size, collate_fn=collate_readable
     )
     scores, rows, seen = [], [], 0
-    for batch in loader:
-        seen = min(len(images), seen + settings.batch_size)
-        if batch is not None:
-            x = batch[0].to(device).requires_grad_(True)
-            logits = model(x) / temperature
-            F.cross_entropy(logits, logits.argmax(1)).backward()
-            with torch.no_grad():
-                perturbed = x - step * torch.sign(x.grad)
-                scores.append(
-                    F.softmax(model(perturbed) / temperature, dim=1)
-                    .amax(1)
-                    .cpu()
-                    .numpy()
-                )
-            rows.append(batch[2].numpy())
-        if progress:
-            progress(seen, len(images))
+    with on_device(model, device) as moved:
+        moved.eval()
+        for batch in loader:
+            seen = min(len(images), seen + settings.batch_size)
+            if batch is not None:
+                x = batch[0].to(device).requires_grad_(True)
+                logits = moved(x) / temperature
+                loss = F.cross_entropy(logits, logits.argmax(1))
+                (gradient,) = torch.autograd.grad(
+                    loss, x
+                )  # no gradients left on the model
+                with torch.no_grad():
+                    perturbed = x - step * torch.sign(gradient)
+                    scores.append(
+                        F.softmax(moved(perturbed) / temperature, dim=1)
+                        .amax(1)
+                        .cpu()
+                        .numpy()
+                    )
+                rows.append(batch[2].numpy())
+            if progress:
+                progress(seen, len(images))
     return np.concatenate(scores).astype(np.float64), np.concatenate(rows)

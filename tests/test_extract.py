@@ -7,7 +7,14 @@ from torch import nn
 from torchvision.transforms import v2
 
 from ood_core.data import ImageSet, array_image_set, folder_image_set
-from ood_core.extract import ExtractionSettings, MemorySink, extract, pick_device
+from ood_core.extract import (
+    ExtractionSettings,
+    MemorySink,
+    extract,
+    model_device,
+    on_device,
+    pick_device,
+)
 from ood_core.probes import find_probes, linear_head
 
 
@@ -211,3 +218,27 @@ def test_progress_reaches_total(tiny_resnet):
 def test_device_auto_selects_cuda_only_when_available():
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("cpu").type == "cpu"
+
+
+def test_a_run_on_another_device_works_on_a_copy_and_leaves_the_shared_model(
+    tiny_resnet,
+):
+    """Loaded models are shared by app sessions; a GPU extraction must not move them off the CPU.
+
+    The "meta" device stands in for a GPU: the forward pass runs there, and copying its (data-less) results back
+    fails, after which the shared model must still be on the CPU.
+    """
+    with on_device(tiny_resnet, torch.device("cpu")) as same:
+        assert same is tiny_resnet
+    x = torch.rand(4, 3, 32, 32)
+    probes = find_probes(tiny_resnet, x[:1])
+    with pytest.raises(NotImplementedError, match="meta"):
+        extract(
+            tiny_resnet,
+            probes,
+            _tensor_set(x),
+            MemorySink(),
+            ExtractionSettings(device="meta"),
+        )
+    assert all(p.device.type == "cpu" for p in tiny_resnet.parameters())
+    assert model_device(tiny_resnet).type == "cpu"

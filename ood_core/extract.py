@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,23 +81,15 @@ def model_device(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-@contextmanager
-def on_device(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
-    """``model`` itself when it already lives on ``device``, otherwise a copy moved there for this one run.
+def on_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` itself when it already lives on ``device``, otherwise a copy moved there for one run.
 
     Loaded models are shared between app sessions (and stay on the CPU for galleries and uploads), so a GPU run
     works on its own copy instead of moving the shared model under another session's feet.
     """
-    if model_device(model) == device:
-        yield model
-        return
-    moved = copy.deepcopy(model).to(device)
-    try:
-        yield moved
-    finally:
-        del moved
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())
+    return model if model_device(model) == device else copy.deepcopy(model).to(device)
 
 
 def channel_stats(
@@ -223,18 +214,17 @@ def extract(
         pin_memory=device.type == "cuda",
     )
     start = time.perf_counter()
-    with on_device(model, device) as moved:
-        readable = run_batches(
-            moved,
-            probes,
-            loader,
-            sink,
-            total,
-            device,
-            settings.amp,
-            progress,
-            settings.batch_size,
-        )
+    readable = run_batches(
+        on_device(model, device),
+        probes,
+        loader,
+        sink,
+        total,
+        device,
+        settings.amp,
+        progress,
+        settings.batch_size,
+    )
     written = int(readable.sum())
     if written == 0:
         raise DataPathError(f"none of the {total} images could be read")

@@ -35,26 +35,24 @@ def odin_scores(
         images, batch_size=settings.batch_size, collate_fn=collate_readable
     )
     scores, rows, seen = [], [], 0
-    with on_device(model, device) as moved:
-        moved.eval()
-        for batch in loader:
-            seen = min(len(images), seen + settings.batch_size)
-            if batch is not None:
-                x = batch[0].to(device).requires_grad_(True)
-                logits = moved(x) / temperature
-                loss = F.cross_entropy(logits, logits.argmax(1))
-                (gradient,) = torch.autograd.grad(
-                    loss, x
-                )  # no gradients left on the model
-                with torch.no_grad():
-                    perturbed = x - step * torch.sign(gradient)
-                    scores.append(
-                        F.softmax(moved(perturbed) / temperature, dim=1)
-                        .amax(1)
-                        .cpu()
-                        .numpy()
-                    )
-                rows.append(batch[2].numpy())
-            if progress:
-                progress(seen, len(images))
+    moved = on_device(model, device).eval()
+    for batch in loader:
+        seen = min(len(images), seen + settings.batch_size)
+        if batch is not None:
+            x = batch[0].to(device).requires_grad_(True)
+            logits = moved(x) / temperature
+            loss = F.cross_entropy(logits, logits.argmax(1))
+            # The input's gradient only: nothing accumulates on the (shared) model.
+            (gradient,) = torch.autograd.grad(loss, x)
+            with torch.no_grad():
+                perturbed = x - step * torch.sign(gradient)
+                scores.append(
+                    F.softmax(moved(perturbed) / temperature, dim=1)
+                    .amax(1)
+                    .cpu()
+                    .numpy()
+                )
+            rows.append(batch[2].numpy())
+        if progress:
+            progress(seen, len(images))
     return np.concatenate(scores).astype(np.float64), np.concatenate(rows)

@@ -228,8 +228,7 @@ def test_a_run_on_another_device_works_on_a_copy_and_leaves_the_shared_model(
     The "meta" device stands in for a GPU: the forward pass runs there, and copying its (data-less) results back
     fails, after which the shared model must still be on the CPU.
     """
-    with on_device(tiny_resnet, torch.device("cpu")) as same:
-        assert same is tiny_resnet
+    assert on_device(tiny_resnet, torch.device("cpu")) is tiny_resnet
     x = torch.rand(4, 3, 32, 32)
     probes = find_probes(tiny_resnet, x[:1])
     with pytest.raises(NotImplementedError, match="meta"):

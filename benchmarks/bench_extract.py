@@ -21,15 +21,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ood_core import catalog
-from ood_core.extract import (
+from ood_core.engine.extract import (
     ExtractionSettings,
     MemorySink,
     extract,
     pick_device,
     run_batches,
 )
-from ood_core.pipeline import feature_set, prepare_model
+from ood_core.engine.features import feature_set, model_named
+from ood_core.inputs import catalog
 
 
 def full_map_floats(
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = pick_device(args.device)
-    loaded = prepare_model("demo")
+    loaded = model_named("demo")
     model, probes = loaded.module.to(device).eval(), loaded.probes
     spec = catalog.get_dataset("digits")
     images = spec.load("train")[0].with_transform(loaded.transform)

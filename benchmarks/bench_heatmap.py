@@ -19,18 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ood_core.background import BackgroundSettings
-from ood_core.evaluation import (
-    accuracy,
-    before_after,
-    heatmap_scores,
-    workspace_features,
-)
-from ood_core.finetuned import background_fine_tune, report
-from ood_core.heatmap import DecoderSettings
+from ood_core.engine.features import model_named
 from ood_core.metrics import metrics_table
-from ood_core.pipeline import Workspace, prepare_model, train_set_decoder
 from ood_core.scores import get_method
+from ood_core.scores.heatmap import HEATMAP
+from ood_core.tables import before_after
+from ood_core.training.background import BackgroundSettings
+from ood_core.training.finetune import background_fine_tune, report
+from ood_core.workspace import Workspace, load_workspace
 
 
 def auroc_table(table: pd.DataFrame) -> str:
@@ -41,15 +37,25 @@ def auroc_table(table: pd.DataFrame) -> str:
 
 def decoder_section(features) -> None:
     start = time.perf_counter()
-    decoder = train_set_decoder(features.id_train, features.jigsaw, DecoderSettings())
+    state = HEATMAP.fit_state(
+        features.train_data, outliers="@jigsaw3", epochs=40
+    )  # fresh: not the cache
     seconds = time.perf_counter() - start
-    h = decoder.history
+    h = state.history
     print(
         f"decoder: {h['id_samples']} ID + {h['oe_samples']} jigsaw outlier images, "
         f"{h['epochs_run']} epochs (best {h['best_epoch']}), {seconds:.1f} s including image "
         f"loading (goal < 120 s)"
     )
-    results = {"Heatmap (decoder)": heatmap_scores(features, decoder)}
+    results = {
+        "Heatmap (decoder)": (
+            HEATMAP.score_fn(features.id_test, state, "@jigsaw3", 40),
+            {
+                n: HEATMAP.score_fn(f, state, "@jigsaw3", 40)
+                for n, f in features.ood.items()
+            },
+        )
+    }
     for name in ("msp", "energy", "nap"):
         method = get_method(name)
         results[method.label] = features.scores(method)
@@ -61,17 +67,17 @@ def background_section(features) -> None:
     for alpha in (0.0, 0.1, 1.0):
         settings = BackgroundSettings(alpha=alpha)
         name = background_fine_tune("demo", "digits", settings)
-        after = workspace_features(Workspace(name))
+        after = load_workspace(Workspace(name))
         print(
             f"\n{name}: fine-tuned in {report(name)['seconds']:.1f} s; ID accuracy "
-            f"{accuracy(features.id_test):.2f}% -> {accuracy(after.id_test):.2f}%"
+            f"{features.accuracy:.2f}% -> {after.accuracy:.2f}%"
         )
         print(auroc_table(before_after(features, after, methods)))
 
 
 def main() -> None:
-    prepare_model("demo")
-    features = workspace_features(Workspace())
+    model_named("demo")
+    features = load_workspace(Workspace())
     decoder_section(features)
     background_section(features)
 

@@ -17,11 +17,10 @@ import numpy as np
 from scipy.special import logsumexp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ood_core.evaluation import workspace_features
 from ood_core.metrics import metrics_table
-from ood_core.pipeline import Workspace
 from ood_core.scores import get_method
-from ood_core.scores.line import importance, line_score
+from ood_core.scores.line import LINE, line_score
+from ood_core.workspace import Workspace, load_workspace
 
 
 def per_sample_loop(h, weight, bias, phi, p_a, p_w, tau):
@@ -52,9 +51,10 @@ def compare(name, h, weight, bias, phi, params):
 
 
 def main() -> None:
-    features = workspace_features(Workspace())
-    train = features.train
-    phi = importance(train.weight, train.class_means)
+    features = load_workspace(Workspace())
+    phi = features.state(LINE).phi
+    weight = np.asarray(features.id_test["head/weight"], np.float64)
+    bias = np.asarray(features.id_test["head/bias"], np.float64)
     h = np.concatenate(
         [
             np.asarray(f.penultimate, np.float64)
@@ -65,8 +65,8 @@ def main() -> None:
     compare(
         f"demo ({len(h)} samples, K={phi.shape[0]}, D={phi.shape[1]})",
         h,
-        train.weight,
-        train.bias,
+        weight,
+        bias,
         phi,
         params,
     )

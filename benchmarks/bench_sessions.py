@@ -19,8 +19,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e")]
 import streamlit_server
 from playwright.sync_api import expect, sync_playwright
 
-from ood_core.evaluation import workspace_features
-from ood_core.pipeline import Workspace, prepare_model
+from ood_core.engine.features import model_named
+from ood_core.workspace import Workspace, load_workspace
 
 KEYS = ("End", "Home", "ArrowRight", "End", "ArrowLeft", "Home")
 TIMEOUT = 120_000
@@ -68,8 +68,8 @@ def run(browser, sessions: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    prepare_model("demo")
-    workspace_features(Workspace())
+    model_named("demo")
+    load_workspace(Workspace())
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"]

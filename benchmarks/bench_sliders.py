@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ood_core import catalog
-from ood_core.cache import FeatureSet
 from ood_core.evaluation import WorkspaceFeatures, workspace_features
-from ood_core.extract import ExtractionSettings, MemorySink, extract
-from ood_core.metrics import metrics_table
 from ood_core.pipeline import Workspace, prepare_model
+
+from ood_core.engine.cache import FeatureSet
+from ood_core.engine.extract import ExtractionSettings, MemorySink, extract
+from ood_core.inputs import catalog
+from ood_core.metrics import metrics_table
 from ood_core.scores import METHODS
 from ood_core.scores.registry import SELECTED_BLOCK
 

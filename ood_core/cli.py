@@ -1,42 +1,116 @@
-"""Command line: ``python -m ood_core extract | evaluate | select-block | heatmap | fine-tune | list | cache``."""
+"""Command line: ``python -m ood_core extract | evaluate | select-block | heatmap | fine-tune | list | cache``.
+
+Every value is checked before any work; a bad one is one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
-from . import catalog
-from .background import BackgroundSettings
-from .block_selection import (
-    JIGSAW_DEFAULT_N,
-    jigsaw_base_rows,
-    jigsaw_name,
-    norm_ratio,
-    select_block,
-)
-from .cache import FeatureCache
+from .engine.cache import FeatureCache
+from .engine.extract import ExtractionSettings
+from .engine.features import feature_set, model_named
 from .errors import OODLabError
-from .evaluation import (
-    accuracy,
-    before_after,
-    evaluate,
-    heatmap_scores,
-    workspace_features,
-    workspace_sets,
-)
-from .extract import ExtractionSettings
-from .finetuned import background_fine_tune
-from .heatmap import DecoderSettings
-from .metrics import metrics_table
-from .models import LoadedModel
-from .pipeline import Workspace, feature_set, heatmap_decoder, prepare_model
+from .inputs import catalog
+from .inputs.variants import JIGSAW_DEFAULT_N, jigsaw_name
 from .scores import METHODS, parse_method
+from .scores.heatmap import DEFAULT_OUTLIERS, HEATMAP
+from .tables import before_after, comparison_without, evaluate, methods_markdown
+from .training.background import BackgroundSettings
+from .training.finetune import (
+    background_fine_tune,
+    check_settings,
+    delete_finetuned,
+    last_map_positions,
+)
+from .workspace import LoadedWorkspace, Workspace, load_workspace
 
 DEMO = Workspace()
-DEFAULT_METHODS = [name for name, method in METHODS.items() if not method.reinference]
+DEFAULT_METHODS = [name for name, method in METHODS.items() if method.cost == "cache"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad value in one line (exit code 2), without the usage block."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:<n>``; CUDA only when this machine has it."""
+    if text in ("auto", "cpu"):
+        return text
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown device {text!r} (auto, cpu, cuda, cuda:1 ...)"
+        ) from None
+    if device.type != "cuda":
+        raise argparse.ArgumentTypeError(
+            f"unsupported device {text!r} (auto, cpu, cuda, cuda:1 ...)"
+        )
+    if not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"--device {text}: this machine has no CUDA GPU (use auto or cpu)"
+        )
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"--device {text}: only {torch.cuda.device_count()} GPU(s) here"
+        )
+    return text
+
+
+def csv_path(text: str) -> str:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"--csv {text} is a folder; give a file name")
+    if not path.resolve().parent.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"--csv {text}: the folder {path.resolve().parent} does not exist"
+        )
+    return text
 
 
 def _workspace_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +129,19 @@ def _workspace_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(DEMO.ood_datasets),
         help="OOD datasets (default: all demo sets)",
     )
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    """The workspace named by the arguments, checked (names exist, ID set has labels, OOD sets are not the ID set)."""
+    workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
+    catalog.get_model(workspace.model)
+    if not catalog.get_dataset(workspace.id_dataset).in_distribution:
+        raise OODLabError(
+            f"'{workspace.id_dataset}' has no class labels, so it cannot be the ID set; "
+            f"choose one of: {', '.join(n for n, s in catalog.datasets().items() if s.in_distribution)}"
+        )
+    workspace.sets()
+    return workspace
 
 
 class _Bars:
@@ -80,16 +167,38 @@ class _Bars:
             self.bar = None
 
 
-def _prepare(model: str, bars: _Bars) -> LoadedModel:
-    loaded = prepare_model(model, bars.for_set(f"training {model} (epochs)"))
+def _prepare(model: str, bars: _Bars):
+    loaded = model_named(model, bars.for_set(f"training {model} (epochs)"))
     bars.close()
     return loaded
 
 
+def _load(workspace: Workspace, bars: _Bars) -> LoadedWorkspace:
+    features = load_workspace(workspace, progress=lambda s, d, t: bars.for_set(s)(d, t))
+    bars.close()
+    for f in [
+        features.id_test,
+        features.id_train,
+        features.jigsaw,
+        *features.ood.values(),
+    ]:
+        for note in f.notes if f is not None else []:
+            print(f"warning: {note}", file=sys.stderr)
+    return features
+
+
+def _print_table(title: str, table, csv: str | None) -> None:
+    print(title)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if csv:
+        table.to_csv(csv, index=False)
+        print(f"wrote {csv}")
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     settings = ExtractionSettings(args.batch_size, args.device, args.amp, args.workers)
-    workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
-    targets = workspace_sets(workspace)  # fails on an unknown name before any work
+    workspace = _workspace(args)
+    targets = workspace.sets()
     bars = _Bars()
     _prepare(args.model, bars)
     for name, split in targets:
@@ -108,22 +217,36 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_select_block(args: argparse.Namespace) -> int:
     bars = _Bars()
+    workspace = Workspace(args.model, args.id_dataset, ())
+    _workspace(argparse.Namespace(model=args.model, id_dataset=args.id_dataset, ood=[]))
     _prepare(args.model, bars)
-    id_name = args.id_dataset
     train = feature_set(
-        args.model, id_name, "train", progress=bars.for_set(f"{id_name}:train")
+        args.model,
+        args.id_dataset,
+        "train",
+        progress=bars.for_set(f"{args.id_dataset}:train"),
     )
     jigsaw = feature_set(
         args.model,
-        jigsaw_name(id_name, args.grid),
+        jigsaw_name(args.id_dataset, args.grid),
         "train",
-        progress=bars.for_set(f"{id_name} jigsaw {args.grid}x{args.grid}"),
+        progress=bars.for_set(f"{args.id_dataset} jigsaw {args.grid}x{args.grid}"),
+    )
+    test = feature_set(
+        args.model,
+        args.id_dataset,
+        "test",
+        progress=bars.for_set(f"{args.id_dataset}:test"),
     )
     bars.close()
-    ratios = norm_ratio(train, jigsaw, jigsaw_base_rows(jigsaw))
-    chosen = select_block(ratios)
+    features = LoadedWorkspace(
+        test, train, {}, jigsaw, model=workspace.model, id_dataset=workspace.id_dataset
+    )
+    ratios = features.normratio(jigsaw)
+    chosen = ratios.idxmax()
     print(
-        f"NormRatio = mean_i FN_b(x_i) / FN_b(jigsaw_{args.grid}(x_i)) over {len(jigsaw)} {id_name} train images"
+        f"NormRatio = mean_i FN_b(x_i) / FN_b(jigsaw_{args.grid}(x_i)) over {len(jigsaw)} {args.id_dataset} "
+        "train images"
     )
     for block, value in ratios.items():
         print(f"  {block:<16} {value:8.4f}{'  <- selected' if block == chosen else ''}")
@@ -131,20 +254,21 @@ def cmd_select_block(args: argparse.Namespace) -> int:
     return 0
 
 
+def _accuracy_line(features: LoadedWorkspace) -> str:
+    return f"accuracy {features.accuracy:.2f}%"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     methods = [parse_method(spec) for spec in args.methods]
+    workspace = _workspace(args)
     bars = _Bars()
     model = _prepare(args.model, bars)
     for method, params in methods:  # fail on a bad parameter before any extraction
         method.validate(list(model.probes.blocks), params)
-    workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
-    features = workspace_features(
-        workspace, progress=lambda s, d, t: bars.for_set(s)(d, t)
-    )
-    bars.close()
+    features = _load(workspace, bars)
     table = evaluate(features, methods)
     print(
-        f"model {args.model}, ID {args.id_dataset} (accuracy {accuracy(features.id_test):.2f}%), metrics in %"
+        f"model {args.model}, ID {args.id_dataset} ({_accuracy_line(features)}), metrics in %"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:
@@ -153,26 +277,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(title: str, table, csv: str | None) -> None:
-    print(title)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    if csv:
-        table.to_csv(csv, index=False)
-        print(f"wrote {csv}")
-
-
 def cmd_heatmap(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    outliers = args.outliers or DEFAULT_OUTLIERS
+    outlier_name = (
+        f"{args.id_dataset}{outliers}" if outliers.startswith("@") else outliers
+    )
+    catalog.get_dataset(outlier_name)
     bars = _Bars()
     _prepare(args.model, bars)
-    workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
-    features = workspace_features(
-        workspace, progress=lambda s, d, t: bars.for_set(s)(d, t)
-    )
-    outlier_name = args.outliers or jigsaw_name(args.id_dataset, JIGSAW_DEFAULT_N)
-    outliers = feature_set(
-        args.model, outlier_name, progress=bars.for_set(outlier_name)
-    )
-    bars.close()
+    features = _load(workspace, bars)
     if features.id_train is None:
         raise OODLabError(f"{args.id_dataset} has no train split to train a decoder on")
     epochs = tqdm(total=args.epochs, desc="decoder epochs", file=sys.stderr)
@@ -181,30 +295,32 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
         epochs.update(epoch - epochs.n)
         epochs.set_postfix(train=f"{train_loss:.4f}", held_out=f"{val_loss:.4f}")
 
-    decoder = heatmap_decoder(
-        features.id_train,
-        outliers,
-        DecoderSettings(epochs=args.epochs),
-        progress=progress,
-    )
+    params = {"outliers": outliers, "epochs": args.epochs}
+    state = features.state(HEATMAP, params, progress=progress)
     epochs.close()
-    history = decoder.history
+    history = state.history
     print(
         f"decoder: {history['id_samples']} ID + {history['oe_samples']} outlier-exposure images "
         f"({outlier_name}), best epoch {history['best_epoch']}/{history['epochs_run']}, "
         f"{history['seconds']:.1f} s to train (0 s when cached)"
     )
-    table = metrics_table(
-        {"Heatmap": heatmap_scores(features, decoder, exclude=outlier_name)}
-    )
+    table = comparison_without(features, [(HEATMAP, params)], outlier_name)
+    table["method"] = "Heatmap"
     _print_table("Heatmap-based OOD, metrics in %", table, args.csv)
     return 0
 
 
 def cmd_fine_tune(args: argparse.Namespace) -> int:
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise OODLabError(
+            f"unknown method {', '.join(unknown)}; choose from: {', '.join(METHODS)}"
+        )
+    workspace = _workspace(args)
+    settings = BackgroundSettings(alpha=args.alpha, k=args.k, epochs=args.epochs)
     bars = _Bars()
     _prepare(args.model, bars)
-    settings = BackgroundSettings(alpha=args.alpha, k=args.k, epochs=args.epochs)
+    check_settings(settings, last_map_positions(args.model))
     steps = tqdm(desc="fine-tuning (batches)", file=sys.stderr)
 
     def progress(step: int, total: int, loss: float) -> None:
@@ -214,18 +330,12 @@ def cmd_fine_tune(args: argparse.Namespace) -> int:
 
     name = background_fine_tune(args.model, args.id_dataset, settings, progress)
     steps.close()
-    workspaces = [
-        Workspace(model, args.id_dataset, tuple(args.ood))
-        for model in (args.model, name)
-    ]
     before, after = (
-        workspace_features(ws, progress=lambda s, d, t: bars.for_set(s)(d, t))
-        for ws in workspaces
+        _load(Workspace(model, workspace.id_dataset, workspace.ood_datasets), bars)
+        for model in (args.model, name)
     )
-    bars.close()
     print(
-        f"fine-tuned model: {name} (now in `list`), ID accuracy "
-        f"{accuracy(before.id_test):.2f}% -> {accuracy(after.id_test):.2f}%"
+        f"fine-tuned model: {name} (now in `list`), ID accuracy {before.accuracy:.2f}% -> {after.accuracy:.2f}%"
     )
     table = before_after(before, after, [METHODS[m] for m in args.methods])
     _print_table("metrics in %, before and after", table, args.csv)
@@ -233,6 +343,9 @@ def cmd_fine_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(methods_markdown())
+        return 0
     print("models:")
     for spec in catalog.models().values():
         print(f"  {spec.name:<20} {spec.description}")
@@ -241,6 +354,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             f"  {spec.name:<20} splits {'/'.join(spec.splits):<11} {spec.description}  [{spec.provenance}]"
         )
+    problems = catalog.problems()
+    if problems:
+        print("broken registry entries (left out):")
+        for problem in problems:
+            print(f"  {problem}")
     print("methods (name:param=value,...):")
     for method in METHODS.values():
         params = ", ".join(f"{p.name}={p.default}" for p in method.params)
@@ -250,39 +368,96 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirm(question: str) -> bool:
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     cache = FeatureCache()
     if args.action == "list":
         entries = cache.entries()
         for e in entries:
+            rows = e.rows if e.rows is not None else "?"
             print(
-                f"{e.model:<24} {e.dataset:<32} {e.rows if e.rows is not None else '?':>7} rows {e.bytes / 1e6:8.2f} MB  {e.created}  {e.status}"
+                f"{e.model:<24} {e.dataset:<40} {e.kind:<8} {rows:>7} rows {e.bytes / 1e6:8.2f} MB  "
+                f"{e.created}  {e.status}"
             )
         print(f"{len(entries)} entries in {cache.root}")
-    else:
-        print(f"removed {cache.clear()} entries from {cache.root}")
+        tuned = (
+            sorted(catalog.finetuned_folder().glob("*.pt"))
+            if catalog.finetuned_folder().is_dir()
+            else []
+        )
+        for weights in tuned:
+            print(
+                f"fine-tuned model {weights.stem}  {weights.stat().st_size / 1e6:.2f} MB  {weights}"
+            )
+        return 0
+    if args.action == "delete":
+        if not args.names:
+            raise OODLabError(
+                "cache delete needs entry paths (see `cache list`) or fine-tuned model names"
+            )
+        for name in args.names:
+            if (catalog.finetuned_folder() / f"{name}.pt").is_file():
+                delete_finetuned(name)
+                print(f"deleted fine-tuned model {name}")
+            else:
+                path = Path(name) if Path(name).is_absolute() else cache.root / name
+                cache.delete(path)
+                print(f"deleted {path}")
+        return 0
+    if not cache.root.exists():
+        print(f"nothing to clear: {cache.root} does not exist")
+        return 0
+    if not cache.marked:
+        raise OODLabError(
+            f"{cache.root} is not an OOD Lab cache (it has no .ood-lab-cache marker); nothing was deleted"
+        )
+    entries, debris = cache.entries(verify=False), cache.debris()
+    if not entries and not debris:
+        print(f"the cache {cache.root} holds no entries")
+        return 0
+    print(f"will delete from {cache.root}:")
+    for e in entries:
+        print(f"  {e.model}/{e.dataset}  ({e.bytes / 1e6:.2f} MB)")
+    if debris:
+        print(f"  and {len(debris)} leftover temp/lock files of interrupted builds")
+    if not args.yes and not _confirm(f"delete {len(entries)} entries?"):
+        print("nothing deleted")
+        return 1
+    print(
+        f"removed {cache.clear()} entries from {cache.root} (model weights in models/ kept)"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m ood_core",
         description="OOD Lab: extract, cache and evaluate activation statistics.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     extract = sub.add_parser(
         "extract", help="extract and cache features of the ID splits and OOD sets"
     )
     _workspace_arguments(extract)
-    extract.add_argument("--batch-size", type=int, default=256)
+    extract.add_argument("--batch-size", type=positive_int, default=256)
     extract.add_argument(
         "--device",
+        type=device_name,
         default="auto",
-        help="auto (cuda if available), cpu, cuda, cuda:1 ...",
+        help="auto (cuda if available), cpu, cuda, cuda:1",
     )
     extract.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
     extract.add_argument(
-        "--workers", type=int, default=0, help="DataLoader worker processes"
+        "--workers",
+        type=non_negative_int,
+        default=0,
+        help="DataLoader worker processes",
     )
     extract.set_defaults(run=cmd_extract)
     evaluate_ = sub.add_parser(
@@ -293,10 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         nargs="+",
         default=DEFAULT_METHODS,
-        help="e.g. msp energy:T=2 nap-energy:lambda=0.4 react:p=90 (default: every method but ODIN, "
-        "which re-runs the model)",
+        help="e.g. msp energy:T=2 nap-energy:lambda=0.4 react:p=90 (default: every method scored from the cache; "
+        "ODIN re-runs the model and the heatmap decoder trains, so name them to include them)",
     )
-    evaluate_.add_argument("--csv", help="also write the table to this CSV file")
+    evaluate_.add_argument(
+        "--csv", type=csv_path, help="also write the table to this CSV file"
+    )
     evaluate_.set_defaults(run=cmd_evaluate)
     select = sub.add_parser(
         "select-block",
@@ -306,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--id", dest="id_dataset", default=DEMO.id_dataset)
     select.add_argument(
         "--grid",
-        type=int,
+        type=positive_int,
         default=JIGSAW_DEFAULT_N,
         help="jigsaw grid size n (default 3)",
     )
@@ -318,13 +495,18 @@ def build_parser() -> argparse.ArgumentParser:
     _workspace_arguments(heatmap)
     heatmap.add_argument(
         "--outliers",
-        help="outlier-exposure dataset, left out of the metrics (default: <id>@jigsaw3, "
-        "jigsaw-shuffled ID training images)",
+        help="outlier-exposure dataset, left out of the metrics (default: <id>@jigsaw3, jigsaw-shuffled ID "
+        "training images)",
     )
     heatmap.add_argument(
-        "--epochs", type=int, default=DecoderSettings().epochs, help="at most"
+        "--epochs",
+        type=positive_int,
+        default=HEATMAP.param("epochs").default,
+        help="at most",
     )
-    heatmap.add_argument("--csv", help="also write the table to this CSV file")
+    heatmap.add_argument(
+        "--csv", type=csv_path, help="also write the table to this CSV file"
+    )
     heatmap.set_defaults(run=cmd_heatmap)
     tune = sub.add_parser(
         "fine-tune",
@@ -332,17 +514,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _workspace_arguments(tune)
     defaults = BackgroundSettings()
-    tune.add_argument("--alpha", type=float, default=defaults.alpha)
-    tune.add_argument("--k", type=int, default=defaults.k)
-    tune.add_argument("--epochs", type=int, default=defaults.epochs)
+    tune.add_argument("--alpha", type=finite_float, default=defaults.alpha)
+    tune.add_argument("--k", type=positive_int, default=defaults.k)
+    tune.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     tune.add_argument("--methods", nargs="+", default=["energy", "nap", "featurenorm"])
-    tune.add_argument("--csv", help="also write the table to this CSV file")
-    tune.set_defaults(run=cmd_fine_tune)
-    sub.add_parser("list", help="list models, datasets and methods").set_defaults(
-        run=cmd_list
+    tune.add_argument(
+        "--csv", type=csv_path, help="also write the table to this CSV file"
     )
-    cache = sub.add_parser("cache", help="inspect or clear the feature cache")
-    cache.add_argument("action", choices=["list", "clear"])
+    tune.set_defaults(run=cmd_fine_tune)
+    listing = sub.add_parser("list", help="list models, datasets and methods")
+    listing.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the methods table as Markdown (README)",
+    )
+    listing.set_defaults(run=cmd_list)
+    cache = sub.add_parser(
+        "cache", help="inspect, delete from or clear the feature cache"
+    )
+    cache.add_argument("action", choices=["list", "delete", "clear"])
+    cache.add_argument(
+        "names",
+        nargs="*",
+        help="delete: entry paths (as `cache list` shows) or fine-tuned models",
+    )
+    cache.add_argument("--yes", action="store_true", help="clear without asking")
     cache.set_defaults(run=cmd_cache)
     return parser
 

@@ -30,5 +30,21 @@ class BoundedMemo(Generic[Value]):
                 self._values.popitem(last=False)
             return value
 
+    def peek(self, key: Hashable) -> Value | None:
+        """The value for ``key`` if present (never computes)."""
+        with self._lock:
+            return self._values.get(key)
+
+    def put(self, key: Hashable, value: Value) -> None:
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
     def __len__(self) -> int:
         return len(self._values)

@@ -6,16 +6,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from ood_core import finetuned
-from ood_core.background import BackgroundSettings
-from ood_core.evaluation import (
-    accuracy,
-    before_after,
-    cached_workspace_features,
-    workspace_features,
-)
-from ood_core.pipeline import Workspace, loaded_model
+from ood_core.inputs import catalog
 from ood_core.scores import get_method
+from ood_core.tables import before_after
+from ood_core.training import finetune
+from ood_core.training.background import BackgroundSettings
+from ood_core.workspace import Workspace, cached_workspace, load_workspace
 from pages.common import colour, ensure_app_shell, require_features, workspace
 
 COMPARED = ("energy", "nap", "featurenorm")
@@ -57,25 +53,22 @@ alpha = columns[0].slider(
     key="bg_alpha",
     help="Weight of the mean background-feature norm in the loss; α = 0 is plain fine-tuning (a control).",
 )
+positions = finetune.last_map_positions(base)
 k = columns[1].slider(
     "k (background positions per image)",
     1,
-    32,
-    BackgroundSettings().k,
+    min(32, positions),
+    min(BackgroundSettings().k, positions),
     key="bg_k",
-    help=f"How many of the lowest-CAM positions of {last_map}'s map count as background.",
+    help=f"How many of the lowest-CAM positions of {last_map}'s map ({positions} positions) count as background.",
 )
 epochs = columns[2].slider(
     "Epochs", 1, 10, BackgroundSettings().epochs, key="bg_epochs"
 )
 settings = BackgroundSettings(alpha=alpha, k=k, epochs=epochs)
-name = finetuned.background_model_name(base, settings)
+name = finetune.background_model_name(base, settings)
 after_ws = Workspace(name, ws.id_dataset, ws.ood_datasets)
-after = (
-    cached_workspace_features(after_ws)
-    if name in finetuned.specs({base: loaded_model(base).spec})
-    else None
-)
+after = cached_workspace(after_ws) if name in catalog.models() else None
 if after is None:
     st.info(
         f"`{name}` is not trained and extracted yet (demo: ≈ 10 s to fine-tune, ≈ 5 s to extract)."
@@ -84,7 +77,7 @@ if after is None:
         st.stop()
     with st.status(f"Fine-tuning {base} …", expanded=True) as status:
         bar = st.progress(0.0)
-        finetuned.background_fine_tune(
+        finetune.background_fine_tune(
             base,
             ws.id_dataset,
             settings,
@@ -93,7 +86,7 @@ if after is None:
             ),
         )
         status.update(label=f"Extracting features of {name} …")
-        after = workspace_features(
+        after = load_workspace(
             after_ws,
             progress=lambda label, done, total: bar.progress(
                 done / total, f"{label}: {done}/{total}"
@@ -101,7 +94,7 @@ if after is None:
         )
         status.update(label=f"{name} is ready", state="complete")
 
-report = finetuned.report(name)
+report = finetune.report(name)
 st.caption(
     f"`{name}`: fine-tuned for {epochs} epochs in {report['seconds']:.1f} s. It is now a model like any other: "
     "pick it in the sidebar to explore it on every page."
@@ -111,8 +104,8 @@ st.header("2 · Before and after")
 cards = st.columns(3)
 cards[0].metric(
     "ID accuracy after",
-    f"{accuracy(after.id_test):.2f} %",
-    f"{accuracy(after.id_test) - accuracy(features.id_test):+.2f} vs before",
+    f"{after.accuracy:.2f} %",
+    f"{after.accuracy - features.accuracy:+.2f} vs before",
 )
 cards[1].metric("Cross-entropy (last epoch)", f"{report['cross_entropy'][-1]:.3f}")
 cards[2].metric("Background norm (last epoch)", f"{report['background_norm'][-1]:.3f}")
@@ -131,7 +124,7 @@ st.download_button(
 @st.cache_data(show_spinner="Measuring background-feature norms …", max_entries=8)
 def norms(base: str, name: str, sets_key: str, k: int) -> pd.DataFrame:
     sets = {"ID": features.id_test, **features.ood}
-    frame = finetuned.background_norm_frame([base, name], sets, k)
+    frame = finetune.background_norm_frame([base, name], sets, k)
     return frame.replace({"model": {base: "before", name: "after"}})
 
 

@@ -6,15 +6,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from ood_core import analysis
-from ood_core.block_selection import (
-    jigsaw_base_rows,
-    jigsaw_image,
-    jigsaw_name,
-    select_block,
-)
-from ood_core.pipeline import cached_feature_set, feature_set, sample_image
+from ood_core import tables
+from ood_core.engine.features import cached_feature_set, feature_set
+from ood_core.engine.images import sample_image
+from ood_core.inputs.variants import jigsaw_base_rows, jigsaw_image, jigsaw_name
 from ood_core.scores import get_method
+from ood_core.scores.block_norm import select_block
 from pages.common import (
     ensure_app_shell,
     histogram_figure,
@@ -77,7 +74,7 @@ def normratio_section() -> None:
     jigsaw = features.jigsaw if n == 3 else jigsaw_features(n)
     ratios = features.normratio(jigsaw)
     chosen = select_block(ratios)
-    table, rho = analysis.block_selection_table(features, ratios)
+    table, rho = tables.block_selection_table(features, ratios)
     best = (
         table.loc[table["AUROC mean"].idxmax(), "block"]
         if "AUROC mean" in table
@@ -143,7 +140,7 @@ def normratio_section() -> None:
     )
 
     st.subheader("What the jigsaw pseudo-OOD looks like")
-    rows = jigsaw_base_rows(features.jigsaw)[:8]
+    rows = jigsaw_base_rows(features.jigsaw.meta["dataset"])[:8]
     originals = [sample_image(ws.id_dataset, "train", int(r)) for r in rows]
     st.image(originals, width=72, caption=["ID"] * len(rows))
     st.image(
@@ -162,11 +159,11 @@ def normratio_section() -> None:
     )
     method = get_method("featurenorm")
     id_scores, ood_scores = features.scores(method, {"block": block})
-    metric_cards(analysis.all_methods_table(features, [(method, {"block": block})]))
-    histogram = analysis.binned(
+    metric_cards(tables.all_methods_table(features, [(method, {"block": block})]))
+    histogram = tables.binned(
         {
             "ID": id_scores,
-            f"jigsaw {n}×{n}": method.score(jigsaw, block=block),
+            f"jigsaw {n}×{n}": features.score_set(method, jigsaw, {"block": block}),
             **ood_scores,
         }
     )

@@ -9,11 +9,10 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from ood_core import catalog
 from ood_core.errors import OODLabError
-from ood_core.evaluation import WorkspaceFeatures, cached_workspace_features
-from ood_core.pipeline import Workspace
-from ood_core.scores.registry import Method
+from ood_core.inputs import catalog
+from ood_core.scores.method import Method
+from ood_core.workspace import LoadedWorkspace, Workspace, cached_workspace
 
 ID_COLOUR = "#1f77b4"
 PSEUDO_OOD_COLOUR = "#7f7f7f"
@@ -97,10 +96,10 @@ def colour(name: str) -> str:
     return PSEUDO_OOD_COLOUR
 
 
-def require_features() -> WorkspaceFeatures:
+def require_features() -> LoadedWorkspace:
     """The workspace's cached features, or a pointer to the Setup page (and stop) if anything is missing."""
     try:
-        features = cached_workspace_features(workspace())
+        features = cached_workspace(workspace())
     except OODLabError as exc:
         st.error(str(exc))
         st.stop()
@@ -116,7 +115,7 @@ def require_features() -> WorkspaceFeatures:
     return features
 
 
-def entries_key(features: WorkspaceFeatures) -> str:
+def entries_key(features: LoadedWorkspace) -> str:
     """A small string naming the cache entries behind ``features`` (a ``st.cache_data`` key, never the arrays)."""
     sets = [
         features.id_test,
@@ -137,25 +136,39 @@ def intro(text: str, method: Method) -> None:
 
 
 def param_controls(
-    method: Method, blocks: list[str], key: str, skip: tuple[str, ...] = ()
+    method: Method,
+    blocks: list[str],
+    key: str,
+    skip: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+    benchmark: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> dict:
-    """One widget per parameter of ``method`` (sliders for numbers, a select box for the block)."""
+    """One widget per parameter of ``method``, generated from its ``Param`` records (sliders for numbers, a select
+    box for the block); defaults are the papers' for ``benchmark`` (OOD Lab's on the demo)."""
     values = {}
     for p in method.params:
-        if p.name in skip:
+        if (
+            p.name in skip
+            or (only is not None and p.name not in only)
+            or not (p.numeric or p.kind == "block")
+        ):
             continue
         widget_key = f"{key}:{method.name}:{p.name}"
+        label = (labels or {}).get(p.name, p.name)
+        default = p.default_for(benchmark)
         if p.kind == "block":
+            index = blocks.index(default) if default in blocks else len(blocks) - 1
             values[p.name] = st.selectbox(
-                f"{p.name}", blocks, index=len(blocks) - 1, key=widget_key, help=p.help
+                label, blocks, index=index, key=widget_key, help=p.help
             )
         else:
             cast = int if p.kind == "int" else float
             values[p.name] = st.slider(
-                p.name,
+                label,
                 cast(p.low),
                 cast(p.high),
-                cast(p.default),
+                cast(default),
                 cast(p.step),
                 key=widget_key,
                 help=p.help,
@@ -166,7 +179,7 @@ def param_controls(
 def histogram_figure(
     histogram: pd.DataFrame, title: str, x_title: str = "score"
 ) -> go.Figure:
-    """Overlaid density histograms from server-side bins (``ood_core.analysis.binned``)."""
+    """Overlaid density histograms from server-side bins (``ood_core.tables.binned``)."""
     figure = go.Figure()
     for name, part in histogram.groupby("set", sort=False):
         figure.add_bar(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from ood_core import analysis
+from ood_core import tables
+from ood_core.metrics import roc_points
 from ood_core.scores import METHODS
 from pages.common import (
     colour,
@@ -37,7 +38,20 @@ include_odin = st.toggle(
     key="compare_odin",
     help="ODIN perturbs the inputs, so it needs the model again: computed on demand, cached per (T, ε).",
 )
-candidates = [m for m in METHODS.values() if include_odin or not m.reinference]
+trained = [
+    m
+    for m in METHODS.values()
+    if m.cost == "training" and features.state(m, fit=False) is not None
+]
+candidates = [
+    m
+    for m in METHODS.values()
+    if m.cost == "cache" or (include_odin and m.cost == "reinference")
+] + trained
+if not trained:
+    st.caption(
+        "The heatmap decoder joins this table once it is trained (Heatmaps page)."
+    )
 
 
 @st.fragment
@@ -48,18 +62,20 @@ def comparison() -> None:
         "Hyperparameters (paper defaults preset; each slider recomputes its method)",
         expanded=True,
     ):
-        tunable = [m for m in candidates if m.params]
+        tunable = [m for m in candidates if m.params and m.cost != "training"]
         for row in range(0, len(tunable), 4):
             for column, method in zip(st.columns(4), tunable[row : row + 4]):
                 with column.container(border=True):
                     st.markdown(f"**{method.label}**")
-                    params[method.name] = param_controls(method, blocks, "compare")
+                    params[method.name] = param_controls(
+                        method, blocks, "compare", benchmark=features.benchmark
+                    )
     methods = [(m, params.get(m.name, {})) for m in candidates]
     order = [m.label for m, _ in methods]
     sets = [*features.ood, *(["mean"] if len(features.ood) > 1 else [])]
     with results:
         with st.spinner("Scoring…"):
-            table = analysis.all_methods_table(features, methods)
+            table = tables.all_methods_table(features, methods)
         auroc_tab, fpr_tab, all_tab = st.tabs(["AUROC ↑", "FPR95 ↓", "All metrics"])
         for tab, metric in ((auroc_tab, "AUROC"), (fpr_tab, "FPR95")):
             pivot = (
@@ -97,7 +113,7 @@ def comparison() -> None:
             if method.label in shown:
                 id_scores, ood_scores = features.scores(method, p)
                 curves.append(
-                    analysis.roc_points(id_scores, ood_scores[ood_set]).assign(
+                    roc_points(id_scores, ood_scores[ood_set]).assign(
                         method=method.label
                     )
                 )
@@ -125,7 +141,7 @@ def comparison() -> None:
         )
         method, p = next((m, p) for m, p in methods if m.label == label)
         id_scores, ood_scores = features.scores(method, p)
-        histogram = analysis.binned({"ID": id_scores, **ood_scores})
+        histogram = tables.binned({"ID": id_scores, **ood_scores})
         st.plotly_chart(
             histogram_figure(histogram, f"{label}: ID vs OOD scores"),
             width="stretch",

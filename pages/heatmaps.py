@@ -7,17 +7,15 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from ood_core import analysis
-from ood_core.block_selection import JIGSAW_DEFAULT_N, jigsaw_name
-from ood_core.evaluation import heatmap_scores
-from ood_core.gallery import OVERLAYS, overlay_images
-from ood_core.heatmap import DecoderSettings
-from ood_core.metrics import metrics_table
-from ood_core.pipeline import feature_set, heatmap_decoder
+from ood_core import tables
+from ood_core.inputs.variants import JIGSAW_DEFAULT_N, jigsaw_name
+from ood_core.pictures.gallery import OVERLAYS, overlay_images
 from ood_core.scores import get_method
+from ood_core.scores.heatmap import DEFAULT_OUTLIERS, HEATMAP
 from pages.common import (
     ensure_app_shell,
     histogram_figure,
+    param_controls,
     require_features,
     workspace,
 )
@@ -56,25 +54,19 @@ outlier_set = left.selectbox(
     help="Images the decoder learns to paint. The default, jigsaw-shuffled ID training images, is disjoint "
     "from every test OOD set; an OOD set chosen here is left out of the evaluation below.",
 )
-epochs = right.slider(
-    "Epochs (at most)",
-    1,
-    80,
-    DecoderSettings().epochs,
-    key="heatmap_epochs",
-    help="Training stops early when the held-out loss has not improved for 5 epochs.",
-)
-settings = DecoderSettings(epochs=epochs)
+with right:
+    epochs = param_controls(
+        HEATMAP, [], "heatmap", only=("epochs",), labels={"epochs": "Epochs (at most)"}
+    )["epochs"]
 if features.id_train is None:
     st.info("The decoder trains on the ID train split; this ID dataset has none.")
     st.stop()
-outliers = (
-    features.jigsaw
-    if outlier_set == jigsaw and features.jigsaw is not None
-    else feature_set(ws.model, outlier_set)
-)
-decoder = heatmap_decoder(features.id_train, outliers, settings, train=False)
-if decoder is None:
+params = {
+    "outliers": DEFAULT_OUTLIERS if outlier_set == jigsaw else outlier_set,
+    "epochs": epochs,
+}
+state = features.state(HEATMAP, params, fit=False)
+if state is None:
     st.info(
         "No decoder is cached for this model, outlier set and epoch budget yet (demo: < 1 min on 2 CPU cores)."
     )
@@ -95,14 +87,13 @@ if decoder is None:
                     pd.DataFrame(curve), x="epoch", y="loss", color="split"
                 )
 
-            decoder = heatmap_decoder(
-                features.id_train, outliers, settings, progress=show
-            )
+            state = features.state(HEATMAP, params, progress=show)
             status.update(label="Decoder trained and cached", state="complete")
     else:
         st.stop()
 
-history = decoder.history
+decoder = state.trained
+history = state.history
 st.caption(
     f"Trained on {history['id_samples']:,} ID and {history['oe_samples']:,} outlier-exposure images from "
     f"**{outlier_set}**; best held-out loss at epoch {history['best_epoch']} of {history['epochs_run']} "
@@ -123,26 +114,16 @@ st.header("2 · The heatmap score next to the others")
 evaluated = {name: f for name, f in features.ood.items() if name != outlier_set}
 if len(evaluated) < len(features.ood):
     st.caption(f"**{outlier_set}** is the outlier-exposure set, so it is not scored.")
-id_scores, ood_scores = heatmap_scores(features, decoder)
+id_scores, ood_scores = features.scores(HEATMAP, params)
 scores_by_set = {"ID": id_scores, **ood_scores}
-results = {
-    "Heatmap (decoder)": (
-        id_scores,
-        {name: ood_scores[name] for name in evaluated},
-    )
-}
-for name in COMPARED:
-    method = get_method(name)
-    id_scores, ood_scores = features.scores(method)
-    results[method.label] = (
-        id_scores,
-        {k: v for k, v in ood_scores.items() if k in evaluated},
-    )
-table = metrics_table(results)
+compared = [(HEATMAP, params), *[(get_method(name), {}) for name in COMPARED]]
+table = tables.comparison_without(features, compared, outlier_set)
 auroc = table.pivot(index="method", columns="ood_set", values="AUROC")
-auroc = auroc[[*evaluated, "mean"]].loc[list(results)]
+auroc = auroc[[*evaluated, "mean"] if len(evaluated) > 1 else list(evaluated)].loc[
+    table["method"].unique()
+]
 st.dataframe(auroc.style.format("{:.1f}"), width="stretch")
-histogram = analysis.binned({name: scores_by_set[name] for name in ["ID", *evaluated]})
+histogram = tables.binned({name: scores_by_set[name] for name in ["ID", *evaluated]})
 st.plotly_chart(
     histogram_figure(histogram, "Heatmap score per set", "S(x) = −mean max_c |h|"),
     width="stretch",

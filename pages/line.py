@@ -8,14 +8,16 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from ood_core import analysis
+from ood_core import tables
 from ood_core.scores import get_method
-from ood_core.scores.line import activation_masks, importance, line_logits
+from ood_core.scores.line import LINE, activation_masks, microscope
+from ood_core.scores.shaping import REACT
 from pages.common import (
     ensure_app_shell,
     entries_key,
     intro,
     metric_cards,
+    param_controls,
     require_features,
     workspace,
 )
@@ -33,14 +35,15 @@ st.caption(
     "Importance for a linear head: Φ[c,j] = W[c,j]·mean_{y=c} h_j (exact Shapley value with a zero baseline)."
 )
 features = require_features()
-if features.train is None:
+if features.id_train is None:
     st.info("LINe needs the ID train split (class-wise importance).")
     st.stop()
 ws = workspace()
-train = features.train
-phi = importance(train.weight, train.class_means)
+phi = features.state(LINE).phi
+quantiles = features.state(REACT)
+weight, bias = features.id_test["head/weight"], features.id_test["head/bias"]
 classes, neurons = phi.shape
-max_activation = float(train.activation_quantiles[-1])
+max_activation = float(quantiles.quantiles[-1])
 
 st.header("1 · Which neurons matter for which class")
 top = np.argsort(-np.abs(phi).max(axis=0))[: min(40, neurons)]
@@ -80,35 +83,35 @@ st.header("2 · Prune and clip, live")
 
 @st.cache_data(max_entries=32, show_spinner="Sweeping (p_a, p_w)…")
 def cached_sweep(_features, key: str, grid: tuple, tau: float) -> pd.DataFrame:
-    return analysis.line_sweep(_features, grid, tau)
+    return tables.line_sweep(_features, grid, tau)
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing the accuracy / AUROC trade-off…")
 def cached_pareto(_features, key: str, percentiles: tuple, tau: float) -> pd.DataFrame:
-    return analysis.line_pareto(_features, percentiles, tau)
+    return tables.line_pareto(_features, percentiles, tau)
 
 
 @st.fragment
 def live_section() -> None:
     columns = st.columns(4)
-    p_a = columns[0].slider(
-        "p_a (activation pruning)",
-        0,
-        99,
-        90,
-        1,
-        key="line_pa",
-        help="Keep neurons above this percentile of the predicted class's importance.",
-    )
-    p_w = columns[1].slider(
-        "p_w (weight pruning)",
-        0,
-        99,
-        90,
-        1,
-        key="line_pw",
-        help="Keep weights above this percentile of |Φ_c|·W.",
-    )
+    with columns[0]:
+        p_a = param_controls(
+            LINE,
+            [],
+            "line",
+            only=("p_a",),
+            benchmark=features.benchmark,
+            labels={"p_a": "p_a (activation pruning)"},
+        )["p_a"]
+    with columns[1]:
+        p_w = param_controls(
+            LINE,
+            [],
+            "line",
+            only=("p_w",),
+            benchmark=features.benchmark,
+            labels={"p_w": "p_w (weight pruning)"},
+        )["p_w"]
     mode = columns[2].radio(
         "τ given as",
         ["absolute", "ID-train percentile"],
@@ -116,26 +119,26 @@ def live_section() -> None:
         horizontal=True,
     )
     if mode == "absolute":
-        tau = columns[3].slider(
-            "τ (clip)",
-            0.05,
-            max(1.0, round(max_activation, 2)),
-            1.0,
-            0.05,
-            key="line_tau",
-            help="Paper: 1.0 (CIFAR), 0.8 (ImageNet).",
-        )
+        with columns[3]:
+            tau = param_controls(
+                LINE,
+                [],
+                "line",
+                only=("tau",),
+                benchmark=features.benchmark,
+                labels={"tau": "τ (clip)"},
+            )["tau"]
     else:
         pct = columns[3].slider(
             "τ percentile", 50.0, 100.0, 90.0, 0.5, key="line_tau_pct"
         )
-        tau = train.react_threshold(pct)
+        tau = quantiles.threshold(pct)
         columns[3].caption(f"τ = {tau:.3f}")
     params = {"p_a": p_a, "p_w": p_w, "tau": tau}
     method = get_method("line")
     metric_cards(
-        analysis.all_methods_table(features, [(method, params)]),
-        analysis.all_methods_table(features, [(get_method("energy"), {})]),
+        tables.all_methods_table(features, [(method, params)]),
+        tables.all_methods_table(features, [(get_method("energy"), {})]),
     )
     st.caption("Deltas are against Energy (= LINe with no pruning and no clipping).")
     kept = activation_masks(phi, p_a).sum(axis=1)
@@ -152,31 +155,35 @@ def live_section() -> None:
     sets = {"ID": features.id_test, **features.ood}
     left, right = st.columns(2)
     set_name = left.selectbox("Set", list(sets), key="line_sample_set")
-    row = right.slider("Sample", 0, len(sets[set_name]) - 1, 0, key="line_sample_row")
-    h = np.asarray(sets[set_name].penultimate[row : row + 1], np.float64)
-    pruned, predicted = line_logits(h, train.weight, train.bias, phi, p_a, p_w, tau)
-    c = int(predicted[0])
-    keep = activation_masks(phi, p_a)[c]
-    clipped = np.minimum(h[0], tau)
+    size = len(sets[set_name])
+    row = (
+        right.slider("Sample", 0, size - 1, 0, key="line_sample_row")
+        if size > 1
+        else right.number_input(
+            "Sample", 0, 0, 0, key="line_sample_only", disabled=True
+        )
+    )
+    sample = microscope(
+        sets[set_name].penultimate[row], weight, bias, phi, p_a, p_w, tau
+    )
     vector = go.Figure(
         go.Bar(
             x=list(range(neurons)),
-            y=clipped,
-            marker_color=np.where(keep, "#1f77b4", "#cccccc"),
+            y=sample.clipped,
+            marker_color=np.where(sample.kept, "#1f77b4", "#cccccc"),
         )
     )
     vector.update_layout(
-        title=f"{set_name} #{row}: clipped activations (grey = pruned for class {c})",
+        title=f"{set_name} #{row}: clipped activations (grey = pruned for class {sample.predicted})",
         xaxis_title="neuron",
         height=300,
         margin={"t": 40, "b": 30},
     )
     st.plotly_chart(vector, width="stretch", key="line_vector")
-    before = h[0] @ train.weight.T + train.bias
     logits = pd.DataFrame(
         {
             "class": list(range(classes)) * 2,
-            "logit": np.r_[before, pruned[0]],
+            "logit": np.r_[sample.logits_before, sample.logits_after],
             "head": ["original"] * classes + ["LINe (pruned, clipped)"] * classes,
         }
     )

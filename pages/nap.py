@@ -7,10 +7,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from ood_core import analysis
-from ood_core.pipeline import sample_image
-from ood_core.scores import METHODS, get_method
-from ood_core.scores.registry import LAST_BLOCK, NAP_BASES
+from ood_core import tables
+from ood_core.engine.images import sample_image
+from ood_core.scores import get_method
+from ood_core.scores.method import LAST_BLOCK
+from ood_core.scores.nap import NAP_X
 from pages.common import (
     colour,
     ensure_app_shell,
@@ -60,7 +61,7 @@ def prior_section() -> None:
         key="nap_prior_channel",
         help="One point per sample (a channel) or per (sample, channel) pair (all channels).",
     )
-    points = analysis.prior_points(
+    points = tables.prior_points(
         features, block, None if isinstance(channel, str) else int(channel)
     )
     figure = px.scatter(
@@ -77,12 +78,9 @@ def prior_section() -> None:
     figure.update_traces(marker_size=4)
     figure.update_layout(height=430, margin={"t": 40, "b": 30})
     st.plotly_chart(figure, width="stretch", key="nap_prior_scatter")
-    method = get_method("nap")
-    scores = {"ID": method.score(features.id_test, block=block)}
-    scores.update(
-        {name: method.score(f, block=block) for name, f in features.ood.items()}
-    )
-    histogram = analysis.binned({k: np.log10(v + 1e-12) for k, v in scores.items()})
+    id_scores, ood_scores = features.scores(get_method("nap"), {"block": block})
+    scores = {"ID": id_scores, **ood_scores}
+    histogram = tables.binned({k: np.log10(v + 1e-12) for k, v in scores.items()})
     st.plotly_chart(
         histogram_figure(histogram, f"S_NAP on {block} (ε = 1)", "log10 S_NAP"),
         width="stretch",
@@ -96,7 +94,7 @@ st.header("2 · Which layer carries the prior?")
 st.markdown(
     "NAP on every probed block, per OOD set. The paper finds the last block (before global pooling) best."
 )
-sweep = analysis.block_sweep(features)
+sweep = tables.block_sweep(features)
 per_set = sweep[sweep.ood_set != "mean"]
 figure = px.bar(
     per_set,
@@ -129,48 +127,52 @@ st.markdown(
 def lambda_curve(_features, key: str, method_name: str, others: tuple) -> pd.DataFrame:
     """AUROC vs λ on 21 values; independent of the λ slider, so cached per (entries, method, other parameters)."""
     lambdas = np.round(np.linspace(0, 1, 21), 2)
-    return analysis.parameter_sweep(
+    return tables.parameter_sweep(
         _features, get_method(method_name), dict(others), "lambda", lambdas
     )
 
 
 @st.fragment
 def combination_section() -> None:
-    bases = [f"nap-{base}" for base in NAP_BASES]
-    method = get_method(
-        st.selectbox(
-            "Base method X",
-            bases,
-            format_func=lambda n: METHODS[n].label,
-            key="nap_base",
+    labels = {m.label: m for m in NAP_X}
+    method = labels[st.selectbox("Base method X", list(labels), key="nap_base")]
+    columns = st.columns(4)
+    with columns[0]:
+        lam = param_controls(
+            method,
+            blocks,
+            "nap_x",
+            only=("lambda",),
+            benchmark=features.benchmark,
+            labels={"lambda": "λ"},
+        )["lambda"]
+    with columns[1]:
+        eps = param_controls(
+            method,
+            blocks,
+            "nap_x",
+            only=("eps",),
+            benchmark=features.benchmark,
+            labels={"eps": "ε"},
+        )["eps"]
+    with columns[2]:
+        extra = param_controls(
+            method,
+            blocks,
+            "nap_x",
+            skip=("lambda", "eps"),
+            benchmark=features.benchmark,
+        )
+    params = {"lambda": lam, "eps": eps, **extra}
+    columns[3].caption(
+        "Paper λ (CIFAR-10 / CIFAR-100 / ImageNet): "
+        + (
+            " / ".join(f"{v:g}" for v in method.param("lambda").paper.values())
+            or "not given for this base"
         )
     )
-    columns = st.columns(3)
-    with columns[0]:
-        lam = st.slider(
-            "λ",
-            0.0,
-            1.0,
-            float(method.defaults()["lambda"]),
-            0.05,
-            key="nap_lambda",
-            help="Weight of the base score (paper defaults: Energy 0.4, ReAct 0.4, ASH 0.5 on CIFAR-10).",
-        )
-    with columns[1]:
-        eps = st.slider(
-            "ε",
-            0.01,
-            10.0,
-            1.0,
-            0.01,
-            key="nap_eps",
-            help="ε in NAP's denominator (paper: 1).",
-        )
-    with columns[2]:
-        extra = param_controls(method, blocks, "nap_x", skip=("lambda", "eps"))
-    params = {"lambda": lam, "eps": eps, **extra}
-    table = analysis.all_methods_table(features, [(method, params)])
-    base = analysis.all_methods_table(features, [(method, {**params, "lambda": 1.0})])
+    table = tables.all_methods_table(features, [(method, params)])
+    base = tables.all_methods_table(features, [(method, {**params, "lambda": 1.0})])
     metric_cards(table, base)
     others = tuple(sorted((k, v) for k, v in params.items() if k != "lambda"))
     curve = lambda_curve(features, entries_key(features), method.name, others)
@@ -191,19 +193,16 @@ def combination_section() -> None:
 
     st.subheader("4 · Gallery by the current score")
     sets = {"ID": features.id_test, **features.ood}
-    scores = {
-        name: method.score(f, features.train if method.needs_train else None, **params)
-        for name, f in sets.items()
-    }
-    extremes = analysis.extremes(
+    scores = {name: features.score_set(method, f, params) for name, f in sets.items()}
+    extremes = tables.extremes(
         scores, {name: np.asarray(f["index"]) for name, f in sets.items()}
     )
     for end, part in extremes.groupby("end", sort=False):
         st.markdown(f"**{end}**")
         images = [
-            sample_image(
-                ws.id_dataset if row.set == "ID" else row.set, "test", int(row.row)
-            )
+            sample_image(ws.id_dataset, "test", int(row.row))
+            if row.set == "ID"
+            else sample_image(row.set, None, int(row.row))
             for row in part.itertuples()
         ]
         st.image(

@@ -5,17 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ood_core import catalog, config
-from ood_core.cache import FeatureCache
-from ood_core.errors import OODLabError
-from ood_core.evaluation import (
-    accuracy,
-    cached_workspace_features,
-    evaluate,
-    workspace_sets,
+from ood_core.engine.cache import FeatureCache
+from ood_core.engine.features import (
+    feature_set,
+    forget_datasets,
+    lookup_feature_set,
+    model_named,
 )
-from ood_core.pipeline import feature_set, lookup_feature_set, prepare_model
+from ood_core.errors import OODLabError
+from ood_core.inputs import catalog, config
 from ood_core.scores import get_method
+from ood_core.tables import evaluate
+from ood_core.training.finetune import delete_finetuned
+from ood_core.workspace import cached_workspace
 from pages.common import ensure_app_shell, workspace
 
 ensure_app_shell()
@@ -33,7 +35,7 @@ cache = FeatureCache()
 
 def feature_targets() -> list[tuple[str, str | None]]:
     """ID test, ID train (train statistics) and its jigsaw version (block selection), then each OOD set."""
-    return workspace_sets(ws)
+    return ws.sets()
 
 
 def dataset_table(targets) -> pd.DataFrame:
@@ -68,7 +70,8 @@ def prepare(targets) -> None:
     notes: list[str] = []
     with st.status("Preparing features…", expanded=True) as status:
         bar = st.progress(0.0, text="model")
-        prepare_model(
+        forget_datasets()  # rescan folders: files may have been added since the last listing
+        model_named(
             ws.model,
             lambda done, total: bar.progress(
                 done / total, text=f"training {ws.model}: epoch {done}/{total}"
@@ -117,13 +120,13 @@ try:
     st.dataframe(table, hide_index=True, width="stretch")
 
     st.subheader("First results")
-    features = cached_workspace_features(ws, cache)
+    features = cached_workspace(ws, cache)
     if features is None or not features.ood:
         st.info(
             "Prepare the features (button above) and pick at least one OOD set to see results."
         )
     else:
-        st.metric("ID test accuracy", f"{accuracy(features.id_test):.2f}%")
+        st.metric("ID test accuracy", f"{features.accuracy:.2f}%")
         results = evaluate(features, [(get_method(name), {}) for name in FIRST_METHODS])
         st.caption(
             "AUROC in % of four minimal scores (every method is on the Compare page). ID = positive class; every "
@@ -160,12 +163,29 @@ with st.expander("Add a folder of images as an OOD dataset"):
     )
     if st.button("Add dataset", key="add_dataset"):
         try:
-            added = catalog.add_folder_dataset(new_name.strip(), new_folder.strip())
+            added = catalog.add_folder_dataset(new_name, new_folder)
             st.success(
-                f"Added '{added.name}'; pick it under OOD datasets in the sidebar."
+                "Added the dataset below; pick it under OOD datasets in the sidebar."
             )
+            st.code(added.name, language=None)
         except OODLabError as exc:
-            st.error(str(exc))
+            st.error("The folder was not added:")
+            st.code(
+                str(exc), language=None
+            )  # user-typed text, shown verbatim (never as Markdown)
+
+problems = catalog.problems()
+if problems:
+    st.warning(
+        f"{len(problems)} registry entr{'y is' if len(problems) == 1 else 'ies are'} broken and left out:"
+    )
+    st.dataframe(
+        pd.DataFrame(
+            [{"entry": f"{p.section}.{p.name}", "problem": p.reason} for p in problems]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
 
 st.subheader("Cache inventory")
 entries = cache.entries()
@@ -178,6 +198,7 @@ if entries:
             {
                 "model": e.model,
                 "entry": e.dataset,
+                "kind": e.kind,
                 "rows": e.rows,
                 "MB": round(e.bytes / 1e6, 2),
                 "created": e.created,
@@ -201,3 +222,31 @@ if entries:
     st.button("Delete selected", key="delete", on_click=delete_selected)
     if "delete_error" in st.session_state:
         st.error(st.session_state.pop("delete_error"))
+
+tuned = (
+    sorted(catalog.finetuned_folder().glob("*.pt"))
+    if catalog.finetuned_folder().is_dir()
+    else []
+)
+if tuned:
+    st.subheader("Fine-tuned models")
+    st.dataframe(
+        pd.DataFrame(
+            [{"model": p.stem, "MB": round(p.stat().st_size / 1e6, 2)} for p in tuned]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+    def delete_models() -> None:
+        try:
+            for name in st.session_state["doomed_models"]:
+                delete_finetuned(name)
+        except OODLabError as exc:
+            st.session_state["delete_error"] = str(exc)
+        st.session_state["doomed_models"] = []
+
+    st.multiselect(
+        "Fine-tuned models to delete", [p.stem for p in tuned], key="doomed_models"
+    )
+    st.button("Delete selected models", key="delete_models", on_click=delete_models)

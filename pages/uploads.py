@@ -6,21 +6,20 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ood_core import analysis
+from ood_core import tables
+from ood_core.engine.features import in_memory_features, model_named
 from ood_core.errors import OODLabError
-from ood_core.gallery import OVERLAYS, overlay_inputs
-from ood_core.heatmap import DEFAULT_DECODER_SETTINGS
-from ood_core.pipeline import heatmap_decoder, loaded_model
-from ood_core.scores import METHODS
-from ood_core.uploads import (
-    FLAG_PERCENTILE,
+from ood_core.inputs.uploads import (
+    KEEP_SIDE,
     MAX_FILE_BYTES,
     MAX_IMAGES,
     MAX_PIXELS,
-    placement,
     read_uploads,
-    upload_features,
 )
+from ood_core.pictures.gallery import OVERLAYS, overlay_inputs
+from ood_core.scores import METHODS
+from ood_core.scores.heatmap import HEATMAP
+from ood_core.tables import FLAG_PERCENTILE, placement
 from pages.common import (
     ensure_app_shell,
     histogram_figure,
@@ -38,11 +37,12 @@ st.markdown(
 )
 st.caption(
     f"PNG or JPEG files, or a zip of them: at most {MAX_IMAGES} images, {MAX_FILE_BYTES / 2**20:.0f} MiB per file "
-    f"and {MAX_PIXELS / 1e6:.0f} megapixels per image. Uploads stay in memory and are never written to disk."
+    f"and {MAX_PIXELS / 1e6:.0f} megapixels per image (larger images are shrunk to {KEEP_SIDE} px after decoding). "
+    "Uploads stay in memory, are decoded once, and are freed when you remove them; nothing is written to disk."
 )
 features = require_features()
 ws = workspace()
-model = loaded_model(ws.model)
+model = model_named(ws.model)
 
 files = st.file_uploader(
     "Images",
@@ -51,9 +51,27 @@ files = st.file_uploader(
     key="upload_files",
 )
 if not files:
+    st.session_state.pop("upload_decoded", None)  # removed uploads free their pixels
     st.info("Drop PNG/JPEG images or a zip here to score them.")
     st.stop()
-uploads = read_uploads([(f.name, f.getvalue()) for f in files])
+upload_key = (ws.model, *((f.file_id, f.name, f.size) for f in files))
+decoded = st.session_state.get("upload_decoded")
+if decoded is None or decoded[0] != upload_key:
+    st.session_state.pop(
+        "upload_decoded", None
+    )  # drop the previous upload before decoding the new one
+    uploads = read_uploads([(f.name, f.getvalue()) for f in files])
+    try:
+        scored = in_memory_features(model, uploads.images) if uploads.images else None
+    except OODLabError as exc:
+        st.error(str(exc))
+        st.stop()
+    st.session_state["upload_decoded"] = (
+        upload_key,
+        uploads,
+        scored,
+    )  # decoded once, not on every rerun
+_, uploads, scored = st.session_state["upload_decoded"]
 if uploads.rejected:
     st.warning(f"{len(uploads.rejected)} file(s) were not used:")
     st.dataframe(
@@ -63,14 +81,9 @@ if uploads.rejected:
     )
 if not uploads.images:
     st.stop()
-try:
-    scored = upload_features(model, uploads)
-except OODLabError as exc:
-    st.error(str(exc))
-    st.stop()
 
-methods = [m for m in METHODS.values() if not m.reinference]
-table = placement(features, scored, methods)
+methods = [m for m in METHODS.values() if m.cost == "cache"]
+table = placement(features, scored, list(uploads.images), methods)
 
 st.header("1 · Every method's verdict")
 percentiles = table.pivot(index="image", columns="method", values="ID percentile")
@@ -101,7 +114,7 @@ def placement_section() -> None:
     ]
     id_scores, ood_scores = features.scores(method)
     figure = histogram_figure(
-        analysis.binned({"ID": id_scores, **ood_scores}), f"{method.label} scores"
+        tables.binned({"ID": id_scores, **ood_scores}), f"{method.label} scores"
     )
     for row in table[table["method"] == method.label].itertuples():
         figure.add_vline(x=row.score, line_dash="dot", line_color="#d62728")
@@ -115,13 +128,10 @@ def placement_section() -> None:
 def overlay_section() -> None:
     st.header("3 · Overlays")
     columns = st.columns(3)
-    decoder = (
-        heatmap_decoder(
-            features.id_train, features.jigsaw, DEFAULT_DECODER_SETTINGS, train=False
-        )
-        if features.id_train is not None and features.jigsaw is not None
-        else None
+    state = (
+        features.state(HEATMAP, fit=False) if features.id_train is not None else None
     )
+    decoder = state.trained if state is not None else None
     kinds = [k for k in OVERLAYS if decoder is not None or k != "decoder heatmap"]
     kind = columns[0].radio(
         "Overlay",

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ood_core.cache import CacheKey, FeatureCache
+from ood_core.engine.cache import CacheKey, FeatureCache
 
 KEY = CacheKey.create({"name": "m", "w": 1}, {"dataset": "d", "split": "test"})
 
@@ -22,6 +22,8 @@ def build_slowly(writer, log: Path, started: Path | None, pause: float) -> dict:
         started.touch()
     time.sleep(pause)
     writer.write("labels", 0, np.array([0, 1, -1]), 3)
+    writer.write("penultimate", 0, np.ones((3, 2), np.float32), 3)
+    writer.write("index", 0, np.arange(3), 3)
     return {"probes": []}
 
 

@@ -16,10 +16,10 @@ os.environ["OOD_LAB_DATA_ROOT"] = str(_SESSION_DIR / "data")
 
 @pytest.fixture(scope="session")
 def demo_model():
-    """The demo model, trained once per test session into the session cache."""
-    from ood_core.pipeline import prepare_model
+    """The demo model (the weights shipped with the package)."""
+    from ood_core.engine.features import model_named
 
-    return prepare_model("demo")
+    return model_named("demo")
 
 
 @pytest.fixture(scope="session")

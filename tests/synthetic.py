@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ood_core.cache import FeatureSet
+from ood_core.engine.cache import FeatureSet
 
 
 def synthetic_features(

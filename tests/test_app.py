@@ -1,7 +1,5 @@
 """The Streamlit app, driven headlessly with AppTest."""
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,10 +10,7 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 @pytest.fixture
 def fresh_cache(demo_model, tmp_path, monkeypatch):
-    """An empty feature cache that already holds the trained demo weights (so no test trains twice)."""
-    shutil.copytree(
-        Path(os.environ["OOD_LAB_CACHE_DIR"]) / "models", tmp_path / "models"
-    )
+    """An empty feature cache (the demo weights ship with the package)."""
     monkeypatch.setenv("OOD_LAB_CACHE_DIR", str(tmp_path))
     return tmp_path
 
@@ -103,4 +98,11 @@ def test_a_broken_registry_file_is_an_error_message_not_a_crash(
     monkeypatch.setenv("OOD_LAB_CONFIG", str(bad))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
-    assert any("cannot read the registry file" in e.value for e in at.error)
+    assert any("broken and left out" in w.value for w in at.warning)
+    problems = (
+        at.dataframe[-1].value
+        if "problem" in at.dataframe[-1].value
+        else at.dataframe[-2].value
+    )
+    assert "cannot be read" in problems["problem"].iloc[0]
+    assert at.sidebar.selectbox[0].value == "demo"  # the demo keeps working

@@ -5,8 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from ood_core import catalog, finetuned
-from ood_core.background import (
+from ood_core.engine.features import feature_set
+from ood_core.engine.features import model_named as loaded_model
+from ood_core.inputs import catalog
+from ood_core.training import finetune
+from ood_core.training.background import (
     BackgroundSettings,
     background_loss,
     background_norms,
@@ -15,7 +18,6 @@ from ood_core.background import (
     last_map_background_norms,
     lowest_positions,
 )
-from ood_core.pipeline import feature_set, loaded_model
 
 
 def test_lowest_positions_and_their_norms_match_brute_force():
@@ -70,7 +72,7 @@ def test_the_background_term_reaches_the_backbone_but_not_the_head():
 
 
 def test_fine_tuning_shrinks_background_norms_against_a_plain_fine_tune(demo_model):
-    from ood_core.data import DEMO_DATASETS
+    from ood_core.inputs.datasets import DEMO_DATASETS
 
     images, _ = DEMO_DATASETS["digits"].load("train")
     subset = torch.utils.data.Subset(
@@ -82,11 +84,13 @@ def test_fine_tuning_shrinks_background_norms_against_a_plain_fine_tune(demo_mod
     def tuned_norm(alpha: float) -> float:
         copy = type(model.module)()
         copy.load_state_dict(model.module.state_dict())
-        settings = BackgroundSettings(alpha=alpha, k=8, epochs=2)
+        settings = BackgroundSettings(alpha=alpha, k=8, epochs=3)
         report = fine_tune(copy, model.probes, subset, settings)
         return report, last_map_background_norms(copy, model.probes, inputs, 8).mean()
 
-    _, control = tuned_norm(0.0)  # same steps, no background term
+    # Same steps, no background term. On the pinned demo weights the ratio is 0.80 ± 0.02 over training seeds 0–2
+    # (3 epochs; with 2 epochs it was 0.89, too close to the bound for other machines' arithmetic).
+    _, control = tuned_norm(0.0)
     report, regularised = tuned_norm(2.0)
     assert regularised < 0.9 * control
     assert report["background_norm"][-1] < report["background_norm"][0]
@@ -94,10 +98,10 @@ def test_fine_tuning_shrinks_background_norms_against_a_plain_fine_tune(demo_mod
 
 def test_a_fine_tuned_model_is_registered_and_extracted_like_any_model(demo_model):
     settings = BackgroundSettings(alpha=0.5, k=4, epochs=1)
-    name = finetuned.background_fine_tune("demo", "digits", settings)
+    name = finetune.background_fine_tune("demo", "digits", settings)
     assert name == "demo-bg-a0.5-k4-e1"
     assert name in catalog.models()
-    assert finetuned.report(name)["base"] == "demo"
+    assert finetune.report(name)["base"] == "demo"
     tuned, base = loaded_model(name), loaded_model("demo")
     assert tuned.weights_sha256 != base.weights_sha256
     features = feature_set(name, "digits", "test")
@@ -105,4 +109,4 @@ def test_a_fine_tuned_model_is_registered_and_extracted_like_any_model(demo_mode
     assert features.logits.shape == (540, 10)
     w_tuned = tuned.module.fc.weight.detach().numpy()
     assert not np.allclose(w_tuned, base.module.fc.weight.detach().numpy())
-    assert finetuned.background_fine_tune("demo", "digits", settings) == name  # reused
+    assert finetune.background_fine_tune("demo", "digits", settings) == name  # reused

@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from ood_core.block_selection import jigsaw, jigsaw_image, norm_ratio, select_block
-from ood_core.cache import FeatureSet
-from ood_core.data import ImageSet
-from ood_core.extract import ExtractionSettings, MemorySink, extract
-from ood_core.probes import find_probes
+from ood_core.engine.cache import FeatureSet
+from ood_core.engine.extract import ExtractionSettings, MemorySink, extract
+from ood_core.inputs.datasets import ImageSet
+from ood_core.inputs.probes import find_probes
+from ood_core.inputs.variants import jigsaw, jigsaw_image
+from ood_core.scores.block_norm import norm_ratio, select_block
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,7 +105,9 @@ def test_normratio_equals_brute_force_on_full_maps():
                 sink.arrays,
             )
         )
-    ratios = norm_ratio(sets[0], sets[1], base_rows)
+    ratios = norm_ratio(
+        sets[0], sets[1], base_rows, np.arange(len(base_rows)), list(probes.blocks)
+    )
 
     def feature_norm(array: np.ndarray, block: str) -> float:
         maps = {}
@@ -151,10 +154,9 @@ def test_select_block_cli_prints_every_ratio_and_the_choice(demo_model):
 
 
 def test_block_selection_page_and_grid_slider(demo_model):
-    from ood_core.evaluation import workspace_features
-    from ood_core.pipeline import Workspace
+    from ood_core.workspace import Workspace, load_workspace
 
-    workspace_features(Workspace())
+    load_workspace(Workspace())
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
     at.switch_page("pages/block_selection.py").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from cache_worker import KEY
 
-from ood_core.cache import CacheKey, CorruptEntry, FeatureCache
+from ood_core.engine.cache import CacheKey, CorruptEntry, FeatureCache
 from ood_core.errors import CacheError
 
 WORKER = Path(__file__).with_name("cache_worker.py")
@@ -29,8 +29,12 @@ def _build(writer, rows=3):
     writer.write(
         "logits", 0, np.arange(rows * 4, dtype=np.float32).reshape(rows, 4), rows
     )
+    writer.write("penultimate", 0, np.ones((rows, 2), np.float32), rows)
     writer.write("labels", 0, np.arange(rows), rows)
-    return {"probes": []}
+    writer.write("index", 0, np.arange(rows), rows)
+    for stat in ("max", "mean", "l2"):
+        writer.write(f"blocks/b1/{stat}", 0, np.ones((rows, 2), np.float32), rows)
+    return {"probes": ["b1"]}
 
 
 def test_roundtrip_is_memory_mapped_and_listed(tmp_path):
@@ -38,9 +42,9 @@ def test_roundtrip_is_memory_mapped_and_listed(tmp_path):
     features = cache.get_or_create(KEY, _build)
     assert isinstance(features.logits, np.memmap) and len(features) == 3
     np.testing.assert_array_equal(features.labels, [0, 1, 2])
-    assert [(e.model, e.dataset, e.rows, e.status) for e in cache.entries()] == [
-        (KEY.model_dir, KEY.entry_dir, 3, "ok")
-    ]
+    assert [
+        (e.model, e.dataset, e.kind, e.rows, e.status) for e in cache.entries()
+    ] == [(KEY.model_dir, KEY.entry_dir, "features", 3, "ok")]
     meta = json.loads((cache.path(KEY) / "meta.json").read_text())
     assert (
         meta["files"]["logits"]["shape"] == [3, 4]
@@ -91,7 +95,15 @@ def test_two_processes_same_key_build_once_and_read_identical_arrays(tmp_path):
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncate", "flip_byte", "edit_meta_shape", "garbage_meta", "delete_file"],
+    [
+        "truncate",
+        "flip_byte",
+        "edit_meta_shape",
+        "garbage_meta",
+        "delete_file",
+        "no_probes",
+        "probe_without_arrays",
+    ],
 )
 def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, damage):
     cache = FeatureCache(tmp_path)
@@ -110,6 +122,15 @@ def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, damage):
         (folder / "meta.json").write_text(json.dumps(meta))
     elif damage == "garbage_meta":
         (folder / "meta.json").write_text("{not json")
+    elif damage in ("no_probes", "probe_without_arrays"):
+        meta = json.loads((folder / "meta.json").read_text())
+        if damage == "no_probes":
+            del meta["probes"]
+        else:
+            meta["probes"].append(
+                "b2"
+            )  # a block named by meta.json whose arrays do not exist
+        (folder / "meta.json").write_text(json.dumps(meta))
     else:
         (folder / "labels.npy").unlink()
     with pytest.raises(CorruptEntry):
@@ -181,3 +202,68 @@ def test_cache_root_that_is_a_file_gives_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(CacheError, match="OOD_LAB_CACHE_DIR"):
         FeatureCache(blocker).get_or_create(KEY, _build)
+
+
+def test_cache_list_verifies_and_shows_a_truncated_entry_as_corrupt(tmp_path):
+    cache = FeatureCache(tmp_path)
+    cache.get_or_create(KEY, _build)
+    logits = cache.path(KEY) / "logits.npy"
+    logits.write_bytes(logits.read_bytes()[:-8])
+    [entry] = cache.entries()
+    assert entry.status.startswith("corrupt") and "bytes" in entry.status
+
+
+def test_clear_in_a_folder_that_is_not_a_cache_deletes_nothing(tmp_path):
+    """OOD_LAB_CACHE_DIR pointing at a project or home folder: nothing there is an entry."""
+    project = tmp_path / "project"
+    for folder in (
+        "ood_core/scores",
+        "tests/e2e",
+        "docs/screenshots",
+        "Documents/thesis",
+    ):
+        (project / folder).mkdir(parents=True)
+        (project / folder / "keep.txt").write_text("precious")
+    # even a folder that looks like an entry (key-shaped name, meta.json) is not one without the cache's markers
+    fake = project / "demo-0123456789ab" / "digits-test-0123456789ab"
+    fake.mkdir(parents=True)
+    (fake / "meta.json").write_text(json.dumps({"format_version": 1, "files": {}}))
+    cache = FeatureCache(project)
+    with pytest.raises(CacheError, match="not an OOD Lab cache"):
+        cache.clear()
+    with pytest.raises(CacheError, match="not an entry"):
+        cache.delete(fake)
+    assert cache.entries() == []
+    assert len(list(project.rglob("keep.txt"))) == 4 and (fake / "meta.json").exists()
+
+
+def test_clear_removes_only_entries_of_marked_model_folders_and_their_debris(tmp_path):
+    cache = FeatureCache(tmp_path)
+    cache.get_or_create(KEY, _build)
+    stranger = (
+        tmp_path / "my-notes-0123456789ab" / "d-test-0123456789ab"
+    )  # no model marker: not ours
+    stranger.mkdir(parents=True)
+    (stranger / "meta.json").write_text(json.dumps({"format_version": 1, "files": {}}))
+    (tmp_path / KEY.model_dir / ".tmp-stale-build").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "demo_resnet.pt").write_bytes(b"weights")
+    assert cache.clear() == 1
+    assert cache.entries() == [] and cache.debris() == []
+    assert stranger.exists() and (tmp_path / "models" / "demo_resnet.pt").exists()
+    assert not list((tmp_path / KEY.model_dir).glob("*.lock"))
+
+
+def test_cache_files_are_readable_by_the_group(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        cache = FeatureCache(tmp_path)
+        cache.get_or_create(KEY, _build)
+    finally:
+        os.umask(old)
+    entry = cache.path(KEY)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o755
+    assert stat.S_IMODE((entry / "logits.npy").stat().st_mode) == 0o644
+    assert stat.S_IMODE((entry / "blocks" / "b1").stat().st_mode) == 0o755

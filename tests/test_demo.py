@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from ood_core import catalog, config
-from ood_core.evaluation import accuracy, workspace_features
+from ood_core.inputs import catalog
+from ood_core.inputs.files import file_sha256
+from ood_core.inputs.models import SHIPPED_DEMO_WEIGHTS
 from ood_core.metrics import ood_metrics
-from ood_core.pipeline import Workspace
 from ood_core.scores import get_method
+from ood_core.workspace import Workspace, load_workspace
 
 EXPECTED_SIZES = {
     ("digits", "train"): 1257,
@@ -46,18 +47,45 @@ def test_digit_splits_are_disjoint_and_cover_load_digits():
     )
 
 
-def test_demo_model_reaches_97_percent_and_reports_its_training(demo_model):
-    report = json.loads(
-        (config.cache_dir() / "models" / "demo_resnet.json").read_text()
+def test_the_demo_runs_on_the_shipped_weights_identically_everywhere(demo_model):
+    """The demo model is pinned: the app loads the shipped file whose sha256 its report records."""
+    report = json.loads(SHIPPED_DEMO_WEIGHTS.with_suffix(".json").read_text())
+    assert (
+        demo_model.weights_sha256
+        == report["weights_sha256"]
+        == file_sha256(SHIPPED_DEMO_WEIGHTS)
     )
     assert report["test_accuracy"] >= 0.97 and report["seed"] == 0
     assert demo_model.probes.blocks == ("layer1.0", "layer2.0", "layer3.0", "layer4.0")
+    assert SHIPPED_DEMO_WEIGHTS.stat().st_size < 1_000_000
+
+
+def test_altered_shipped_weights_fall_back_to_seeded_training(tmp_path, monkeypatch):
+    """A shipped file that no longer matches its sha256 is never used; the seeded training runs instead."""
+    from ood_core.inputs import models
+
+    broken = tmp_path / "demo_resnet.pt"
+    broken.write_bytes(SHIPPED_DEMO_WEIGHTS.read_bytes()[:-10])
+    broken.with_suffix(".json").write_text(
+        SHIPPED_DEMO_WEIGHTS.with_suffix(".json").read_text()
+    )
+    monkeypatch.setattr(models, "SHIPPED_DEMO_WEIGHTS", broken)
+    monkeypatch.setenv("OOD_LAB_CACHE_DIR", str(tmp_path / "cache"))
+    trained = []
+    monkeypatch.setattr(
+        models.demo_model,
+        "train_demo_model",
+        lambda progress: (trained.append(1) or models.demo_model.DemoResNet(), {}),
+    )
+    path = models.demo_spec().weights(None)
+    assert trained == [1] and path == tmp_path / "cache" / "models" / "demo_resnet.pt"
+    assert models.weights_intact(path)
 
 
 def test_teaching_contrast_nap_wins_where_energy_fails(demo_model):
-    features = workspace_features(Workspace())
+    features = load_workspace(Workspace())
     id_features, ood = features.id_test, features.ood
-    assert accuracy(id_features) >= 97
+    assert features.accuracy >= 97
     textures = ood["textures"]
     nap, energy = get_method("nap"), get_method("energy")
     nap_auroc = ood_metrics(nap.score(id_features), nap.score(textures))["AUROC"]

@@ -6,8 +6,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import v2
 
-from ood_core.data import ImageSet, array_image_set, folder_image_set
-from ood_core.extract import (
+from ood_core.engine.extract import (
     ExtractionSettings,
     MemorySink,
     extract,
@@ -15,7 +14,8 @@ from ood_core.extract import (
     on_device,
     pick_device,
 )
-from ood_core.probes import find_probes, linear_head
+from ood_core.inputs.datasets import ImageSet, array_image_set, folder_image_set
+from ood_core.inputs.probes import find_probes, linear_head
 
 
 def _tensor_set(x: torch.Tensor) -> ImageSet:
@@ -163,7 +163,7 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, tiny_resnet):
 
 
 def test_grayscale_rgba_and_odd_sizes_go_through_one_transform():
-    from ood_core.models import demo_spec
+    from ood_core.inputs.models import demo_spec
 
     rng = np.random.default_rng(0)
     images = [

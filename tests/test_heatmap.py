@@ -4,16 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from ood_core.heatmap import (
+from ood_core.scores.heatmap import heatmap_score
+from ood_core.training.decoder import (
     DecoderSettings,
+    DecoderState,
     HeatmapDecoder,
-    decoder_arrays,
-    decoder_from_arrays,
     decoder_inputs,
-    decoder_shape,
     feature_scale,
     heatmap_loss,
-    heatmap_score,
     nearest_id_targets,
     train_decoder,
 )
@@ -99,16 +97,20 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tiny):
 def test_score_is_a_function_of_cached_arrays_and_survives_the_cache(tiny):
     _, id_z, _, _, oe_z, oe_logits = tiny
     trained = train_decoder(*tiny, settings=DecoderSettings(epochs=2, batch_size=16))
-    scores = heatmap_score(trained, oe_z, oe_logits, batch_size=7)
+    state = DecoderState.of(trained)
+    scores = heatmap_score(state, oe_z, oe_logits, batch=7)
     with torch.no_grad():  # the formula, by hand
         z = torch.as_tensor(oe_z / feature_scale(id_z))
         onehot = torch.nn.functional.one_hot(torch.as_tensor(oe_logits.argmax(1)), 2)
         h = trained.decoder(z, onehot.float()).numpy()
     expected = -np.abs(h).max(1).mean((1, 2))
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
-    rebuilt = decoder_from_arrays(
-        decoder_arrays(trained), decoder_shape(trained), trained.history
-    )
+    rebuilt = DecoderState(
+        {k: np.array(v) for k, v in state.weights.items()},
+        np.array(state.scale),
+        dict(state.shape),
+        state.history,
+    )  # what a cache round trip gives back
     np.testing.assert_allclose(
-        heatmap_score(rebuilt, oe_z, oe_logits, batch_size=7), scores, rtol=0, atol=0
+        heatmap_score(rebuilt, oe_z, oe_logits, batch=7), scores, rtol=0, atol=0
     )

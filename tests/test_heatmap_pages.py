@@ -5,16 +5,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ood_core.evaluation import workspace_features
-from ood_core.pipeline import Workspace
+from ood_core.workspace import Workspace, load_workspace
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
+EPOCHS = "heatmap:heatmap:epochs"
 SETS = ("digits", "letters", "textures", "photos", "faces", "noise")
 
 
 @pytest.fixture(scope="module")
 def extracted(demo_model):
-    workspace_features(Workspace())
+    load_workspace(Workspace())
 
 
 def _no_errors(at: AppTest) -> None:
@@ -35,7 +35,7 @@ def test_heatmaps_page_trains_the_decoder_and_overlays_id_and_ood_images(extract
     at.switch_page("pages/heatmaps.py").run()
     _no_errors(at)
     assert not at.get("image")  # nothing to show before the decoder exists
-    at.slider(key="heatmap_epochs").set_value(2).run()
+    at.slider(key=EPOCHS).set_value(2).run()
     at.button(key="heatmap_train").click().run()
     _no_errors(at)
     galleries = _galleries(at)
@@ -59,7 +59,7 @@ def test_heatmaps_page_trains_the_decoder_and_overlays_id_and_ood_images(extract
 
     # Rerunning (a new session) finds the cached decoder: no button, same table.
     again = AppTest.from_file(APP, default_timeout=300).run()
-    again.session_state["heatmap_epochs"] = 2
+    again.session_state[EPOCHS] = 2
     again.switch_page("pages/heatmaps.py").run()
     _no_errors(again)
     assert again.dataframe[0].value.equals(table)
@@ -67,7 +67,7 @@ def test_heatmaps_page_trains_the_decoder_and_overlays_id_and_ood_images(extract
 
 def test_outlier_exposure_set_is_left_out_of_the_evaluation(extracted):
     at = AppTest.from_file(APP, default_timeout=300).run()
-    at.session_state["heatmap_epochs"] = 1
+    at.session_state[EPOCHS] = 1
     at.session_state["heatmap_oe"] = "noise"
     at.switch_page("pages/heatmaps.py").run()
     if any(
@@ -90,10 +90,10 @@ def test_background_page_fine_tunes_and_compares_before_and_after(extracted):
     labels = [m.label for m in at.metric]
     assert labels[0] == "ID accuracy after"
     table = at.dataframe[0].value
-    assert list(table.index) == [
+    assert list(table.index) == [  # paired per method
         f"{m} · {when}"
-        for when in ("before", "after")
         for m in ("Energy", "NAP", "FeatureNorm")
+        for when in ("before", "after")
     ]
     assert not table.loc["Energy · before"].equals(table.loc["Energy · after"])
     # The fine-tuned model is now a model in the sidebar (from the next rerun on).

@@ -6,7 +6,7 @@ import torch
 from captum.attr import ShapleyValueSampling
 from scipy.special import logsumexp
 
-from ood_core.attribution import classwise_importance, cross_check
+from ood_core.scores.attribution import classwise_importance, cross_check
 from ood_core.scores.line import (
     activation_masks,
     importance,

@@ -10,10 +10,8 @@ from synthetic import synthetic_features
 
 from ood_core.metrics import ood_metrics
 from ood_core.scores import METHODS, get_method
-from ood_core.scores.nap import nap_combined
-from ood_core.scores.registry import NAP_BASES
+from ood_core.scores.nap import NAP_X, nap_combined
 from ood_core.scores.shaping import ash
-from ood_core.train_stats import compute_train_stats
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +26,30 @@ def sets():
     )
 
 
+class Fitted:
+    """Each method's state fitted on the synthetic ID train set (what the workspace would pass)."""
+
+    def __init__(self, train):
+        self.train = train
+
+    def __call__(self, method):
+        return method.fit_state(self.train)
+
+
 @pytest.fixture(scope="module")
 def stats(sets):
-    return compute_train_stats(sets[0])
+    return Fitted(sets[0])
 
 
-def test_train_stats_match_numpy(sets, stats):
+def test_fitted_states_match_numpy(sets, stats):
     train = sets[0]
     h, y = np.asarray(train.penultimate, np.float64), np.asarray(train.labels)
+    means = stats(get_method("mahalanobis")).means
     for c in range(4):
-        np.testing.assert_allclose(stats.class_means[c], h[y == c].mean(0), rtol=1e-10)
+        np.testing.assert_allclose(means[c], h[y == c].mean(0), rtol=1e-10)
+    quantiles = stats(get_method("react"))
     for p in (50, 90, 97.5):
-        assert stats.react_threshold(p) == pytest.approx(
+        assert quantiles.threshold(p) == pytest.approx(
             np.percentile(h.ravel(), p), rel=1e-9
         )
 
@@ -55,7 +65,9 @@ def test_mahalanobis_equals_per_sample_loop(sets, stats):
         for x in np.asarray(test.penultimate, np.float64)
     ]
     np.testing.assert_allclose(
-        get_method("mahalanobis").score(test, stats), expected, rtol=1e-6
+        get_method("mahalanobis").score(test, stats(get_method("mahalanobis"))),
+        expected,
+        rtol=1e-6,
     )
 
 
@@ -69,7 +81,9 @@ def test_knn_equals_sorted_cosine_distances(sets, stats, k):
         z = x / np.linalg.norm(x)
         expected.append(-sorted(np.linalg.norm(bank - z, axis=1))[k - 1])
     np.testing.assert_allclose(
-        get_method("knn").score(test, stats, k=k), expected, rtol=1e-5
+        get_method("knn").score(test, stats(get_method("knn")), k=k),
+        expected,
+        rtol=1e-5,
     )
 
 
@@ -86,7 +100,9 @@ def test_react_equals_clip_then_energy_loop(sets, stats, p):
         for x in np.asarray(test.penultimate, np.float64)
     ]
     np.testing.assert_allclose(
-        get_method("react").score(test, stats, p=p), expected, rtol=1e-6
+        get_method("react").score(test, stats(get_method("react")), p=p),
+        expected,
+        rtol=1e-6,
     )
 
 
@@ -115,7 +131,9 @@ def test_dice_equals_masked_weight_loop(sets, stats, p):
         logsumexp(masked @ x + b) for x in np.asarray(test.penultimate, np.float64)
     ]
     np.testing.assert_allclose(
-        get_method("dice").score(test, stats, p=p), expected, rtol=1e-6
+        get_method("dice").score(test, stats(get_method("dice")), p=p),
+        expected,
+        rtol=1e-6,
     )
 
 
@@ -173,7 +191,7 @@ def test_nap_x_hand_worked_combination():
     ).all()
 
 
-@pytest.mark.parametrize("name", [f"nap-{base}" for base in NAP_BASES])
+@pytest.mark.parametrize("name", [m.name for m in NAP_X])
 def test_nap_x_endpoints_rank_like_base_and_like_nap(sets, stats, name):
     _, test, ood = sets
     method = METHODS[name]
@@ -191,7 +209,9 @@ def test_nap_x_endpoints_rank_like_base_and_like_nap(sets, stats, name):
     nap_params = {"block": "b2", "eps": 1.0}
 
     def auroc(m, **p):
-        return ood_metrics(m.score(test, stats, **p), m.score(ood, stats, **p))["AUROC"]
+        return ood_metrics(m.score(test, stats(m), **p), m.score(ood, stats(m), **p))[
+            "AUROC"
+        ]
 
     assert auroc(method, **{"lambda": 1.0}, block="b2") == pytest.approx(
         auroc(base, **base_params), abs=1e-9
@@ -209,9 +229,9 @@ def test_methods_needing_train_statistics_say_so(sets):
 
 
 def test_odin_equals_a_per_sample_autograd_loop():
-    from ood_core.data import ImageSet
-    from ood_core.extract import ExtractionSettings
-    from ood_core.odin import odin_scores
+    from ood_core.engine.extract import ExtractionSettings
+    from ood_core.engine.reinference import odin_scores
+    from ood_core.inputs.datasets import ImageSet
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -261,10 +281,11 @@ def test_every_registered_method_is_covered_here():
         "ash-p",
         "ash-b",
         "ash-s",
-        *[f"nap-{base}" for base in NAP_BASES],
+        *[m.name for m in NAP_X],
         "featurenorm",
         "nap-nr",
         "line",
+        "heatmap",  # tests/test_heatmap.py
     }
     assert (
         set(METHODS) == covered

@@ -1,21 +1,26 @@
 """Real-data path: a torchvision model with a local checkpoint and an ImageFolder dataset from the registry file."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torchvision
 from PIL import Image
 
-from ood_core import catalog
+from ood_core.engine.features import feature_set
+from ood_core.engine.features import model_named as loaded_model
 from ood_core.errors import (
     CheckpointError,
     DataPathError,
     OODLabError,
     UnknownNameError,
 )
-from ood_core.evaluation import evaluate, workspace_features
-from ood_core.pipeline import Workspace, feature_set, loaded_model
+from ood_core.inputs import catalog
 from ood_core.scores import METHODS
+from ood_core.tables import evaluate
+from ood_core.workspace import Workspace
+from ood_core.workspace import load_workspace as workspace_features
 
 REGISTRY = """
 [models.tiny]
@@ -100,7 +105,7 @@ def test_registered_model_and_datasets_extract_and_evaluate(real_workspace):
     methods = [
         (m, {"k": 5} if m.name in ("knn", "nap-knn") else {})
         for m in METHODS.values()
-        if not m.reinference
+        if m.cost == "cache"
     ]
     table = evaluate(features, methods)
     assert len(table) == len(methods) and table["AUROC"].between(0, 100).all()
@@ -138,9 +143,10 @@ def test_pickle_refused_by_weights_only_is_a_clear_error(real_workspace):
     )  # a whole module: not weights-only
     register(weights="weights/pickle.pt")
     with pytest.raises(
-        CheckpointError, match="cannot read checkpoint .*weights_only=True"
-    ):
+        CheckpointError, match=r"pickles torch\.nn\.modules\.linear\.Linear"
+    ) as refused:
         loaded_model("tiny")
+    assert "weights_only=False" not in str(refused.value)
 
 
 def test_paths_outside_the_data_root_are_refused(real_workspace):
@@ -162,3 +168,82 @@ def test_unknown_names_list_the_choices(real_workspace):
         UnknownNameError, match="unknown split of dataset 'blobs' 'train'"
     ):
         catalog.get_dataset("blobs").load("train")
+
+
+def test_a_model_with_non_finite_scores_is_one_line_naming_method_and_set(
+    real_workspace, capsys
+):
+    """NaN weights give NaN logits: evaluate and Setup say which method and set, no traceback."""
+    from streamlit.testing.v1 import AppTest
+
+    from ood_core.cli import main
+
+    root, register = real_workspace
+    model = torchvision.models.resnet18(num_classes=2)
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    state = model.state_dict()
+    state["fc.bias"] = torch.tensor([float("nan"), 0.0])
+    torch.save(state, root / "weights" / "nan.pt")
+    register(weights="weights/nan.pt")
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "tiny",
+                "--id",
+                "shapes",
+                "--ood",
+                "blobs",
+                "--methods",
+                "energy",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip().split("\r")[-1]  # after the progress bars
+    assert (
+        err
+        == "error: Energy gives non-finite scores on shapes (8 of 8): check the model's features or parameters"
+    )
+    at = AppTest.from_file(
+        str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=300
+    ).run()
+    at.session_state["workspace"] = Workspace("tiny", "shapes", ("blobs",))
+    at.run()
+    at.button(key="prepare").click().run()
+    assert not at.exception
+    assert any("non-finite scores" in e.value for e in at.error)
+
+
+def test_background_k_slider_stops_at_the_positions_of_the_last_map(real_workspace):
+    """A CIFAR-stem ResNet's last map has 4×4 = 16 positions: the slider cannot ask for more."""
+    from streamlit.testing.v1 import AppTest
+
+    workspace_features(Workspace("tiny", "shapes", ("blobs",)))
+    at = AppTest.from_file(
+        str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=300
+    ).run()
+    at.session_state["workspace"] = Workspace("tiny", "shapes", ("blobs",))
+    at.switch_page("pages/background.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.slider(key="bg_k").max == 16
+
+
+def test_line_page_with_an_ood_set_of_one_image(real_workspace):
+    from streamlit.testing.v1 import AppTest
+
+    root, _ = real_workspace
+    (root / "one").mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "one" / "only.png")
+    with open(root / "ood_lab.toml", "a") as fh:
+        fh.write('\n[datasets.one]\nkind = "folder"\nroot = "one"\n')
+    workspace = Workspace("tiny", "shapes", ("one",))
+    workspace_features(workspace)
+    at = AppTest.from_file(
+        str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=300
+    ).run()
+    at.session_state["workspace"] = workspace
+    at.switch_page("pages/line.py").run()
+    at.selectbox(key="line_sample_set").set_value("one").run()
+    assert not at.exception, [e.value for e in at.exception]

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_core.gradcam import block_maps, grad_cam, nap_peaks
-from ood_core.overlays import blend, mark_peaks
+from ood_core.pictures.gradcam import block_maps, grad_cam, nap_peaks
+from ood_core.pictures.overlays import blend, mark_peaks
 
 
 class Tiny(nn.Module):

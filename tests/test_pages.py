@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ood_core.evaluation import workspace_features
 from ood_core.metrics import ood_metrics
-from ood_core.pipeline import Workspace
 from ood_core.scores import get_method
+from ood_core.workspace import Workspace
+from ood_core.workspace import load_workspace as workspace_features
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -48,7 +48,7 @@ def test_nap_lambda_slider_changes_the_auroc(extracted):
         f"AUROC · {s}"
         for s in ("letters", "textures", "photos", "faces", "noise", "mean")
     }
-    at.slider(key="nap_lambda").set_value(0.0).run()
+    at.slider(key="nap_x:nap-energy:lambda").set_value(0.0).run()
     _no_errors(at)
     after = _cards(at)
     assert after != before
@@ -131,7 +131,7 @@ def test_compare_roc_and_histogram_follow_their_selectors(extracted):
 def test_line_pa_slider_changes_the_auroc_and_the_sweep_renders(extracted):
     at = _open("pages/line.py")
     before = _cards(at)
-    at.slider(key="line_pa").set_value(10).run()
+    at.slider(key="line:line:p_a").set_value(10).run()
     _no_errors(at)
     assert _cards(at) != before
     titles = [

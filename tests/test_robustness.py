@@ -4,7 +4,6 @@ cache, entries deleted under a running session. Each case checks what the user s
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,14 +15,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from ood_core.cache import FeatureCache
-from ood_core.pipeline import (
-    Workspace,
-    cache_key,
-    feature_set,
-    loaded_model,
-    lookup_feature_set,
-)
+from ood_core.engine.cache import FeatureCache
+from ood_core.engine.features import cache_key, feature_set, lookup_feature_set
+from ood_core.engine.features import model_named as loaded_model
+from ood_core.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -32,8 +27,8 @@ SMALL = Workspace(ood_datasets=("textures", "noise"))
 KILLABLE = """
 import sys, time
 from pathlib import Path
-from ood_core.extract import ExtractionSettings
-from ood_core.pipeline import feature_set
+from ood_core.engine.extract import ExtractionSettings
+from ood_core.engine.features import feature_set
 
 marker = Path(sys.argv[1])
 
@@ -48,9 +43,9 @@ feature_set("demo", "textures", settings=ExtractionSettings(batch_size=64), prog
 
 @pytest.fixture
 def own_cache(demo_model, tmp_path, monkeypatch) -> Path:
-    """An empty cache holding only the trained demo weights, used by this test alone."""
+    """An empty cache used by this test alone (the demo weights ship with the package)."""
     root = tmp_path / "cache"
-    shutil.copytree(Path(os.environ["OOD_LAB_CACHE_DIR"]) / "models", root / "models")
+    root.mkdir()
     monkeypatch.setenv("OOD_LAB_CACHE_DIR", str(root))
     return root
 

@@ -3,11 +3,11 @@ import math
 import numpy as np
 import pytest
 
-from ood_core.cache import FeatureSet
+from ood_core.engine.cache import FeatureSet
 from ood_core.errors import OODLabError, UnknownNameError
 from ood_core.scores import METHODS, get_method, parse_method
-from ood_core.scores.baselines import energy, max_logit, msp
 from ood_core.scores.nap import nap
+from ood_core.scores.output import energy, max_logit, msp
 
 
 def _loop(fn, logits):
@@ -70,7 +70,11 @@ def test_every_method_documents_paper_formula_and_parameter_ranges():
     for method in METHODS.values():
         assert method.paper.url.startswith("https://") and method.formula
         for p in method.params:
-            assert p.kind == "block" or p.low <= p.default <= p.high
+            assert not p.numeric or p.low <= p.default <= p.high
+            for (
+                value
+            ) in p.paper.values():  # every paper default lies in the slider range
+                assert not p.numeric or p.low <= value <= p.high
 
 
 def test_parse_method_and_validation_errors():

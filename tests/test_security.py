@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ood_core import catalog, config
 from ood_core.errors import OODLabError
+from ood_core.inputs import catalog, config
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -79,6 +79,9 @@ def test_every_torch_load_is_weights_only():
 def data_root(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "data"
     (root / "mine" / "pictures").mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(root / "mine" / "pictures" / "one.png")
     (tmp_path / "outside").mkdir()
     monkeypatch.setenv("OOD_LAB_DATA_ROOT", str(root))
     monkeypatch.delenv("OOD_LAB_CONFIG", raising=False)
@@ -116,14 +119,79 @@ def test_setup_form_adds_a_folder_inside_the_root_and_refuses_one_outside(
     at.text_input(key="new_dataset_name").set_value("sneaky")
     at.text_input(key="new_dataset_folder").set_value("../outside")
     at.button(key="add_dataset").click().run()
-    assert any("outside the data root" in e.value for e in at.error)
+    assert at.error and any("outside the data root" in c.value for c in at.code)
     assert not config.config_file().exists()
 
     at.text_input(key="new_dataset_name").set_value("mine")
     at.text_input(key="new_dataset_folder").set_value("mine/pictures")
     at.button(key="add_dataset").click().run()
     assert not at.exception and not at.error
-    assert "Added 'mine'" in at.success[0].value
+    assert "Added the dataset" in at.success[0].value and at.code[-1].value == "mine"
     assert catalog.get_dataset("mine").name == "mine"
     at.run()
     assert "mine" in at.sidebar.multiselect[0].options
+
+
+def _picture(path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(path)
+
+
+@pytest.mark.parametrize("kind", ["folder", "imagefolder", "imglist"])
+def test_symlinked_files_inside_a_registered_folder_that_leave_it_are_refused(
+    data_root, kind
+):
+    """The folder itself was checked; each file is too (a symlink out of it is skipped and counted, never read)."""
+    from ood_core.engine.extract import MemorySink, extract
+    from ood_core.engine.features import dataset_images, model_named
+
+    secret = data_root.parent / "outside" / "secret.png"
+    _picture(secret)
+    folder = data_root / "set" / ("test/a" if kind == "imagefolder" else "images")
+    _picture(folder / "ok.png")
+    (folder / "leak.png").symlink_to(secret)
+    entry = {
+        "folder": 'kind = "folder"\nroot = "set/images"',
+        "imagefolder": 'kind = "imagefolder"\ntest = "set/test"\nsplits = ["test"]',
+        "imglist": 'kind = "imglist"\nroot = "set"\ntest_list = "set/list.txt"',
+    }[kind]
+    (data_root / "set" / "list.txt").write_text(
+        "images/ok.png -1\nimages/leak.png -1\n"
+    )
+    config.config_file().write_text(f"[datasets.probe]\n{entry}\n")
+    images, _ = dataset_images("probe", "test")
+    model = model_named("demo")
+    sink = MemorySink()
+    report = extract(
+        model.module, model.probes, images.with_transform(model.transform), sink
+    )
+    assert report["skipped"] == 1 and report["skipped_names"] == [
+        "a/leak.png"
+        if kind == "imagefolder"
+        else "images/leak.png"
+        if kind == "imglist"
+        else "leak.png"
+    ]
+    with pytest.raises(OODLabError, match="outside its dataset folder"):
+        images.image(images.names.index(report["skipped_names"][0]))
+
+
+def test_cifar_batches_symlinked_out_of_the_dataset_folder_are_refused(data_root):
+    import pickle
+
+    import numpy as np
+
+    outside = data_root.parent / "outside" / "test_batch"
+    outside.parent.mkdir(exist_ok=True)
+    outside.write_bytes(
+        pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]})
+    )
+    batches = data_root / "c10" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    (batches / "test_batch").symlink_to(outside)
+    config.config_file().write_text('[datasets.c10]\nkind = "cifar10"\nroot = "c10"\n')
+    with pytest.raises(OODLabError, match="outside its dataset folder"):
+        catalog.get_dataset("c10").load("test")

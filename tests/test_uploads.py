@@ -9,10 +9,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from ood_core.evaluation import workspace_features
-from ood_core.pipeline import Workspace, loaded_model
+from ood_core.engine.features import in_memory_features
+from ood_core.engine.features import model_named as loaded_model
+from ood_core.inputs.uploads import read_uploads
 from ood_core.scores import get_method
-from ood_core.uploads import placement, read_uploads, upload_features
+from ood_core.tables import placement
+from ood_core.workspace import Workspace, load_workspace
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 RNG = np.random.default_rng(0)
@@ -119,12 +121,12 @@ def test_broken_zip_is_a_reason_not_a_crash():
 
 @pytest.fixture(scope="module")
 def features(demo_model):
-    return workspace_features(Workspace())
+    return load_workspace(Workspace())
 
 
 def test_upload_scores_equal_the_cached_scores_of_the_same_images(features):
     """Uploading test digits must reproduce their cached scores (same transform, same statistics)."""
-    from ood_core.data import DEMO_DATASETS
+    from ood_core.inputs.datasets import DEMO_DATASETS
 
     images, _ = DEMO_DATASETS["digits"].load("test")
     rows = np.asarray(features.id_test["index"])[:6]
@@ -133,7 +135,8 @@ def test_upload_scores_equal_the_cached_scores_of_the_same_images(features):
         buffer = io.BytesIO()
         images.image(int(row)).save(buffer, "PNG")
         files.append((f"digit{row}.png", buffer.getvalue()))
-    scored = upload_features(loaded_model("demo"), read_uploads(files))
+    uploads = read_uploads(files)
+    scored = in_memory_features(loaded_model("demo"), uploads.images)
     for name in ("energy", "nap", "knn", "featurenorm"):
         method = get_method(name)
         np.testing.assert_allclose(
@@ -142,7 +145,9 @@ def test_upload_scores_equal_the_cached_scores_of_the_same_images(features):
             rtol=1e-4,
             atol=1e-4,
         )
-    table = placement(features, scored, [get_method("msp"), get_method("nap")])
+    table = placement(
+        features, scored, list(uploads.images), [get_method("msp"), get_method("nap")]
+    )
     assert len(table) == 12
     reference = np.sort(features.score_set(get_method("nap"), features.id_test))
     nap = table[table["method"] == "NAP"]
@@ -177,3 +182,127 @@ def test_the_page_scores_uploads_flags_noise_and_lists_rejections(features):
     at.slider(key="upload_opacity").set_value(0.1).run()
     assert not at.exception
     assert at.get("image")[0].value != pictures
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped_to_white():
+    values = np.array([[0, 16384, 32768, 65535]] * 4, np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, "PNG")
+    [image] = read_uploads([("deep.png", buffer.getvalue())]).images.values()
+    assert image.mode == "L"
+    assert np.asarray(image)[0].tolist() == [0, 64, 128, 255]
+
+
+def test_phone_camera_mpo_is_accepted_and_exif_orientation_is_applied():
+    wide = (RNG.random((20, 40, 3)) * 255).astype(np.uint8)
+    mpo = io.BytesIO()
+    Image.fromarray(wide).save(
+        mpo, "MPO", save_all=True, append_images=[Image.fromarray(wide)]
+    )
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    rotated = io.BytesIO()
+    Image.fromarray(wide).save(rotated, "JPEG", exif=exif)
+    result = read_uploads(
+        [("phone.jpg", mpo.getvalue()), ("portrait.jpg", rotated.getvalue())]
+    )
+    assert result.rejected == []
+    assert result.images["phone.jpg"].size == (40, 20)
+    assert result.images["portrait.jpg"].size == (
+        20,
+        40,
+    )  # displayed upright, as the camera meant
+
+
+def test_duplicate_names_are_kept_apart_and_reasons_are_words():
+    archive = zipped({"a/x.png": GREY, "b/x.png": RGBA})
+    result = read_uploads(
+        [
+            ("x.png", GREY),
+            ("x.png", RGBA),
+            ("s.zip", archive),
+            ("junk.png", b"\x00" * 50),
+        ]
+    )
+    assert list(result.images) == [
+        "x.png",
+        "x.png (2)",
+        "s.zip/a/x.png",
+        "s.zip/b/x.png",
+    ]
+    [(name, reason)] = result.rejected
+    assert (
+        name == "junk.png"
+        and reason == "not a readable image: not a recognised image format"
+    )
+    assert "<_io" not in reason and "object at" not in reason
+
+
+def test_big_images_are_shrunk_after_decoding():
+    big = io.BytesIO()
+    Image.new("RGB", (3000, 1500), (10, 200, 30)).save(big, "PNG")
+    [image] = read_uploads([("big.png", big.getvalue())]).images.values()
+    assert image.size == (1024, 512)
+
+
+PEAK = """
+import io, sys, zipfile
+from pathlib import Path
+from ood_core.inputs.uploads import read_uploads
+
+def peak_mb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+data = Path(sys.argv[1]).read_bytes()
+before = peak_mb()
+result = read_uploads([("upload.zip", data)])
+print(peak_mb() - before, len(result.images), len(result.rejected))
+"""
+
+
+def _peak_growth(tmp_path, archive: bytes) -> tuple[float, int, int]:
+    """Peak resident memory added by reading ``archive`` in a fresh process (MB), images kept, files refused."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "upload.zip"
+    path.write_bytes(archive)
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout.split()
+    return float(out[0]), int(out[1]), int(out[2])
+
+
+def test_a_bzip2_zip_bomb_costs_bounded_memory(tmp_path):
+    """60 bzip2 members of 10 MiB of zeros: an ~8 kB zip that used to be read whole (≈ 610 MB)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_BZIP2) as archive:
+        for i in range(60):
+            archive.writestr(f"m{i}.png", b"\0" * (10 * 2**20 - 1))
+    assert len(buffer.getvalue()) < 50_000
+    growth, images, refused = _peak_growth(tmp_path, buffer.getvalue())
+    assert images == 0 and refused >= 1
+    assert growth < 150, f"reading the bomb raised the peak RSS by {growth:.0f} MB"
+
+
+def test_many_huge_images_in_a_small_zip_cost_bounded_memory(tmp_path):
+    """12 images of 36 megapixels (1.7 MB zipped) used to be kept fully decoded (≈ 1.8 GB)."""
+    picture = io.BytesIO()
+    Image.new("RGB", (6000, 6000), (200, 120, 40)).save(picture, "PNG")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(12):
+            archive.writestr(f"huge{i}.png", picture.getvalue())
+    growth, images, refused = _peak_growth(tmp_path, buffer.getvalue())
+    assert (
+        images == 4 and refused == 8
+    )  # the per-upload pixel budget stops decoding after four
+    assert growth < 300, (
+        f"reading the huge images raised the peak RSS by {growth:.0f} MB"
+    )

@@ -1,5 +1,6 @@
-"""OOD scores: pure functions of cached arrays, registered in ``ood_core.scores.registry.METHODS``."""
+"""OOD scores: ``Method`` records with pure functions of cached arrays, one module per family."""
 
-from .registry import METHODS, Method, Param, get_method, parse_method
+from .method import Method, Param
+from .registry import METHODS, get_method, parse_method
 
 __all__ = ["METHODS", "Method", "Param", "get_method", "parse_method"]

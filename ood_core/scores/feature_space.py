@@ -1,33 +1,151 @@
-"""Distance-based scores on the penultimate feature (higher = more ID)."""
+"""Feature-space detectors on the penultimate feature h (higher = more ID).
+
+- Mahalanobis (Lee et al., NeurIPS 2018): ``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` with the ID-train class means μ_c
+  and one shared covariance Σ of ``h − μ_y`` (sklearn ``EmpiricalCovariance``); penultimate layer only, no input
+  pre-processing.
+- KNN (Sun et al., ICML 2022): ``−‖z − z_(k)‖₂`` with ``z = h/‖h‖`` and ``z_(k)`` the k-th nearest normalised ID-train
+  feature; default k = 50 (CIFAR-10). The ascending distances to the 200 nearest train features are computed once
+  per scored set (float32 matrix products, chunked) so that moving k is a column lookup.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
+from sklearn.covariance import EmpiricalCovariance
 
-from ..cache import FeatureSet
 from ..errors import OODLabError
-from ..memo import BoundedMemo
-from ..train_stats import TrainStats, l2_normalise
+from .method import Fit, Method, Param, Prepare, TrainData, arxiv
+
+KNN_MAX_K = 200
 
 
-def mahalanobis(
-    h: np.ndarray, class_means: np.ndarray, precision: np.ndarray
-) -> np.ndarray:
-    """``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` with class means and one shared covariance of the ID train features
-    (Lee et al., NeurIPS 2018; penultimate layer only, no input pre-processing)."""
+def class_means(h: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """Mean feature of each class [K, D] (zeros for a class without samples)."""
+    labels = np.asarray(labels)
+    if (labels < 0).any():
+        raise OODLabError(
+            "class means need class labels (≥ 0) for every ID train sample"
+        )
+    counts = np.bincount(labels, minlength=classes)
+    sums = np.zeros((classes, h.shape[1]))
+    np.add.at(sums, labels, h)
+    return sums / np.maximum(counts, 1)[:, None]
+
+
+@dataclass(frozen=True)
+class ClassGaussian:
+    """Class means μ [K, D] and the shared precision Σ⁻¹ [D, D] of the ID-train features."""
+
+    means: np.ndarray
+    precision: np.ndarray
+
+
+def fit_class_gaussian(train: TrainData) -> ClassGaussian:
+    h = np.asarray(train["penultimate"], np.float64)
+    means = class_means(h, train["labels"], train["head/weight"].shape[0])
+    labels = np.asarray(train["labels"])
+    covariance = EmpiricalCovariance(assume_centered=True).fit(h - means[labels])
+    return ClassGaussian(means, covariance.precision_)
+
+
+CLASS_GAUSSIAN = Fit(
+    name="class-gaussian",
+    fn=fit_class_gaussian,
+    needs=("penultimate", "labels", "head/weight"),
+    state=ClassGaussian,
+)
+
+
+def mahalanobis(h: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` [N]."""
     h = np.asarray(h, np.float64)
     hp = h @ precision
     quad = (
         (hp * h).sum(1)[:, None]
-        - 2 * hp @ class_means.T
-        + np.einsum("kd,de,ke->k", class_means, precision, class_means)
+        - 2 * hp @ means.T
+        + np.einsum("kd,de,ke->k", means, precision, means)
     )
     return -quad.min(axis=1)
 
 
+MAHALANOBIS = Method(
+    name="mahalanobis",
+    label="Mahalanobis",
+    family="feature",
+    needs=("penultimate",),
+    formula=r"S=-\min_c (h-\mu_c)^\top \Sigma^{-1} (h-\mu_c)",
+    paper=arxiv(
+        "A Simple Unified Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks",
+        "NeurIPS 2018",
+        "1807.03888",
+    ),
+    score_fn=lambda features, state: mahalanobis(
+        features["penultimate"], state.means, state.precision
+    ),
+    fit=CLASS_GAUSSIAN,
+)
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32; zero rows stay zero)."""
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass(frozen=True)
+class NeighbourBank:
+    """The L2-normalised ID-train features [N_train, D] (float32)."""
+
+    bank: np.ndarray
+
+
+NEIGHBOUR_BANK = Fit(
+    name="neighbour-bank",
+    fn=lambda train: NeighbourBank(l2_normalise(train["penultimate"])),
+    needs=("penultimate",),
+    state=NeighbourBank,
+    store=False,  # as large as the train features and cheap to rebuild
+)
+
+
+def nearest_distances(
+    queries: np.ndarray, bank: np.ndarray, k: int = KNN_MAX_K, chunk: int = 2048
+) -> np.ndarray:
+    """Ascending Euclidean distances [N, min(k, N_bank)] from each unit-length query to its nearest bank rows.
+
+    ``‖z − b‖ = sqrt(2 − 2 z·b)`` for unit vectors: one float32 matrix product and ``topk`` per chunk of queries.
+    """
+    bank_t = torch.as_tensor(np.ascontiguousarray(bank, np.float32))
+    k = min(k, len(bank_t))
+    out = np.empty((len(queries), k), np.float32)
+    for start in range(0, len(queries), chunk):
+        z = torch.as_tensor(
+            np.ascontiguousarray(queries[start : start + chunk], np.float32)
+        )
+        similarity = torch.topk(z @ bank_t.T, k, dim=1, sorted=True).values
+        out[start : start + len(z)] = torch.sqrt(
+            torch.clamp(2 - 2 * similarity, min=0)
+        ).numpy()
+    return out
+
+
+KNN_DISTANCES = Prepare(
+    name="knn-distances",
+    fn=lambda features, state: {
+        "knn/distances": nearest_distances(
+            l2_normalise(features["penultimate"]), state.bank
+        )
+    },
+    needs=("penultimate",),
+    store=True,
+)
+
+
 def knn_from_distances(sorted_distances: np.ndarray, k: int) -> np.ndarray:
-    """``−‖z − z_(k)‖``: minus the distance to the k-th nearest ID train feature, with z = h/‖h‖ (cosine KNN,
-    Sun et al., ICML 2022; default k = 50). ``sorted_distances`` [N, k_max] are ascending neighbour distances."""
+    """``−d_(k)`` [N] from ascending neighbour distances [N, k_max]."""
     if k > sorted_distances.shape[1]:
         raise OODLabError(
             f"KNN: k={k} exceeds the {sorted_distances.shape[1]} ID train samples; choose a smaller k"
@@ -35,16 +153,34 @@ def knn_from_distances(sorted_distances: np.ndarray, k: int) -> np.ndarray:
     return -np.asarray(sorted_distances[:, int(k) - 1], np.float64)
 
 
-_neighbours: BoundedMemo[np.ndarray] = BoundedMemo(32)
+KNN_K = Param(
+    "k",
+    50,
+    1,
+    KNN_MAX_K,
+    1,
+    "k-th nearest neighbour (paper: 50 on CIFAR-10, 1000 on ImageNet).",
+    kind="int",
+    paper={"cifar10": 50, "cifar100": 50},
+)
 
+KNN = Method(
+    name="knn",
+    label="KNN",
+    family="feature",
+    needs=("penultimate",),
+    formula=r"S=-\lVert z-z_{(k)}\rVert_2,\; z=h/\lVert h\rVert",
+    paper=arxiv(
+        "Out-of-Distribution Detection with Deep Nearest Neighbors",
+        "ICML 2022",
+        "2204.06507",
+    ),
+    score_fn=lambda features, state, k: knn_from_distances(
+        features["knn/distances"], k
+    ),
+    params=(KNN_K,),
+    fit=NEIGHBOUR_BANK,
+    prepare=KNN_DISTANCES,
+)
 
-def neighbour_distances(features: FeatureSet, stats: TrainStats) -> np.ndarray:
-    """Ascending distances [N, k_max] of each normalised feature to its k_max nearest normalised ID train features,
-    computed once per (feature set, train set) so that moving the k slider is a lookup."""
-    key = (str(features.root), str(features.meta.get("created")), stats.source)
-
-    def compute() -> np.ndarray:
-        distances, _ = stats.knn.kneighbors(l2_normalise(features.penultimate))
-        return distances.astype(np.float32)
-
-    return _neighbours.get(key, compute)
+METHODS = (MAHALANOBIS, KNN)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import streamlit_server
 from e2e_paths import SCREENSHOTS
+from playwright.sync_api import Error as PlaywrightError
 
 REPO = streamlit_server.REPO
 CHROMIUM = "/usr/bin/chromium"
@@ -18,10 +19,9 @@ STREAMLIT_DEEP_LINK_PROBE = re.compile(r"/[^/]+/_stcore/(health|host-config)$")
 @pytest.fixture(scope="session")
 def app_server(demo_model):
     """A running app on the demo cache: ``(process, url)``."""
-    from ood_core.evaluation import workspace_features
-    from ood_core.pipeline import Workspace
+    from ood_core.workspace import Workspace, load_workspace
 
-    workspace_features(Workspace())  # the pages read the cache; extract it once
+    load_workspace(Workspace())  # the pages read the cache; extract it once
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         server, url = streamlit_server.start(REPO / "test-artifacts" / "streamlit.log")
@@ -61,9 +61,18 @@ def browser():
         chromium.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.call_report = report
+    return report
+
+
 @pytest.fixture
-def page(browser):
-    """A fresh page that records console errors (``page.console_errors``)."""
+def page(browser, request):
+    """A fresh page that records console errors (``page.console_errors``); on failure its screenshot and text are
+    saved to ``test-artifacts/screenshots/FAILED-<test>.*`` for diagnosis."""
     context = browser.new_context(viewport={"width": 1400, "height": 1800})
     page = context.new_page()
     page.console_errors = []
@@ -78,4 +87,16 @@ def page(browser):
 
     page.on("console", record)
     yield page
+    report = getattr(request.node, "call_report", None)
+    if report is not None and report.failed:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        try:
+            page.screenshot(
+                path=str(SCREENSHOTS / f"FAILED-{name}.png"), full_page=True
+            )
+            (SCREENSHOTS / f"FAILED-{name}.txt").write_text(page.inner_text("body"))
+        except (
+            PlaywrightError
+        ) as exc:  # the page may be gone: the test's own failure is what matters
+            print(f"could not save the failure screenshot: {exc}")
     context.close()

@@ -1,4 +1,4 @@
-"""ODIN (Liang et al., ICLR 2018): temperature scaling plus input perturbation; needs re-inference with gradients.
+"""Re-inference for ODIN (Liang et al., ICLR 2018): temperature scaling plus input perturbation, with gradients.
 
 ``x' = x − ε·sign(−∇ₓ log softmax_ŷ(f(x)/T))`` and the score is ``max_k softmax(f(x')/T)_k``. ε is in pixel
 units of [0, 1] images: in the model's normalised input space each channel moves by ε/σ_c (as the official code
@@ -13,8 +13,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImageSet
-from .extract import ExtractionSettings, collate_readable, on_device, pick_device
+from ..inputs.datasets import ImageSet
+from .cache import CacheKey, FeatureCache, FeatureSet
+from .extract import (
+    DEFAULT_SETTINGS,
+    ExtractionSettings,
+    collate_readable,
+    on_device,
+    pick_device,
+)
+from .features import cache_key, model_of
 
 Progress = Callable[[int, int], None]
 
@@ -56,3 +64,39 @@ def odin_scores(
         if progress:
             progress(seen, len(images))
     return np.concatenate(scores).astype(np.float64), np.concatenate(rows)
+
+
+def odin_feature_set(
+    features: FeatureSet,
+    temperature: float,
+    eps: float,
+    cache: FeatureCache | None = None,
+    progress: Progress | None = None,
+) -> FeatureSet:
+    """ODIN scores (array ``odin``) for the same model and dataset split as ``features``, re-inferred once per
+    (T, ε) and cached as a derived entry."""
+    cache = cache or FeatureCache()
+    model = model_of(features)
+    dataset = features.meta["dataset"]
+    key, images = cache_key(model, dataset["dataset"], dataset["split"])
+    variant = {
+        "variant": f"odin-T{temperature:g}-eps{eps:g}",
+        "odin": {"T": temperature, "eps": eps},
+    }
+    key = CacheKey.create(key.model, {**key.dataset, **variant})
+
+    def build(writer):
+        scores, rows = odin_scores(
+            model.module,
+            images.with_transform(model.transform),
+            model.spec.std,
+            temperature,
+            eps,
+            DEFAULT_SETTINGS,
+            progress,
+        )
+        writer.put("odin", scores)
+        writer.put("index", rows)
+        return {"kind": "derived", "probes": list(model.probes.blocks)}
+
+    return cache.get_or_create(key, build)

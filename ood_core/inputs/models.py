@@ -1,13 +1,14 @@
-"""Model registry: the embedded demo model (trained once, cached) and torchvision architectures with local weights.
+"""Models: the embedded demo model (weights shipped with the package) and torchvision architectures with local weights.
 
 Weights load with ``torch.load(weights_only=True)`` only. A model's fingerprint (architecture + sha256 of its weights
-file + input transform) is the first half of every cache key.
+file + input transform) is the first half of every cache key. ``loaded_model`` keeps one loaded copy per process.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +19,12 @@ from filelock import FileLock
 from torch import nn
 from torchvision.transforms import v2
 
+from ..errors import CheckpointError, OODLabError
+from ..memo import BoundedMemo
 from . import config, demo_data, demo_model
-from .cache import file_sha256
-from .errors import CheckpointError, OODLabError
+from .files import file_sha256
 from .probes import Probes, find_probes
+from .registry_file import ModelEntry
 
 Progress = Callable[[int, int], None]
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -44,6 +47,9 @@ class ModelSpec:
     resize: int | None = None
     default_id: str | None = None
     needs_training: Callable[[], bool] = field(default=lambda: False, repr=False)
+    benchmark: str | None = (
+        None  # whose paper defaults apply: cifar10, cifar100, imagenet
+    )
 
     def transform(self) -> v2.Compose:
         steps = [v2.Grayscale(1) if self.channels == 1 else v2.RGB()]
@@ -81,18 +87,28 @@ class LoadedModel:
 
 
 def _state_dict_from_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """Read a state_dict (optionally nested under 'state_dict'/'model', with DataParallel 'module.' prefixes)."""
+    """Read a state_dict (optionally nested under 'state_dict'/'model', with DataParallel 'module.' prefixes).
+
+    Only ``torch.load(weights_only=True)``: a checkpoint that pickles other objects is refused, naming the global it
+    needs (never suggesting to load it unsafely).
+    """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (
         Exception
     ) as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        first_line = (
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        )
-        raise CheckpointError(
-            f"cannot read checkpoint {path} with weights_only=True: {first_line}"
-        ) from exc
+        text = str(exc)
+        blocked = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if blocked:
+            reason = (
+                f"it pickles {blocked.group(1)}, which is not plain tensor data; save the model's state_dict "
+                "(torch.save(model.state_dict(), path)) and register that file"
+            )
+        else:
+            reason = (
+                text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+            )
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
@@ -132,43 +148,47 @@ def load_weights(module: nn.Module, path: Path, arch: str) -> None:
     module.load_state_dict(state)
 
 
-def _demo_weights_path() -> Path:
-    return config.cache_dir() / "models" / "demo_resnet.pt"
+SHIPPED_DEMO_WEIGHTS = Path(__file__).with_name("demo_weights") / "demo_resnet.pt"
 
 
-def _demo_weights(progress: Progress | None) -> Path:
-    """The demo model's weights under the cache; trained (≈30 s, seeded) and saved atomically on first use.
-
-    The training report beside the weights records their sha256; a missing, truncated or edited file is retrained.
-    """
-    path = _demo_weights_path()
-    if _demo_weights_intact(path):
+def save_once(
+    path: Path, train: Callable[[], tuple[dict, dict]], intact: Callable[[Path], bool]
+) -> Path:
+    """``path`` if ``intact``; otherwise run ``train() -> (state_dict, report)`` once (a file lock makes other
+    processes wait) and save the weights and ``<path>.json`` (the report plus the weights' sha256) atomically."""
+    if intact(path):
         return path
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(folder / "demo_resnet.lock"))
+        lock = FileLock(str(path.with_suffix(".lock")))
         lock.acquire()
     except OSError as exc:
         raise OODLabError(
-            f"cannot write the demo model to {folder} ({exc.strerror}); set OOD_LAB_CACHE_DIR"
+            f"cannot write model weights to {folder} ({exc.strerror}); set OOD_LAB_CACHE_DIR"
         ) from exc
     try:
-        if _demo_weights_intact(path):  # another process trained it while we waited
+        if intact(path):  # another process trained it while we waited
             return path
-        model, report = demo_model.train_demo_model(progress)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-demo-", suffix=".pt")
+        state, report = train()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
         os.close(fd)
-        torch.save(model.state_dict(), tmp)
-        report["weights_sha256"] = file_sha256(Path(tmp))
-        path.with_suffix(".json").write_text(json.dumps(report, indent=2))
-        os.replace(tmp, path)
+        try:
+            torch.save(state, tmp)
+            os.chmod(tmp, 0o644)
+            report["weights_sha256"] = file_sha256(Path(tmp))
+            path.with_suffix(".json").write_text(json.dumps(report, indent=2))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     finally:
         lock.release()
     return path
 
 
-def _demo_weights_intact(path: Path) -> bool:
+def weights_intact(path: Path) -> bool:
+    """Whether ``path`` exists and matches the sha256 recorded in ``<path>.json``."""
     try:
         report = json.loads(path.with_suffix(".json").read_text())
         return path.exists() and file_sha256(path) == report.get("weights_sha256")
@@ -176,11 +196,28 @@ def _demo_weights_intact(path: Path) -> bool:
         return False
 
 
+def _trained_demo_path() -> Path:
+    return config.cache_dir() / "models" / "demo_resnet.pt"
+
+
+def _demo_weights(progress: Progress | None) -> Path:
+    """The demo weights shipped with the package (identical on every machine); if they are missing or do not match
+    their recorded sha256, the same seeded training (≈30 s) runs once into the cache instead."""
+    if weights_intact(SHIPPED_DEMO_WEIGHTS):
+        return SHIPPED_DEMO_WEIGHTS
+
+    def train() -> tuple[dict, dict]:
+        model, report = demo_model.train_demo_model(progress)
+        return model.state_dict(), report
+
+    return save_once(_trained_demo_path(), train, weights_intact)
+
+
 def demo_spec() -> ModelSpec:
     return ModelSpec(
         name="demo",
         arch="DemoResNet(16,32,64,64)",
-        description="Small 4-block ResNet trained on the demo digits (seed 0, ≈30 s on 2 CPU cores).",
+        description="Small 4-block ResNet trained on the demo digits (seed 0; weights shipped with OOD Lab).",
         num_classes=10,
         input_size=demo_data.SIZE,
         channels=1,
@@ -189,59 +226,48 @@ def demo_spec() -> ModelSpec:
         build=demo_model.DemoResNet,
         weights=_demo_weights,
         default_id="digits",
-        needs_training=lambda: not _demo_weights_path().exists(),
+        needs_training=lambda: (
+            not weights_intact(SHIPPED_DEMO_WEIGHTS)
+            and not weights_intact(_trained_demo_path())
+        ),
     )
 
 
-def torchvision_spec(
-    name: str, entry: dict, resolve: Callable[[str], Path]
-) -> ModelSpec:
-    """A torchvision architecture with a local checkpoint, from a registry-file entry.
+def torchvision_spec(entry: ModelEntry, resolve: Callable[[str], Path]) -> ModelSpec:
+    """A torchvision architecture with a local checkpoint, from a checked registry-file entry.
 
-    Keys: ``arch`` (any ``torchvision.models`` name), ``weights`` (path under the data root), ``num_classes``,
-    ``input_size`` (224), ``resize`` (256 for 224 inputs), ``mean``/``std`` (ImageNet), ``cifar_stem`` (3×3 stem,
-    no max-pool, for 32×32 ResNets), ``id_dataset``.
+    ``cifar_stem`` swaps in the 3×3 stem without max-pool of 32×32 ResNets; ReLUs are made non-in-place so that
+    hooks see clean tensors.
     """
     import torchvision
 
-    arch = entry.get("arch")
-    if arch not in torchvision.models.list_models():
-        raise OODLabError(
-            f"model '{name}': '{arch}' is not a torchvision.models architecture"
-        )
-    num_classes = int(entry.get("num_classes", 1000))
-    input_size = int(entry.get("input_size", 224))
-    cifar_stem = bool(entry.get("cifar_stem", False))
-
     def build() -> nn.Module:
         module = torchvision.models.get_model(
-            arch, weights=None, num_classes=num_classes
+            entry.arch, weights=None, num_classes=entry.num_classes
         )
-        if cifar_stem:
+        if entry.cifar_stem:
             module.conv1 = nn.Conv2d(3, module.conv1.out_channels, 3, 1, 1, bias=False)
             module.maxpool = nn.Identity()
-        for child in (
-            module.modules()
-        ):  # hooks must never see tensors that a later ReLU overwrites in place
+        for child in module.modules():
             if isinstance(child, nn.ReLU):
                 child.inplace = False
         return module
 
     return ModelSpec(
-        name=name,
-        arch=arch + ("+cifar_stem" if cifar_stem else ""),
-        description=entry.get(
-            "description", f"torchvision {arch}, {num_classes} classes"
-        ),
-        num_classes=num_classes,
-        input_size=input_size,
-        channels=3,
-        mean=tuple(entry.get("mean", IMAGENET_MEAN)),
-        std=tuple(entry.get("std", IMAGENET_STD)),
+        name=entry.name,
+        arch=entry.arch + ("+cifar_stem" if entry.cifar_stem else ""),
+        description=entry.description
+        or f"torchvision {entry.arch}, {entry.num_classes} classes",
+        num_classes=entry.num_classes,
+        input_size=entry.input_size,
+        channels=len(entry.mean),
+        mean=entry.mean,
+        std=entry.std,
         build=build,
-        weights=lambda progress: resolve(entry["weights"]),
-        resize=entry.get("resize", 256 if input_size == 224 else None),
-        default_id=entry.get("id_dataset"),
+        weights=lambda progress: resolve(entry.weights),
+        resize=entry.resize,
+        default_id=entry.id_dataset,
+        benchmark=entry.benchmark,
     )
 
 
@@ -253,3 +279,22 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     module.eval()
     example = torch.zeros(1, spec.channels, spec.input_size, spec.input_size)
     return LoadedModel(spec, module, file_sha256(path), find_probes(module, example))
+
+
+_loaded: BoundedMemo[LoadedModel] = BoundedMemo(8)
+
+
+def loaded_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
+    """``spec``'s model, loaded once per process and weights-file version (the demo may train on first use)."""
+    path = spec.weights(progress)
+    stat = path.stat()
+    key = (
+        spec.name,
+        spec.arch,
+        spec.num_classes,
+        spec.input_size,
+        str(path),
+        stat.st_size,
+        stat.st_mtime_ns,
+    )
+    return _loaded.get(key, lambda: load_model(spec))

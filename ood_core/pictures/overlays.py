@@ -1,6 +1,6 @@
-"""Gallery pictures: an image with a heatmap blended over it, or with markers at NAP's channel peaks.
+"""Drawing: an image with a heatmap blended over it, or with markers at NAP's channel peaks.
 
-Everything here returns uint8 RGB arrays ready for display; the maps come from ``heatmap`` and ``gradcam``.
+Everything here returns uint8 RGB arrays ready for display; the maps come from the decoder and ``gradcam``.
 """
 
 from __future__ import annotations

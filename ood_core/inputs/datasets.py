@@ -2,14 +2,19 @@
 
 A dataset is addressed by name and split (``digits:train``, ``textures``). Every split yields PIL images, its labels
 (-1 for OOD) and an *identity* (generator version and seed, or a digest of the file list) that goes into its cache key.
-Real datasets are registered in the TOML file described in ``ood_core.registry_file``.
+Real datasets are registered in the TOML registry file (``ood_core.inputs.registry_file``); each kind has one builder
+(``folder``, ``imagefolder``, ``imglist``, ``cifar10``/``cifar100``, ``svhn``). A dataset's root must lie inside the
+data root, and every file it reads must resolve inside that root: a symlink pointing elsewhere is refused for that
+file (skipped and counted like an unreadable image).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import DataPathError, UnknownNameError
 from . import demo_data
-from .errors import DataPathError, OODLabError, UnknownNameError
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -57,6 +62,7 @@ class ImageSet(torch.utils.data.Dataset):
             UnidentifiedImageError,
             ValueError,
             Image.DecompressionBombError,
+            DataPathError,
         ) as exc:
             log.warning("skipping unreadable image %s: %s", self.names[row], exc)
             return None
@@ -182,7 +188,18 @@ DEMO_DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-def _open_image(path: Path) -> Image.Image:
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def _open_image(path: Path, root: Path) -> Image.Image:
+    if not _inside(path, root):
+        raise DataPathError(
+            f"{path} resolves outside its dataset folder {root} (a symlink?); refused"
+        )
     with Image.open(path) as image:
         image.load()
         return image
@@ -229,32 +246,54 @@ def folder_image_set(root: Path, labelled: bool) -> tuple[ImageSet, dict]:
     else:
         labels = np.full(len(files), -1, np.int64)
     images = ImageSet(
-        lambda row: _open_image(files[row]),
+        lambda row: _open_image(files[row], root),
         labels,
         [str(p.relative_to(root)) for p in files],
     )
     return images, _file_list_identity(root, files, labels)
 
 
-def imglist_image_set(root: Path, imglist: Path) -> tuple[ImageSet, dict]:
-    """An OpenOOD-style image list: one ``relative/path.jpg label`` per line, paths relative to ``root``."""
-    rows = [line.split() for line in imglist.read_text().splitlines() if line.strip()]
+def parse_imglist_line(line: str) -> tuple[str, int]:
+    """One OpenOOD image-list line: ``relative/path.jpg <label>`` split on the first space; the label is an integer
+    (−1 for OOD) or a dict literal whose ``class_label``/``label`` entry is used (−1 without one)."""
+    path, _, field = line.strip().partition(" ")
+    if not field.strip():
+        return path, -1
     try:
-        files = [root / row[0] for row in rows]
-        labels = np.array(
-            [int(row[1]) if len(row) > 1 else -1 for row in rows], np.int64
-        )
-    except (IndexError, ValueError) as exc:
+        value = ast.literal_eval(field.strip())
+    except (ValueError, SyntaxError) as exc:
+        raise ValueError(
+            f"label {field.strip()!r} is neither an integer nor a dict literal"
+        ) from exc
+    if isinstance(value, dict):
+        value = value.get("class_label", value.get("label", -1))
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"label {field.strip()!r} is not an integer")
+    return path, value
+
+
+def imglist_image_set(root: Path, imglist: Path) -> tuple[ImageSet, dict]:
+    """An OpenOOD-style image list (``parse_imglist_line`` per line), paths relative to ``root``."""
+    try:
+        rows = [
+            parse_imglist_line(line)
+            for line in imglist.read_text().splitlines()
+            if line.strip()
+        ]
+    except (OSError, ValueError) as exc:
         raise DataPathError(
             f"{imglist} is not an image list ('path label' per line): {exc}"
         ) from exc
-    for path in files:
-        if not path.resolve().is_relative_to(root):
-            raise DataPathError(
-                f"{imglist} names {path}, outside the dataset root {root}"
-            )
+    if not rows:
+        raise DataPathError(f"{imglist} lists no images")
+    files = [root / path for path, _ in rows]
+    labels = np.array([label for _, label in rows], np.int64)
+    if not _inside(imglist, imglist.parent):
+        raise DataPathError(
+            f"{imglist} resolves outside its folder (a symlink?); refused"
+        )
     images = ImageSet(
-        lambda row: _open_image(files[row]), labels, [row[0] for row in rows]
+        lambda row: _open_image(files[row], root), labels, [path for path, _ in rows]
     )
     identity = {
         "root": str(root),
@@ -265,65 +304,107 @@ def imglist_image_set(root: Path, imglist: Path) -> tuple[ImageSet, dict]:
     return images, identity
 
 
-def cifar_image_set(root: Path, split: str, hundred: bool) -> tuple[ImageSet, dict]:
-    """torchvision CIFAR-10/100 from a local folder holding the extracted python pickles (never downloads)."""
-    from torchvision.datasets import CIFAR10, CIFAR100
+def _stat_identity(paths: list[Path]) -> str:
+    """A digest of the files' names, sizes and modification times (cheap; changes when a file is replaced)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
-    cls = CIFAR100 if hundred else CIFAR10
-    try:
-        dataset = cls(str(root), train=split == "train", download=False)
-    except RuntimeError as exc:
+
+def _checked_file(path: Path, root: Path) -> Path:
+    if not path.is_file():
+        raise DataPathError(f"{path} is missing")
+    if not _inside(path, root):
         raise DataPathError(
-            f"{root} does not hold the {cls.__name__} python batches ({exc})"
-        ) from exc
-    labels = np.asarray(dataset.targets, np.int64)
-    images = array_image_set(dataset.data, labels, f"{cls.__name__}-{split}")
-    return images, {"root": str(root), "torchvision": cls.__name__, "n": len(labels)}
-
-
-def register_folder_dataset(
-    name: str, entry: dict, resolve: Callable[[str], Path]
-) -> DatasetSpec:
-    """Build a DatasetSpec from a registry-file entry (see ``ood_core.registry_file``)."""
-    kind = entry.get("kind", "folder")
-    splits = tuple(
-        entry.get(
-            "splits",
-            ["train", "test"]
-            if kind in ("imagefolder", "cifar10", "cifar100")
-            else ["test"],
+            f"{path} resolves outside its dataset folder {root} (a symlink?); refused"
         )
+    return path
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes and numpy arrays only (CIFAR's python batches); any other global is refused."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
     )
 
-    def root_of(split: str) -> Path:
-        value = entry.get(split, entry.get("root"))
-        if value is None:
-            raise DataPathError(
-                f"dataset '{name}' has no path for split '{split}' in the registry file"
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name} from a dataset file"
             )
-        return resolve(value)
+        return super().find_class(module, name)
 
-    def build(split: str):
-        if kind == "folder":
-            return folder_image_set(root_of(split), labelled=False)
-        if kind == "imagefolder":
-            return folder_image_set(root_of(split), labelled=True)
-        if kind == "imglist":
-            return imglist_image_set(
-                resolve(entry["root"]), resolve(entry[f"{split}_list"])
-            )
-        if kind in ("cifar10", "cifar100"):
-            return cifar_image_set(resolve(entry["root"]), split, kind == "cifar100")
-        raise OODLabError(
-            f"dataset '{name}': unknown kind '{kind}' (folder, imagefolder, imglist, cifar10, cifar100)"
+
+CIFAR_FILES = {
+    False: (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        b"labels",
+    ),
+    True: ("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+}
+
+
+def cifar_image_set(root: Path, split: str, hundred: bool) -> tuple[ImageSet, dict]:
+    """CIFAR-10/100 from the extracted python batches under ``root`` (``cifar-10-batches-py/`` or
+    ``cifar-100-python/``), read without running pickled code; never downloads."""
+    folder, train_files, test_files, label_key = CIFAR_FILES[hundred]
+    data, labels = [], []
+    paths = [
+        _checked_file(root / folder / name, root)
+        for name in (train_files if split == "train" else test_files)
+    ]
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                batch = _ArrayUnpickler(fh, encoding="bytes").load()
+            data.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch[label_key])
+        except (
+            OSError,
+            pickle.UnpicklingError,
+            KeyError,
+            ValueError,
+            EOFError,
+            TypeError,
+        ) as exc:
+            raise DataPathError(f"{path} is not a CIFAR python batch ({exc})") from exc
+    images = np.concatenate(data).transpose(0, 2, 3, 1)
+    kind = "CIFAR100" if hundred else "CIFAR10"
+    return array_image_set(images, np.asarray(labels, np.int64), f"{kind}-{split}"), {
+        "root": str(root),
+        "format": f"{kind} python batches",
+        "n": len(labels),
+        "files": _stat_identity(paths),
+    }
+
+
+def svhn_image_set(root: Path, split: str) -> tuple[ImageSet, dict]:
+    """SVHN from ``<root>/<split>_32x32.mat`` (X [32,32,3,N], y [N]; label 10 is the digit 0); never downloads."""
+    from scipy.io import loadmat
+
+    path = _checked_file(root / f"{split}_32x32.mat", root)
+    try:
+        mat = loadmat(path)
+        images = np.ascontiguousarray(
+            np.asarray(mat["X"], np.uint8).transpose(3, 0, 1, 2)
         )
-
-    labelled = kind != "folder"
-    return DatasetSpec(
-        name,
-        entry.get("description", f"{kind} dataset"),
-        entry.get("provenance", "local files"),
-        splits,
-        build,
-        in_distribution=labelled,
-    )
+        labels = np.asarray(mat["y"], np.int64).ravel() % 10
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise DataPathError(f"{path} is not an SVHN .mat file ({exc})") from exc
+    return array_image_set(images, labels, f"SVHN-{split}"), {
+        "root": str(root),
+        "format": "SVHN .mat",
+        "split": split,
+        "n": len(labels),
+        "files": _stat_identity([path]),
+    }

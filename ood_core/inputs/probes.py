@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import OODLabError
+from ..errors import OODLabError
 
 RESIDUAL_BLOCK_TYPES = ("BasicBlock", "Bottleneck")
 
@@ -23,9 +23,6 @@ class Probes:
     blocks: tuple[str, ...]
     head: str
     kind: str  # "residual blocks" or "post-ReLU modules"
-
-    def module(self, model: nn.Module, name: str) -> nn.Module:
-        return model.get_submodule(name)
 
 
 def _call_order(

@@ -1,4 +1,4 @@
-"""Overlays for a few cached samples: the decoder's heatmap, Grad-CAM, or NAP's channel peaks over the image."""
+"""Gallery overlays for a few samples: the decoder's heatmap, Grad-CAM, or NAP's channel peaks over each image."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .cache import FeatureSet
+from ..engine.cache import FeatureSet
+from ..engine.features import model_of
+from ..engine.images import model_inputs, to_pixels
+from ..inputs.models import LoadedModel
+from ..training.decoder import TrainedDecoder
 from .gradcam import block_maps, grad_cam, nap_peaks
-from .heatmap import TrainedDecoder
-from .models import LoadedModel
 from .overlays import blend, mark_peaks
-from .pipeline import loaded_model, model_inputs, to_pixels
 
 OVERLAYS = ("decoder heatmap", "Grad-CAM", "NAP peaks")
 
@@ -26,7 +27,7 @@ def overlay_images(
         return []
     index = np.asarray(rows)
     return overlay_inputs(
-        loaded_model(features.meta["model"]["name"]),
+        model_of(features),
         model_inputs(features, rows),
         features.penultimate[index],
         features.logits[index],

@@ -1,18 +1,26 @@
 """The feature cache: one directory per (model, dataset split), written atomically and verified on load.
 
-Layout: ``<root>/<model_key>/<dataset_key>/`` holding ``meta.json`` and one ``.npy`` per array (``logits.npy``,
+Layout: ``<root>/<model_key>/<entry_key>/`` holding ``meta.json`` and one ``.npy`` per array (``logits.npy``,
 ``blocks/layer4.0/max.npy`` …). An entry is built in a hidden temp directory beside it and moved in with
 ``os.replace``; a per-key ``filelock`` makes a second process wait and then read the first one's entry. Loads check
 every file's size, shape, dtype and sha256 (memoised per process by size and mtime) and memory-map the arrays; an
 entry that fails the check is reported, removed and rebuilt — never a crash.
+
+Besides extracted features (``kind: features``) the cache holds *derived* entries (``kind: derived``): fitted method
+states, per-set prepared arrays, ODIN re-inference scores and trained decoders, keyed by what they were made from.
+
+Deleting is safe by construction: the cache root carries a marker file (``.ood-lab-cache``) and so does every model
+folder the cache created (``.ood-lab-model``); only key-named folders with a valid ``meta.json`` inside such a model
+folder are entries. A folder without the markers is never deleted, whatever ``OOD_LAB_CACHE_DIR`` points at.
+Files and folders are created with the user's umask (group-readable by default), so a cache can be shared.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -24,35 +32,25 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from . import __version__, config
-from .errors import CacheError
-from .memo import BoundedMemo
+from .. import __version__
+from ..errors import CacheError
+from ..inputs import config
+from ..inputs.files import digest, file_sha256
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
-_checksum_memo: BoundedMemo[str] = BoundedMemo(100_000)
+KNOWN_FORMATS = (1,)
+ROOT_MARKER = ".ood-lab-cache"
+MODEL_MARKER = ".ood-lab-model"
+KEY_NAME = re.compile(r".+-[0-9a-f]{12}")
+FEATURE_ARRAYS = ("logits", "penultimate", "labels", "index")
+BLOCK_STATS = ("max", "mean", "l2")
 
 
-def digest(obj: object) -> str:
-    """sha256 of a JSON-serialisable object with sorted keys."""
-    return hashlib.sha256(
-        json.dumps(obj, sort_keys=True, default=str).encode()
-    ).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised per process by (path, size, mtime)."""
-    stat = path.stat()
-    memo_key = (str(path), stat.st_size, stat.st_mtime_ns)
-
-    def compute() -> str:
-        sha = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                sha.update(chunk)
-        return sha.hexdigest()
-
-    return _checksum_memo.get(memo_key, compute)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class FeatureSet:
 
     def __init__(
         self,
-        root: Path,
+        root: Path | None,
         meta: dict,
         arrays: dict[str, np.ndarray],
         notes: list[str] | None = None,
@@ -101,7 +99,7 @@ class FeatureSet:
     def __getitem__(self, name: str) -> np.ndarray:
         return self._arrays[name]
 
-    def __contains__(self, name: str) -> bool:
+    def __contains__(self, name: object) -> bool:
         return name in self._arrays
 
     @property
@@ -122,7 +120,17 @@ class FeatureSet:
 
     @property
     def blocks(self) -> list[str]:
-        return list(self.meta["probes"])
+        return list(self.meta.get("probes", []))
+
+    @property
+    def fingerprint(self) -> str:
+        """What the arrays are (their checksums; or the meta's ``created`` for in-memory sets)."""
+        files = self.meta.get("files")
+        if files:
+            return digest({name: spec.get("sha256") for name, spec in files.items()})[
+                :16
+            ]
+        return str(self.meta.get("fingerprint") or self.meta.get("created") or id(self))
 
     def stat(self, block: str, stat: str) -> np.ndarray:
         """Per-channel statistic ``max``/``mean``/``l2`` [N,C] of ``block``'s post-ReLU output."""
@@ -151,7 +159,13 @@ class EntryWriter:
 
     def put(self, name: str, array: np.ndarray) -> None:
         """Write a whole (small) array at once."""
-        self.write(name, 0, np.ascontiguousarray(array), len(array))
+        array = np.ascontiguousarray(array)
+        self.write(
+            name,
+            0,
+            array if array.ndim else array.reshape(1),
+            len(array) if array.ndim else 1,
+        )
 
     def truncate(self, rows: int) -> None:
         """Keep only the first ``rows`` rows of every row-indexed array (after skipped samples)."""
@@ -185,6 +199,7 @@ class EntryInfo:
     path: Path
     model: str
     dataset: str
+    kind: str
     rows: int | None
     bytes: int
     created: str
@@ -192,7 +207,7 @@ class EntryInfo:
 
 
 class FeatureCache:
-    """The ``cached_features/`` store (``root`` defaults to ``ood_core.config.cache_dir()``)."""
+    """The ``cached_features/`` store (``root`` defaults to ``ood_core.inputs.config.cache_dir()``)."""
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root else config.cache_dir()
@@ -221,20 +236,17 @@ class FeatureCache:
                 return found
         except CorruptEntry as exc:
             notes.append(f"cache entry {key} was corrupt ({exc}); rebuilt it")
-        model_dir = self.root / key.model_dir
+        model_dir = self._model_dir(key)
         try:
-            model_dir.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(model_dir / f"{key.entry_dir}.lock"))
             lock.acquire()
         except OSError as exc:
-            raise CacheError(
-                f"cannot write to the feature cache {self.root} ({exc.strerror}); "
-                "make it writable or set OOD_LAB_CACHE_DIR to a writable folder"
-            ) from exc
+            raise self._unwritable(exc) from exc
         try:
             try:
-                # Another process may have built it while we waited for the lock.
-                found = self.load(key)
+                found = self.load(
+                    key
+                )  # another process may have built it while we waited
                 if found is not None:
                     found.notes.extend(notes)
                     return found
@@ -244,8 +256,9 @@ class FeatureCache:
                 self._remove(self.path(key))
             for note in notes:
                 log.warning(note)
-            # Temp dirs of this key were left by a killed process (we hold the lock).
-            for stale in model_dir.glob(f".tmp-{key.entry_dir}-*"):
+            for stale in model_dir.glob(
+                f".tmp-{key.entry_dir}-*"
+            ):  # left by a killed process (we hold the lock)
                 shutil.rmtree(stale, ignore_errors=True)
             self._build(key, build)
             created = _verified(self.path(key))
@@ -254,15 +267,38 @@ class FeatureCache:
         finally:
             lock.release()
 
+    def _unwritable(self, exc: OSError) -> CacheError:
+        return CacheError(
+            f"cannot write to the feature cache {self.root} ({exc.strerror or exc}); "
+            "make it writable or set OOD_LAB_CACHE_DIR to a writable folder"
+        )
+
+    def _model_dir(self, key: CacheKey) -> Path:
+        """The key's model folder, created with the cache's markers."""
+        model_dir = self.root / key.model_dir
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            marker = self.root / ROOT_MARKER
+            if not marker.exists():
+                marker.write_text(
+                    json.dumps(
+                        {"ood_lab_cache": True, "format_version": FORMAT_VERSION}
+                    )
+                )
+            model_dir.mkdir(exist_ok=True)
+            model_marker = model_dir / MODEL_MARKER
+            if not model_marker.exists():
+                model_marker.write_text(json.dumps({"model": key.model}, default=str))
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        return model_dir
+
     def _build(self, key: CacheKey, build: Callable[[EntryWriter], dict]) -> None:
         model_dir = self.root / key.model_dir
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key.entry_dir}-", dir=model_dir))
         except OSError as exc:
-            raise CacheError(
-                f"cannot write to the feature cache {self.root} ({exc.strerror}); "
-                "make it writable or set OOD_LAB_CACHE_DIR to a writable folder"
-            ) from exc
+            raise self._unwritable(exc) from exc
         try:
             writer = EntryWriter(tmp)
             extra = build(writer)
@@ -275,6 +311,7 @@ class FeatureCache:
             meta = {
                 "format_version": FORMAT_VERSION,
                 "library_version": __version__,
+                "kind": "features",
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "model": key.model,
                 "dataset": key.dataset,
@@ -283,70 +320,111 @@ class FeatureCache:
                 **extra,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+            _share(tmp)
             os.replace(tmp, self.path(key))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def entries(self) -> list[EntryInfo]:
-        """Every visible entry (temp directories of unfinished builds are not entries)."""
-        infos = []
-        for folder in sorted(self._entry_dirs()):
-            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-            try:
-                meta = json.loads((folder / "meta.json").read_text())
-                infos.append(
-                    EntryInfo(
-                        folder,
-                        folder.parent.name,
-                        folder.name,
-                        meta.get("rows"),
-                        size,
-                        meta.get("created", "?"),
-                        "ok",
-                    )
-                )
-            except (OSError, ValueError) as exc:
-                infos.append(
-                    EntryInfo(
-                        folder,
-                        folder.parent.name,
-                        folder.name,
-                        None,
-                        size,
-                        "?",
-                        f"unreadable meta.json: {exc}",
-                    )
-                )
-        return infos
+    # --- inventory and deletion -------------------------------------------------------------------------------
 
-    def _entry_dirs(self) -> Iterator[Path]:
-        if not self.root.is_dir():
+    @property
+    def marked(self) -> bool:
+        """Whether the root carries the cache's marker (only then is anything in it ever deleted)."""
+        return (self.root / ROOT_MARKER).is_file()
+
+    def _model_dirs(self) -> Iterator[Path]:
+        if not self.marked:
             return
-        for model_dir in self.root.iterdir():
+        for model_dir in sorted(self.root.iterdir()):
             if (
                 model_dir.is_dir()
-                and not model_dir.name.startswith(".")
-                and model_dir.name != "models"
+                and not model_dir.is_symlink()
+                and (model_dir / MODEL_MARKER).is_file()
             ):
-                yield from (
-                    d
-                    for d in model_dir.iterdir()
-                    if d.is_dir() and not d.name.startswith(".")
+                yield model_dir
+
+    def _entry_dirs(self) -> Iterator[Path]:
+        for model_dir in self._model_dirs():
+            for folder in sorted(model_dir.iterdir()):
+                if folder.is_dir() and not folder.is_symlink() and _is_entry(folder):
+                    yield folder
+
+    def entries(self, verify: bool = True) -> list[EntryInfo]:
+        """Every entry, each verified (a truncated or edited file shows as corrupt); temp folders are not entries."""
+        infos = []
+        for folder in self._entry_dirs():
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            meta = _read_meta(folder) or {}
+            status = "ok"
+            if verify:
+                try:
+                    _verified(folder)
+                except CorruptEntry as exc:
+                    status = f"corrupt: {exc}"
+            infos.append(
+                EntryInfo(
+                    folder,
+                    folder.parent.name,
+                    folder.name,
+                    str(meta.get("kind", "features")),
+                    meta.get("rows"),
+                    size,
+                    str(meta.get("created", "?")),
+                    status,
                 )
+            )
+        return infos
+
+    def debris(self) -> list[Path]:
+        """Stale temp folders, trash and lock files inside the cache's model folders."""
+        found = []
+        for model_dir in self._model_dirs():
+            for item in model_dir.iterdir():
+                if item.name.startswith((".tmp-", ".trash-")) or item.suffix == ".lock":
+                    found.append(item)
+        return sorted(found)
 
     def delete(self, entry: Path) -> None:
-        """Remove one entry directory (must lie inside this cache)."""
-        entry = Path(entry).resolve()
-        if entry.parent.parent != self.root.resolve() or not entry.is_dir():
-            raise CacheError(f"{entry} is not an entry of the cache {self.root}")
+        """Remove one entry (it must be an entry of this cache: see the module docstring)."""
+        entry = Path(entry)
+        if entry.resolve().parent.parent != self.root.resolve() or not self._owns(
+            entry
+        ):
+            raise CacheError(
+                f"{entry} is not an entry of the cache {self.root}; nothing was deleted"
+            )
         self._remove(entry)
+        (entry.parent / f"{entry.name}.lock").unlink(missing_ok=True)
+
+    def _owns(self, entry: Path) -> bool:
+        return (
+            self.marked
+            and entry.is_dir()
+            and not entry.is_symlink()
+            and (entry.parent / MODEL_MARKER).is_file()
+            and _is_entry(entry)
+        )
 
     def clear(self) -> int:
-        """Remove every entry; return how many were removed. The demo model's weights are kept."""
+        """Remove every entry and the debris of interrupted builds; return how many entries were removed.
+
+        Model weights (``models/``) are kept. Refused (``CacheError``) when the root lacks the cache's marker.
+        """
+        if not self.root.exists():
+            return 0
+        if not self.marked:
+            raise CacheError(
+                f"{self.root} is not an OOD Lab cache (no {ROOT_MARKER} marker); nothing was deleted"
+            )
         entries = list(self._entry_dirs())
         for entry in entries:
             self._remove(entry)
+        for item in self.debris():
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
         return len(entries)
 
     @staticmethod
@@ -364,17 +442,55 @@ class FeatureCache:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def _verified(folder: Path) -> FeatureSet:
-    """Open an entry, checking meta.json and every file's size, shape, dtype and checksum."""
+def _share(folder: Path) -> None:
+    """Permissions as the umask allows (mkdtemp makes 0700): group-readable caches stay readable."""
+    mask = _umask()
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def _read_meta(folder: Path) -> dict | None:
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        files = meta["files"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CorruptEntry(f"unreadable meta.json: {exc}") from exc
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _is_entry(folder: Path) -> bool:
+    """A key-named folder holding a ``meta.json`` of a known format (the cache's own entries only)."""
+    if folder.name.startswith(".") or not KEY_NAME.fullmatch(folder.name):
+        return False
+    meta = _read_meta(folder)
+    return (
+        meta is not None
+        and meta.get("format_version") in KNOWN_FORMATS
+        and isinstance(meta.get("files"), dict)
+    )
+
+
+def _verified(folder: Path) -> FeatureSet:
+    """Open an entry, checking meta.json, the arrays a feature entry must hold, and every file's size, shape,
+    dtype and checksum."""
+    meta = _read_meta(folder)
+    if meta is None or not isinstance(meta.get("files"), dict):
+        raise CorruptEntry("unreadable meta.json")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CorruptEntry(
             f"format version {meta.get('format_version')} ≠ {FORMAT_VERSION}"
         )
+    files = meta["files"]
+    if meta.get("kind", "features") == "features":
+        probes = meta.get("probes")
+        if not isinstance(probes, list):
+            raise CorruptEntry("meta.json lists no probed blocks")
+        expected = [
+            *FEATURE_ARRAYS,
+            *(f"blocks/{b}/{s}" for b in probes for s in BLOCK_STATS),
+        ]
+        missing = [name for name in expected if name not in files]
+        if missing:
+            raise CorruptEntry(f"meta.json lacks arrays {', '.join(missing[:3])}")
     arrays = {}
     for name, spec in files.items():
         path = folder / f"{name}.npy"

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import DataPathError
+from ..errors import DataPathError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_PATH = 1024
 
 
 def cache_dir() -> Path:
@@ -35,11 +36,24 @@ def config_file() -> Path:
 def resolve_data_path(path: str | os.PathLike) -> Path:
     """Resolve ``path`` (relative to the data root) and refuse anything outside the data root."""
     root = data_root()
-    resolved = (root / path).resolve()
-    if not resolved.is_relative_to(root):
+    text = str(path)
+    if "\x00" in text:
+        raise DataPathError("a path cannot contain a NUL byte")
+    if len(text) > MAX_PATH:
         raise DataPathError(
-            f"path '{path}' lies outside the data root {root}; set OOD_LAB_DATA_ROOT or move the data inside it"
+            f"a path of {len(text):,} characters is too long (at most {MAX_PATH})"
         )
-    if not resolved.exists():
+    try:
+        resolved = (root / path).resolve()
+        if not resolved.is_relative_to(root):
+            raise DataPathError(
+                f"path '{path}' lies outside the data root {root}; set OOD_LAB_DATA_ROOT or move the data inside it"
+            )
+        exists = resolved.exists()
+    except (OSError, ValueError) as exc:
+        raise DataPathError(
+            f"path '{text[:80]}' cannot be used: {exc.strerror or exc}"
+        ) from exc
+    if not exists:
         raise DataPathError(f"path '{path}' does not exist under the data root {root}")
     return resolved

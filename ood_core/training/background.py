@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .extract import collate_readable, model_device
-from .probes import Probes
+from ..engine.extract import collate_readable, model_device
+from ..inputs.probes import Probes
 
 Progress = Callable[[int, int, float], None]
 

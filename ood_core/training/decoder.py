@@ -11,12 +11,14 @@ size and channels. With ``x̂ = x + h`` it is trained so that
 with loss ``mean (1 + 5|t|)·(x̂ − t)²`` and Adam (lr 2e-4, betas 0.5/0.999). The OOD score is the mean over pixels
 of the channel-wise maximum of ``|h|``; OOD Lab negates it so that higher means more ID, like every other method.
 
-Images live in the model's input geometry with pixels in [0, 1] (the model's normalisation undone). Scoring needs
-only cached ``penultimate`` and ``logits``; overlays render ``h`` from the same arrays.
+Images live in the model's input geometry with pixels in [0, 1] (the model's normalisation undone). This module
+trains the decoder; ``ood_core.scores.heatmap`` is the detector record that scores from cached ``penultimate`` and
+``logits`` only.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -153,25 +155,6 @@ class TrainedDecoder:
         return torch.cat(parts).numpy()
 
 
-def heatmap_score(
-    trained: TrainedDecoder,
-    penultimate: np.ndarray,
-    logits: np.ndarray,
-    batch_size: int = 512,
-) -> np.ndarray:
-    """``S(x) = −mean_pixels max_channels |h|`` (Hornauer et al. 2023, sign flipped: higher = more ID).
-
-    A function of the cached ``penultimate`` [N, D] and ``logits`` [N, K] and the trained decoder only.
-    """
-    scores = []
-    for i in range(0, len(penultimate), batch_size):
-        h = trained.heatmaps(
-            penultimate[i : i + batch_size], logits[i : i + batch_size], batch_size
-        )
-        scores.append(-np.abs(h).max(1).mean((1, 2)))
-    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
-
-
 def train_decoder(
     id_images: torch.Tensor,
     id_penultimate: np.ndarray,
@@ -253,40 +236,40 @@ def train_decoder(
     return TrainedDecoder(decoder, scale, history)
 
 
-def decoder_arrays(trained: TrainedDecoder) -> dict[str, np.ndarray]:
-    """Everything needed to rebuild the decoder, as arrays (for the feature cache)."""
-    arrays = {
-        f"decoder/{name}": np.atleast_1d(value.detach().cpu().numpy())
-        for name, value in trained.decoder.state_dict().items()
-    }
-    arrays["decoder_scale"] = trained.scale
-    return arrays
+@dataclass(frozen=True)
+class DecoderState:
+    """A trained decoder as plain data (weights, the feature scale, constructor arguments, training history), so
+    that it can live in the feature cache; ``trained`` rebuilds the network once."""
 
+    weights: dict[str, np.ndarray]
+    scale: np.ndarray
+    shape: dict
+    history: dict
 
-def decoder_shape(trained: TrainedDecoder) -> dict:
-    """The constructor arguments that rebuild ``trained.decoder``."""
-    d = trained.decoder
-    return {
-        "features": d.features,
-        "classes": d.classes,
-        "channels": d.channels,
-        "size": d.size,
-        "width": d.width,
-    }
+    @classmethod
+    def of(cls, trained: TrainedDecoder) -> DecoderState:
+        d = trained.decoder
+        return cls(
+            weights={k: v.detach().cpu().numpy() for k, v in d.state_dict().items()},
+            scale=trained.scale,
+            shape={
+                "features": d.features,
+                "classes": d.classes,
+                "channels": d.channels,
+                "size": d.size,
+                "width": d.width,
+            },
+            history=trained.history,
+        )
 
-
-def decoder_from_arrays(
-    arrays: dict[str, np.ndarray], shape: dict, history: dict
-) -> TrainedDecoder:
-    """Rebuild a decoder saved by ``decoder_arrays``; ``shape`` holds features, classes, channels and size."""
-    decoder = HeatmapDecoder(**shape)
-    expected = decoder.state_dict()
-    decoder.load_state_dict(
-        {
-            name: torch.as_tensor(np.array(arrays[f"decoder/{name}"])).reshape(
-                value.shape
-            )
-            for name, value in expected.items()
-        }
-    )
-    return TrainedDecoder(decoder.eval(), np.array(arrays["decoder_scale"]), history)
+    @functools.cached_property
+    def trained(self) -> TrainedDecoder:
+        decoder = HeatmapDecoder(**self.shape)
+        expected = decoder.state_dict()
+        decoder.load_state_dict(
+            {
+                name: torch.as_tensor(np.array(self.weights[name])).reshape(value.shape)
+                for name, value in expected.items()
+            }
+        )
+        return TrainedDecoder(decoder.eval(), np.array(self.scale), self.history)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import ImageSet
-from .errors import DataPathError
-from .probes import Probes, linear_head
+from ..errors import DataPathError
+from ..inputs.datasets import ImageSet
+from ..inputs.probes import Probes, linear_head
 
 STATS = ("max", "mean", "l2")
 Progress = Callable[[int, int], None]

@@ -62,7 +62,7 @@ def nap_peaks(
     """Per channel, where its activation peaks and how peaked it is — the two things NAP's ratio measures.
 
     Returns ``xy`` [n, C, 2]: the argmax position of each channel's map in input pixels (cell centres), and
-    ``ratio`` [n, C]: ``max_c / (mean_c + ε)`` of the post-ReLU map (NAP, Nebulous Activation Patterns).
+    ``ratio`` [n, C]: ``max_c / (mean_c + ε)`` of the post-ReLU map (the ratio NAP, the Neural Activation Prior, averages).
     """
     maps = torch.relu(maps.float())
     n, c, h, w = maps.shape

@@ -1,4 +1,8 @@
-"""The demo classifier: a small 4-block ResNet for 32×32 grayscale digits, trained once with a fixed seed."""
+"""The demo classifier: a small 4-block ResNet for 32×32 grayscale digits, trained once with a fixed seed.
+
+The weights OOD Lab ships (``demo_weights/demo_resnet.pt`` with its sha256 in ``demo_resnet.json``) were made by
+``python -m ood_core.inputs.demo_model``; the app trains the same way only if that file is missing or altered.
+"""
 
 from __future__ import annotations
 
@@ -118,3 +122,24 @@ def train_demo_model(
         "threads": torch.get_num_threads(),
     }
     return model, report
+
+
+def main() -> None:
+    """Retrain the shipped demo weights (replaces ``demo_weights/demo_resnet.pt`` and its report)."""
+    from pathlib import Path
+
+    from .models import SHIPPED_DEMO_WEIGHTS, save_once
+
+    def train() -> tuple[dict, dict]:
+        model, report = train_demo_model(
+            lambda epoch, total: print(f"epoch {epoch}/{total}")
+        )
+        return model.state_dict(), report
+
+    Path(SHIPPED_DEMO_WEIGHTS).unlink(missing_ok=True)
+    save_once(SHIPPED_DEMO_WEIGHTS, train, lambda path: False)
+    print(f"wrote {SHIPPED_DEMO_WEIGHTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pictures for galleries: Grad-CAM, NAP's channel peaks and overlays drawn on cached samples' images."""

@@ -1,0 +1,119 @@
+"""Output-space detectors: scores of the logits alone (higher = more ID).
+
+- MSP ``max_k softmax(z)_k`` (Hendrycks & Gimpel, ICLR 2017).
+- MaxLogit ``max_k z_k`` (Hendrycks et al., ICML 2022).
+- Energy ``T·logsumexp(z/T)``, the negative free energy (Liu et al., NeurIPS 2020); default T = 1.
+- ODIN ``max_k softmax(f(x')/T)_k`` on perturbed inputs x' (Liang et al., ICLR 2018); T = 1000, ε = 0.0014.
+  Its array ``odin`` needs the model again, so the workspace computes it once per (T, ε) and caches it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp, softmax
+
+from .method import Method, Param, arxiv
+
+
+def msp(logits: np.ndarray) -> np.ndarray:
+    """``max_k softmax(z)_k`` [N]."""
+    return softmax(np.asarray(logits, np.float64), axis=1).max(axis=1)
+
+
+def max_logit(logits: np.ndarray) -> np.ndarray:
+    """``max_k z_k`` [N]."""
+    return np.asarray(logits, np.float64).max(axis=1)
+
+
+def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``T · logsumexp(z / T)`` [N] (stable for large logits)."""
+    return temperature * logsumexp(np.asarray(logits, np.float64) / temperature, axis=1)
+
+
+MSP = Method(
+    name="msp",
+    label="MSP",
+    family="output",
+    needs=("logits",),
+    formula=r"S=\max_k \operatorname{softmax}(z)_k",
+    paper=arxiv(
+        "A Baseline for Detecting Misclassified and Out-of-Distribution Examples in Neural Networks",
+        "ICLR 2017",
+        "1610.02136",
+    ),
+    score_fn=lambda features, state: msp(features["logits"]),
+)
+
+MAX_LOGIT = Method(
+    name="maxlogit",
+    label="MaxLogit",
+    family="output",
+    needs=("logits",),
+    formula=r"S=\max_k z_k",
+    paper=arxiv(
+        "Scaling Out-of-Distribution Detection for Real-World Settings",
+        "ICML 2022",
+        "1911.11132",
+    ),
+    score_fn=lambda features, state: max_logit(features["logits"]),
+)
+
+ENERGY = Method(
+    name="energy",
+    label="Energy",
+    family="output",
+    needs=("logits",),
+    formula=r"S=T\log\sum_k e^{z_k/T}",
+    paper=arxiv(
+        "Energy-based Out-of-distribution Detection", "NeurIPS 2020", "2010.03759"
+    ),
+    score_fn=lambda features, state, T: energy(features["logits"], T),
+    params=(
+        Param(
+            "T",
+            1.0,
+            0.1,
+            100.0,
+            0.1,
+            "Temperature T of the energy score (paper: 1).",
+            paper={"cifar10": 1.0, "cifar100": 1.0, "imagenet": 1.0},
+        ),
+    ),
+)
+
+ODIN = Method(
+    name="odin",
+    label="ODIN",
+    family="output",
+    needs=("odin",),
+    formula=r"S=\max_k \operatorname{softmax}\!\left(f(x-\epsilon\,\operatorname{sign}(-\nabla_x \log S_{\hat y}))/T\right)_k",
+    paper=arxiv(
+        "Enhancing The Reliability of Out-of-distribution Image Detection in Neural Networks",
+        "ICLR 2018",
+        "1706.02690",
+    ),
+    score_fn=lambda features, state, T, eps: np.asarray(features["odin"], np.float64),
+    params=(
+        Param(
+            "T",
+            1000.0,
+            1.0,
+            1000.0,
+            1.0,
+            "Softmax temperature (paper: 1000).",
+            paper={"cifar10": 1000.0, "cifar100": 1000.0, "imagenet": 1000.0},
+        ),
+        Param(
+            "eps",
+            0.0014,
+            0.0,
+            0.01,
+            0.0002,
+            "Perturbation size in [0,1] pixel units (paper: 0.0014).",
+            paper={"cifar10": 0.0014, "cifar100": 0.0014},
+        ),
+    ),
+    cost="reinference",
+)
+
+METHODS = (MSP, MAX_LOGIT, ENERGY, ODIN)

@@ -1,0 +1,314 @@
+"""Tables behind the pages, the CLI and reports: metric tables, sweeps, block selection, LINe's trade-offs, binned
+histograms, extremes and where uploaded images fall — all from a loaded workspace's cached arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from .engine.cache import FeatureSet
+from .metrics import METRICS, metrics_table
+from .scores.line import line_logits
+from .scores.method import Method
+from .scores.registry import get_method
+from .workspace import LoadedWorkspace
+
+FLAG_PERCENTILE = 5.0  # below the 5th percentile of ID scores = rejected at 95% TPR
+
+
+def method_label(method: Method, params: Mapping[str, object]) -> str:
+    return method.label + "".join(f" {k}={v}" for k, v in params.items())
+
+
+def evaluate(
+    features: LoadedWorkspace, methods: Sequence[tuple[Method, dict]]
+) -> pd.DataFrame:
+    """Metrics table (%, one row per method × OOD set plus a per-method mean) for ``(method, params)`` pairs."""
+    return metrics_table(
+        {method_label(m, p): features.scores(m, p) for m, p in methods}
+    )
+
+
+def before_after(
+    before: LoadedWorkspace, after: LoadedWorkspace, methods: Sequence[Method]
+) -> pd.DataFrame:
+    """Metrics (%) of each method with default parameters on two workspaces, rows paired per method
+    (``<label> · before`` then ``<label> · after``)."""
+    return metrics_table(
+        {
+            f"{method.label} · {label}": features.scores(method)
+            for method in methods
+            for label, features in (("before", before), ("after", after))
+        }
+    )
+
+
+def parameter_sweep(
+    features: LoadedWorkspace,
+    method: Method,
+    params: dict,
+    name: str,
+    values: Sequence,
+) -> pd.DataFrame:
+    """Metrics of ``method`` for each value of parameter ``name`` (others fixed): columns value, ood_set, metrics."""
+    frames = []
+    for value in values:
+        table = metrics_table(
+            {method.label: features.scores(method, {**params, name: value})}
+        )
+        frames.append(table.assign(value=value))
+    return pd.concat(frames, ignore_index=True)[["value", "ood_set", *METRICS]]
+
+
+def block_sweep(
+    features: LoadedWorkspace, method_name: str = "nap", params: dict | None = None
+) -> pd.DataFrame:
+    """Metrics of a block-parameterised method on every probed block (the NAP paper's Fig. 5 question)."""
+    method = get_method(method_name)
+    sweep = parameter_sweep(
+        features, method, params or {}, "block", features.id_test.blocks
+    )
+    return sweep.rename(columns={"value": "block"})
+
+
+def all_methods_table(
+    features: LoadedWorkspace, methods: Sequence[tuple[Method, dict]]
+) -> pd.DataFrame:
+    """The Compare table: one row per (method, OOD set) plus per-method means, metrics in %; rows are named by
+    the methods' labels (each method appears once)."""
+    return metrics_table({m.label: features.scores(m, p) for m, p in methods})
+
+
+def binned(scores: Mapping[str, np.ndarray], bins: int = 60) -> pd.DataFrame:
+    """Server-side histograms on shared bins: columns set, left, right, centre, density (area 1 per set)."""
+    pooled = np.concatenate([np.asarray(s, np.float64) for s in scores.values()])
+    edges = np.histogram_bin_edges(pooled[np.isfinite(pooled)], bins=bins)
+    rows = []
+    for name, values in scores.items():
+        density, _ = np.histogram(values, bins=edges, density=True)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "set": name,
+                    "left": edges[:-1],
+                    "right": edges[1:],
+                    "centre": (edges[:-1] + edges[1:]) / 2,
+                    "density": density,
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def prior_points(
+    features: LoadedWorkspace,
+    block: str,
+    channel: int | None = None,
+    per_set: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """(mean, max) activation pairs of ``block``'s channels per sample, ID test vs each OOD set.
+
+    ``channel=None`` pools every (sample, channel) pair and draws ``per_set`` of them per set (seeded) so the
+    scatter stays readable; a channel index gives that channel's pair for every sample.
+    """
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name, f in {"ID": features.id_test, **features.ood}.items():
+        means, maxes = (
+            np.asarray(f.stat(block, "mean")),
+            np.asarray(f.stat(block, "max")),
+        )
+        if channel is not None:
+            mean, peak = means[:, channel], maxes[:, channel]
+        else:
+            pick = rng.choice(means.size, size=min(per_set, means.size), replace=False)
+            mean, peak = means.ravel()[pick], maxes.ravel()[pick]
+        frames.append(pd.DataFrame({"set": name, "mean": mean, "max": peak}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def extremes(
+    scores: Mapping[str, np.ndarray], rows: Mapping[str, np.ndarray], count: int = 8
+) -> pd.DataFrame:
+    """The ``count`` highest- and lowest-scoring samples over all sets: columns set, row, score, end."""
+    pooled = pd.concat(
+        [
+            pd.DataFrame(
+                {"set": name, "row": np.asarray(rows[name]), "score": np.asarray(s)}
+            )
+            for name, s in scores.items()
+        ],
+        ignore_index=True,
+    ).sort_values("score", ascending=False, kind="stable")
+    top = pooled.head(count).assign(end="most ID-like")
+    bottom = pooled.tail(count).iloc[::-1].assign(end="most OOD-like")
+    return pd.concat([top, bottom], ignore_index=True)
+
+
+def block_selection_table(
+    features: LoadedWorkspace, ratios: pd.Series
+) -> tuple[pd.DataFrame, float]:
+    """NormRatio next to the true FeatureNorm AUROC of every block on every OOD set (and their mean), plus the
+    Spearman rank correlation between NormRatio and the mean AUROC across blocks."""
+    sweep = block_sweep(features, "featurenorm")
+    auroc = sweep.pivot(index="block", columns="ood_set", values="AUROC").loc[
+        list(ratios.index)
+    ]
+    table = pd.concat([ratios.rename("NormRatio"), auroc.add_prefix("AUROC ")], axis=1)
+    mean = (
+        table["AUROC mean"]
+        if "AUROC mean" in table
+        else table.filter(like="AUROC").mean(axis=1)
+    )
+    rho = (
+        spearmanr(table["NormRatio"], mean).statistic
+        if len(table) > 2
+        else float("nan")
+    )
+    return table.rename_axis("block").reset_index(), float(rho)
+
+
+def mean_auroc(features: LoadedWorkspace, method: Method, params: dict) -> float:
+    """AUROC (%) of one method setting averaged over the workspace's OOD sets."""
+    table = metrics_table({method.label: features.scores(method, params)}, mean=False)
+    return float(table["AUROC"].mean())
+
+
+def line_sweep(
+    features: LoadedWorkspace, grid: Sequence[float], tau: float
+) -> pd.DataFrame:
+    """Mean AUROC (over OOD sets) of LINe for every (p_a, p_w) on ``grid`` at clip ``tau``."""
+    method = get_method("line")
+    return pd.DataFrame(
+        [
+            {
+                "p_a": p_a,
+                "p_w": p_w,
+                "AUROC": mean_auroc(
+                    features, method, {"p_a": p_a, "p_w": p_w, "tau": tau}
+                ),
+            }
+            for p_a in grid
+            for p_w in grid
+        ]
+    )
+
+
+def line_pareto(
+    features: LoadedWorkspace, percentiles: Sequence[float], tau: float
+) -> pd.DataFrame:
+    """As pruning grows (p_a = p_w = p), in the order of ``percentiles``: ID accuracy of the pruned head vs mean
+    AUROC (the trade-off pruning methods face)."""
+    method = get_method("line")
+    phi = features.state(method).phi
+    test = features.id_test
+    labels = np.asarray(test.labels)
+    rows = []
+    for p in percentiles:
+        logits, _ = line_logits(
+            test.penultimate, test["head/weight"], test["head/bias"], phi, p, p, tau
+        )
+        rows.append(
+            {
+                "p": p,
+                "ID accuracy": 100 * float((logits.argmax(1) == labels).mean()),
+                "AUROC": mean_auroc(features, method, {"p_a": p, "p_w": p, "tau": tau}),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def placement(
+    features: LoadedWorkspace,
+    uploads: FeatureSet,
+    names: Sequence[str],
+    methods: Sequence[Method],
+):
+    """Where each uploaded image falls among the ID test scores, per method (default parameters).
+
+    Columns: image, method, score, ID percentile (share of ID test images scoring lower, %), verdict ("OOD-like"
+    below the 5th percentile, the threshold that keeps 95% of ID).
+    """
+    frames = []
+    for method in methods:
+        reference = np.sort(features.score_set(method, features.id_test))
+        scores = features.score_set(method, uploads)
+        percentile = (
+            100 * np.searchsorted(reference, scores, side="left") / len(reference)
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "image": list(names),
+                    "method": method.label,
+                    "score": scores,
+                    "ID percentile": percentile,
+                    "verdict": np.where(
+                        percentile < FLAG_PERCENTILE, "OOD-like", "ID-like"
+                    ),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def comparison_without(
+    features: LoadedWorkspace,
+    methods: Sequence[tuple[Method, dict]],
+    excluded: str | None,
+) -> pd.DataFrame:
+    """Metrics of ``methods`` on every OOD set but ``excluded`` (e.g. the outlier-exposure set a decoder saw)."""
+    kept = {name: f for name, f in features.ood.items() if name != excluded}
+    return all_methods_table(features.with_sets(kept), methods)
+
+
+def methods_markdown() -> str:
+    """The README's methods table, generated from the registry (name, label, parameters with OOD Lab's default and
+    the papers' CIFAR-10/CIFAR-100/ImageNet defaults, the cache arrays it reads, what else it needs, the paper)."""
+    from .scores.registry import METHODS
+
+    def params(method: Method) -> str:
+        parts = []
+        for p in method.params:
+            paper = "/".join(
+                f"{p.paper[b]:g}" if b in p.paper else "–"
+                for b in ("cifar10", "cifar100", "imagenet")
+            )
+            parts.append(
+                f"{p.name}={p.default}" + (f" (paper {paper})" if p.paper else "")
+            )
+        return ", ".join(parts) or "—"
+
+    def extra(method: Method) -> str:
+        needs = []
+        if method.fit is not None:
+            needs.append(f"fit on ID train: `{method.fit.name}`")
+        if method.prepare is not None:
+            needs.append(f"per set: `{method.prepare.name}`")
+        if method.parts:
+            needs.append(
+                "combines " + " + ".join(part.label for part, _ in method.parts)
+            )
+        if method.cost != "cache":
+            needs.append(
+                {"reinference": "re-runs the model", "training": "trains a network"}[
+                    method.cost
+                ]
+            )
+        return "; ".join(needs) or "—"
+
+    lines = [
+        "| name (CLI) | method | parameters: default (paper CIFAR-10/CIFAR-100/ImageNet) | reads | also needs | paper |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method in METHODS.values():
+        reads = ", ".join(f"`{n}`" for n in method.needs)
+        lines.append(
+            f"| `{method.name}` | {method.label} | {params(method)} | {reads} | {extra(method)} | "
+            f"[{method.paper.venue}]({method.paper.url}) |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Training: the heatmap decoder (pure torch) and the Local Background fine-tune."""

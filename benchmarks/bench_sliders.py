@@ -1,218 +1,319 @@
-"""Slider updates from the cache vs re-running inference, on the demo and on a synthetic CIFAR-scale cache.
+"""Slider updates at benchmark scale: every method's update time, the metrics, first use, and pytorch-ood side by side.
 
-For every method with a hyperparameter (ODIN excluded: it re-runs the model by design), one "update" is what a
-slider move costs: recompute that method's scores for a new value on the ID test set and every OOD set, then its
-metrics table. Derived statistics (train stats, KNN neighbour distances) are built once before timing, as the app
-does on first use; their one-time cost is printed separately.
+On a synthetic workspace of a named size (``python -m ood_core synth``; generated here when missing):
 
-Re-inference = running the model over the same scored samples (ID test + OOD sets): measured for the demo model; for
-the synthetic cache, a CIFAR ResNet-18 forward is timed on 512 images and scaled to the scored samples.
+- cifar10: 50,000 ID train, 10,000 ID test, 6 OOD sets x 10,000 (70,000 scored), D = 512, K = 10, 4 blocks;
+- imagenet: 12,800 ID train (1% stratified), 50,000 ID test, 4 OOD sets x 10,000, D = 2,048, K = 1,000.
 
-Usage: python benchmarks/bench_sliders.py [--repeats 3] [--skip-synthetic]
+One *update* is what a slider move costs: the method's scores for the new value on the ID test set and every OOD set,
+then AUROC, both FPR95 conventions and AUPR-In/Out per set. Before each timed update the score memo is cleared and
+the method is scored at its default (the page's state before the move); fitted states and per-set prepared arrays
+stay (they are computed once, and their one-time cost is measured separately). Two sets of moves per parameter:
+*near the default* (±1, ±5, ±10 slider steps) and *full range* (9 values spanning the slider).
+
+First use: with the workspace's derived cache entries (fits, KNN distances) deleted, a fresh process computes every
+fitted state and the full Compare table (all methods at their defaults); a second fresh process then reaches the same
+table from the cache. pytorch-ood 0.4 runs the same moves on the same arrays (its detectors + its OODMetrics) for the
+methods both implement; the ratio is printed per method.
+
+Usage: python benchmarks/bench_sliders.py [--size cifar10|imagenet] [--repeats 3] [--no-anchor] [--no-first-use]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ood_core.evaluation import WorkspaceFeatures, workspace_features
-from ood_core.pipeline import Workspace, prepare_model
-
-from ood_core.engine.cache import FeatureSet
-from ood_core.engine.extract import ExtractionSettings, MemorySink, extract
-from ood_core.inputs import catalog
-from ood_core.metrics import metrics_table
+from ood_core import workspace as workspace_module
+from ood_core.engine.cache import FeatureCache
+from ood_core.inputs.synthetic import SIZES, register
+from ood_core.metrics import metrics_table, set_metrics
 from ood_core.scores import METHODS
-from ood_core.scores.registry import SELECTED_BLOCK
+from ood_core.workspace import LoadedWorkspace, Workspace, load_workspace
+
+REPO = Path(__file__).resolve().parent.parent
+FIRST_USE = """
+import sys, time
+start = time.perf_counter()
+sys.path.insert(0, {repo!r})
+from ood_core.workspace import Workspace, cached_workspace
+from ood_core.tables import all_methods_table
+from ood_core.scores import METHODS
+imported = time.perf_counter()
+features = cached_workspace(Workspace({model!r}, {model!r}, {ood!r}))
+methods = [(m, {{}}) for m in METHODS.values() if m.cost == "cache" and not features.unavailable(m)]
+table = all_methods_table(features, methods)
+done = time.perf_counter()
+print(f"{{imported - start:.2f}} {{done - imported:.2f}} {{len(methods)}}")
+"""
 
 
-def new_values(method) -> list[dict]:
-    """One changed value per numeric parameter (a quarter of the range away from the default)."""
-    updates = []
-    for p in method.params:
-        if p.kind == "block":
-            continue
-        value = p.default + 0.25 * (p.high - p.low)
-        value = value if value <= p.high else p.default - 0.25 * (p.high - p.low)
-        updates.append({p.name: int(value) if p.kind == "int" else value})
-    return updates
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def runnable(features: WorkspaceFeatures) -> list:
-    """Methods that score from this cache: not ODIN (re-inference), and NormRatio-block methods only with jigsaw."""
-    return [
-        m
-        for m in METHODS.values()
-        if not m.reinference
-        and (features.jigsaw is not None or SELECTED_BLOCK not in m.defaults().values())
-    ]
+def moves(param, near: bool, benchmark) -> list:
+    """Slider values to move to: near the default (±1, ±5, ±10 steps) or across the whole range."""
+    default = param.default_for(benchmark)
+    if near:
+        values = [default + s * param.step for s in (-10, -5, -1, 1, 5, 10)]
+        values = [min(max(v, param.low), param.high) for v in values]
+    else:
+        values = param.grid(9)
+    cast = int if param.kind == "int" else float
+    return sorted({cast(round(v, 6)) for v in values if cast(round(v, 6)) != default})
 
 
-def time_updates(features: WorkspaceFeatures, repeats: int) -> dict[str, float]:
-    """Median seconds per slider update, per method."""
-    per_method = {}
-    for method in runnable(features):
-        if not new_values(method):
-            continue
-        times = []
-        for _ in range(repeats):
-            for params in new_values(method):
-                start = time.perf_counter()
-                metrics_table({method.label: features.scores(method, params)})
-                times.append(time.perf_counter() - start)
-        per_method[method.label] = statistics.median(times)
-    return per_method
-
-
-def warm(features: WorkspaceFeatures) -> float:
+def timed_update(features: LoadedWorkspace, method, params: dict) -> float:
+    workspace_module._scores.clear()
+    metrics_table({method.label: features.scores(method)})  # the page before the move
     start = time.perf_counter()
-    for method in runnable(features):
-        features.scores(method)
+    metrics_table({method.label: features.scores(method, params)})
     return time.perf_counter() - start
 
 
-def report(
-    name: str, updates: dict[str, float], inference: float, warm_seconds: float
-) -> None:
-    worst = max(updates, key=updates.get)
-    mean = statistics.mean(updates.values())
-    print(f"\n== {name} ==")
-    for label, seconds in sorted(updates.items(), key=lambda kv: -kv[1]):
-        print(f"  {label:<12} {seconds * 1e3:8.2f} ms per update")
-    print(f"  derived statistics, first use (one-time): {warm_seconds:.2f} s")
-    print(f"  re-inference over the scored samples: {inference:.2f} s")
-    print(
-        f"  slowest update {worst} {updates[worst] * 1e3:.1f} ms; mean update {mean * 1e3:.1f} ms"
-    )
-    print(
-        f"RATIO {name}: re-inference / mean slider update = {inference / mean:,.0f}x "
-        f"(worst-case method: {inference / updates[worst]:,.0f}x; goal >= 1000x)"
-    )
-
-
-def demo(repeats: int) -> None:
-    loaded = prepare_model("demo")
-    workspace = Workspace()
-    features = workspace_features(workspace)
-    warm_seconds = warm(features)
-    updates = time_updates(features, repeats)
-    sets = [
-        (workspace.id_dataset, "test"),
-        *[(name, None) for name in workspace.ood_datasets],
-    ]
-    start = time.perf_counter()
-    for name, split in sets:
-        images = (
-            catalog.get_dataset(name).load(split)[0].with_transform(loaded.transform)
+def update_times(
+    features: LoadedWorkspace, repeats: int
+) -> dict[str, dict[str, float]]:
+    results = {}
+    for method in METHODS.values():
+        numeric = [p for p in method.params if p.numeric]
+        if method.cost != "cache" or not numeric or features.unavailable(method):
+            continue
+        rows = {}
+        for near in (True, False):
+            times = [
+                timed_update(features, method, {p.name: value})
+                for p in numeric
+                for value in moves(p, near, features.benchmark)
+                for _ in range(repeats)
+            ]
+            rows["near" if near else "range"] = statistics.median(times)
+            rows.setdefault("max", 0.0)
+            rows["max"] = max(rows["max"], max(times))
+        results[method.label] = rows
+        print(
+            f"  {method.label:<12} near default {rows['near'] * 1e3:7.1f} ms   full range {rows['range'] * 1e3:7.1f} ms"
+            f"   worst {rows['max'] * 1e3:7.1f} ms",
+            flush=True,
         )
-        extract(
-            loaded.module,
-            loaded.probes,
-            images,
-            MemorySink(),
-            ExtractionSettings(device="cpu"),
-        )
-    report(
-        "demo (540 ID test + 2,600 OOD images)",
-        updates,
-        time.perf_counter() - start,
-        warm_seconds,
-    )
-    print(
-        f"  demo: slowest update {max(updates.values()) * 1e3:.1f} ms (goal < 100 ms)"
-    )
+    return results
 
 
-def synthetic_set(
-    rng, n: int, weight: np.ndarray, shift: float, labels: np.ndarray | None
-) -> FeatureSet:
-    classes, dim = weight.shape
-    y = rng.integers(0, classes, n) if labels is None else labels
-    centres = rng.normal(0, 1, (classes, dim)).astype(np.float32)
-    h = np.maximum(centres[y] + rng.normal(shift, 1, (n, dim)).astype(np.float32), 0)
-    arrays = {
-        "penultimate": h,
-        "logits": h @ weight.T,
-        "labels": y,
-        "index": np.arange(n),
-        "head/weight": weight,
-        "head/bias": np.zeros(classes, np.float32),
-    }
-    for i, channels in enumerate((64, 128, 256, 512), start=1):
-        mean = rng.uniform(0.05, 1, (n, channels)).astype(np.float32)
-        arrays[f"blocks/layer{i}.1/mean"] = mean
-        arrays[f"blocks/layer{i}.1/max"] = mean * rng.uniform(
-            1, 6, (n, channels)
-        ).astype(np.float32)
-    meta = {
-        "probes": [f"layer{i}.1" for i in range(1, 5)],
-        "rows": n,
-        "created": uuid.uuid4().hex,
-    }
-    return FeatureSet(Path(f"/synthetic/{uuid.uuid4().hex}"), meta, arrays)
-
-
-def synthetic(repeats: int) -> None:
-    rng = np.random.default_rng(0)
-    weight = rng.normal(0, 0.1, (10, 512)).astype(np.float32)
-    train = synthetic_set(rng, 50_000, weight, 0.0, None)
-    features = WorkspaceFeatures(
-        synthetic_set(rng, 10_000, weight, 0.0, None),
-        train,
-        {"synthetic-ood": synthetic_set(rng, 10_000, weight, -0.5, None)},
-    )
-    warm_seconds = warm(features)
-    updates = time_updates(features, repeats)
-    skipped = sorted(
-        {m.label for m in METHODS.values()} - {m.label for m in runnable(features)}
-    )
-    print(
-        f"  (synthetic cache has no jigsaw set and no model: skipped {', '.join(skipped)})"
-    )
-    import torchvision
-
-    model = torchvision.models.resnet18(num_classes=10)
-    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    model.maxpool = torch.nn.Identity()
-    model.eval()
-    x = torch.randn(128, 3, 32, 32)
-    with torch.inference_mode():
-        model(x)
+def metrics_time(features: LoadedWorkspace, repeats: int) -> float:
+    id_scores, ood = features.scores(METHODS["energy"])
+    times = []
+    for _ in range(max(5, repeats)):
         start = time.perf_counter()
-        for _ in range(4):
-            model(x)
-    per_image = (time.perf_counter() - start) / 512
-    report(
-        "synthetic CIFAR-scale cache (50k train + 10k ID + 10k OOD, D=512, K=10, 4 blocks)",
-        updates,
-        per_image * 20_000,
-        warm_seconds,
-    )
-    print(
-        f"  (ResNet-18 CIFAR forward measured at {1 / per_image:.0f} img/s on this CPU, scaled to 20,000 images)"
-    )
+        set_metrics(id_scores, ood)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def first_use(size, cache: FeatureCache) -> None:
+    derived = [
+        e
+        for e in cache.entries(verify=False)
+        if e.model.startswith(size.model) and e.kind == "derived"
+    ]
+    for entry in derived:
+        cache.delete(entry.path)
+    code = FIRST_USE.format(repo=str(REPO), model=size.model, ood=tuple(size.ood_names))
+    for label in (
+        "first computation (nothing derived cached)",
+        "fresh process, states from the cache",
+    ):
+        start = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+        wall = time.perf_counter() - start
+        print(
+            f"  {label}: {float(out[1]):.1f} s to a full Compare table of {out[2]} methods "
+            f"(+ {float(out[0]):.1f} s imports; {wall:.1f} s process wall)"
+        )
+
+
+# --- pytorch-ood, the speed anchor ----------------------------------------------------------------------------------
+
+
+def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
+    import torch
+    from pytorch_ood import detector as pood
+    from pytorch_ood.metrics import OODMetrics
+
+    torch.set_num_threads(2)
+    sets = {"ID": features.id_test, **features.ood}
+    h = {
+        name: torch.from_numpy(np.ascontiguousarray(f.penultimate))
+        for name, f in sets.items()
+    }
+    logits = {
+        name: torch.from_numpy(np.ascontiguousarray(f.logits))
+        for name, f in sets.items()
+    }
+    weight = torch.from_numpy(np.asarray(features.id_test["head/weight"], np.float32))
+    bias = torch.from_numpy(np.asarray(features.id_test["head/bias"], np.float32))
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    head4 = torch.nn.Sequential(torch.nn.Flatten(), head).eval()
+    train_h = torch.from_numpy(np.ascontiguousarray(features.id_train.penultimate))
+    train_y = torch.from_numpy(np.asarray(features.id_train.labels))
+    react_state = features.state(METHODS["react"])
+
+    def batched(fn, x, size=2000):
+        return torch.cat([fn(x[i : i + size]) for i in range(0, len(x), size)])
+
+    def metrics(scores: dict) -> None:
+        for name in features.ood:
+            m = OODMetrics()
+            s = torch.cat([scores["ID"], scores[name]])
+            y = torch.cat(
+                [
+                    torch.zeros(len(scores["ID"]), dtype=torch.long),
+                    -torch.ones(len(scores[name]), dtype=torch.long),
+                ]
+            )
+            m.update(s, y)
+            m.compute()
+
+    fitted = {
+        "mahalanobis": pood.Mahalanobis(None).fit_features(train_h, train_y),
+        "knn": None,
+    }
+    anchors = {
+        "Energy": (
+            "T",
+            lambda v: {n: pood.EnergyBased.score(z, t=v) for n, z in logits.items()},
+        ),
+        "ReAct": (
+            "p",
+            lambda v: {
+                n: batched(
+                    pood.ReAct(
+                        None, head, threshold=react_state.threshold(v)
+                    ).predict_feature_maps,
+                    x,
+                )
+                for n, x in h.items()
+            },
+        ),
+        "DICE": (
+            "p",
+            lambda v: (
+                lambda d: {n: batched(d.predict_features, x, 500) for n, x in h.items()}
+            )(pood.DICE(None, weight, bias, p=v / 100).fit_features(train_h, train_y)),
+        ),
+        **{
+            f"ASH-{variant.upper()}": (
+                "p",
+                lambda v, variant=variant: {
+                    n: batched(
+                        pood.ASH(
+                            None, head4, variant=f"ash-{variant}", percentile=v / 100
+                        ).predict_feature_maps,
+                        x[:, :, None, None],
+                    )
+                    for n, x in h.items()
+                },
+            )
+            for variant in "pbs"
+        },
+        "KNN": (
+            "k",
+            lambda v: {
+                n: pood.KNN(None, k=int(v))
+                .fit_features(train_h, train_y)
+                .predict_features(x)
+                for n, x in h.items()
+            },
+        ),
+        "Mahalanobis": (
+            None,
+            lambda v: {
+                n: batched(fitted["mahalanobis"].predict_features, x)
+                for n, x in h.items()
+            },
+        ),
+        "MSP": (
+            None,
+            lambda v: {n: pood.MaxSoftmax.score(z) for n, z in logits.items()},
+        ),
+    }
+    print("\n  method        ours (ms)   pytorch-ood (ms)   ratio")
+    for label, (param, run) in anchors.items():
+        method = next(m for m in METHODS.values() if m.label == label)
+        value = (
+            next(iter(moves(method.param(param), True, features.benchmark)))
+            if param
+            else None
+        )
+        count = 1 if label in ("KNN", "DICE") else repeats
+        theirs = []
+        for _ in range(count):
+            start = time.perf_counter()
+            metrics(run(value))
+            theirs.append(time.perf_counter() - start)
+        mine = ours.get(label, {}).get("near") if param else None
+        if mine is None:
+            workspace_module._scores.clear()
+            start = time.perf_counter()
+            metrics_table({label: features.scores(method)})
+            mine = time.perf_counter() - start
+        print(
+            f"  {label:<12} {mine * 1e3:9.1f}   {statistics.median(theirs) * 1e3:15.1f}   {statistics.median(theirs) / mine:6.1f}x"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=["cifar10", "imagenet"], default="cifar10")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--no-anchor", action="store_true")
+    parser.add_argument("--no-first-use", action="store_true")
     args = parser.parse_args()
+    size = SIZES[args.size]
+    cache = FeatureCache()
+    register(args.size)
+    start = time.perf_counter()
+    workspace = Workspace(size.model, size.model, tuple(size.ood_names))
+    features = load_workspace(workspace, cache)
     print(
-        f"torch threads {torch.get_num_threads()}; medians of {args.repeats} repeats per parameter"
+        f"== {args.size}: workspace ready in {time.perf_counter() - start:.1f} s ({cache.root})"
     )
-    demo(args.repeats)
-    if not args.skip_synthetic:
-        synthetic(args.repeats)
+    if not args.no_first_use:
+        first_use(size, cache)
+    start = time.perf_counter()
+    for method in METHODS.values():
+        if method.cost == "cache" and not features.unavailable(method):
+            features.scores(method)
+    print(
+        f"  this process: every fitted state and prepared array ready in {time.perf_counter() - start:.1f} s"
+    )
+    print(
+        f"  metrics (AUROC, 2 x FPR95, AUPR-In/Out) for {len(features.ood)} sets: {metrics_time(features, args.repeats) * 1e3:.1f} ms"
+    )
+    print("  one slider update = scores of every set + every metric (median):")
+    ours = update_times(features, args.repeats)
+    values = [r["near"] for r in ours.values()]
+    print(
+        f"  near the default: median over methods {statistics.median(values) * 1e3:.1f} ms, slowest {max(values) * 1e3:.1f} ms"
+    )
+    if not args.no_anchor:
+        anchor_times(features, args.repeats, ours)
+    print(f"  peak resident memory of this process: {peak_rss_mb():,.0f} MB")
 
 
 if __name__ == "__main__":

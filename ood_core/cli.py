@@ -19,6 +19,7 @@ from .engine.extract import ExtractionSettings
 from .engine.features import feature_set, model_named
 from .errors import OODLabError
 from .inputs import catalog
+from .inputs.synthetic import SIZES, register
 from .inputs.variants import JIGSAW_DEFAULT_N, jigsaw_name
 from .scores import METHODS, parse_method
 from .scores.heatmap import DEFAULT_OUTLIERS, HEATMAP
@@ -260,12 +261,20 @@ def _accuracy_line(features: LoadedWorkspace) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     methods = [parse_method(spec) for spec in args.methods]
+    explicit = args.methods != DEFAULT_METHODS
     workspace = _workspace(args)
     bars = _Bars()
     model = _prepare(args.model, bars)
     for method, params in methods:  # fail on a bad parameter before any extraction
         method.validate(list(model.probes.blocks), params)
     features = _load(workspace, bars)
+    for method, params in list(methods):
+        reason = features.unavailable(method, params)
+        if reason and explicit:
+            raise OODLabError(f"{method.label} cannot score this workspace: {reason}")
+        if reason:
+            print(f"note: {method.label} left out: {reason}", file=sys.stderr)
+            methods.remove((method, params))
     table = evaluate(features, methods)
     print(
         f"model {args.model}, ID {args.id_dataset} ({_accuracy_line(features)}), metrics in %"
@@ -365,6 +374,27 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             f"  {method.name:<20} {method.label} ({method.paper.venue}){'  ' + params if params else ''}"
         )
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    size = SIZES[args.size]
+    register(args.size, args.seed)
+    workspace = Workspace(size.model, size.model, tuple(size.ood_names))
+    bars = _Bars()
+    features = _load(workspace, bars)
+    sets = [features.id_test, features.id_train, *features.ood.values()]
+    megabytes = (
+        sum(sum(spec["bytes"] for spec in f.meta["files"].values()) for f in sets) / 1e6
+    )
+    print(
+        f"synthetic workspace {size.model}: model {size.model}, ID {size.model} "
+        f"({size.train:,} train / {size.test:,} test), OOD {', '.join(size.ood_names)}; {megabytes:,.0f} MB cached"
+    )
+    print(
+        f"open it in the app (pick model {size.model} in the sidebar) or: python -m ood_core evaluate "
+        f"--model {size.model} --id {size.model} --ood {' '.join(size.ood_names)}"
+    )
     return 0
 
 
@@ -522,6 +552,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--csv", type=csv_path, help="also write the table to this CSV file"
     )
     tune.set_defaults(run=cmd_fine_tune)
+    synth = sub.add_parser(
+        "synth",
+        help="generate a synthetic workspace of a benchmark's size (cache entries, no images)",
+    )
+    synth.add_argument("--size", choices=list(SIZES), default="cifar10")
+    synth.add_argument("--seed", type=non_negative_int, default=0)
+    synth.set_defaults(run=cmd_synth)
     listing = sub.add_parser("list", help="list models, datasets and methods")
     listing.add_argument(
         "--markdown",

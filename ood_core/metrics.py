@@ -39,7 +39,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_curve
 
 METRICS = ("AUROC", "FPR95", "AUPR-In", "AUPR-Out")
 FPR95_OOD = "FPR95 (OOD+)"
@@ -293,6 +292,8 @@ def roc_points(id_scores: np.ndarray, ood_scores: np.ndarray) -> pd.DataFrame:
 
     For plotting; the metrics above do not go through it.
     """
+    from sklearn.metrics import roc_curve  # plotting only
+
     labels = np.r_[np.ones(len(id_scores)), np.zeros(len(ood_scores))]
     fpr, tpr, _ = roc_curve(labels, np.r_[id_scores, ood_scores])
     return pd.DataFrame({"fpr": fpr, "tpr": tpr})

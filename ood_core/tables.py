@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from .engine.cache import FeatureSet
 from .metrics import METRICS, metrics_table
@@ -154,6 +153,8 @@ def block_selection_table(
 ) -> tuple[pd.DataFrame, float]:
     """NormRatio next to the true FeatureNorm AUROC of every block on every OOD set (and their mean), plus the
     Spearman rank correlation between NormRatio and the mean AUROC across blocks."""
+    from scipy.stats import spearmanr
+
     sweep = block_sweep(features, "featurenorm")
     auroc = sweep.pivot(index="block", columns="ood_set", values="AUROC").loc[
         list(ratios.index)

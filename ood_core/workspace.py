@@ -28,7 +28,15 @@ from .inputs.variants import JIGSAW_DEFAULT_N, jigsaw_base_rows, jigsaw_name
 from .memo import BoundedMemo
 from .metrics import id_accuracy
 from .scores.block_norm import norm_ratio, select_block
-from .scores.method import SELECTED_BLOCK, Fit, Method, Prepare, own_params, part_params
+from .scores.method import (
+    SELECTED_BLOCK,
+    Fit,
+    Method,
+    Overlay,
+    Prepare,
+    own_params,
+    part_params,
+)
 
 Progress = Callable[[str, int, int], None]
 DEMO_OOD = ("letters", "textures", "photos", "faces", "noise")
@@ -46,11 +54,11 @@ class Workspace:
         """Every (dataset, split) the workspace reads: ID test, ID train and its jigsaw version when the ID set has a
         train split, then each OOD set."""
         sets: list[tuple[str, str | None]] = [(self.id_dataset, "test")]
-        if "train" in catalog.get_dataset(self.id_dataset).splits:
-            sets += [
-                (self.id_dataset, "train"),
-                (jigsaw_name(self.id_dataset, JIGSAW_DEFAULT_N), "train"),
-            ]
+        spec = catalog.get_dataset(self.id_dataset)
+        if "train" in spec.splits:
+            sets.append((self.id_dataset, "train"))
+        if "train" in spec.splits and spec.has_images:
+            sets.append((jigsaw_name(self.id_dataset, JIGSAW_DEFAULT_N), "train"))
         for name in self.ood_datasets:
             if name == self.id_dataset:
                 raise OODLabError(
@@ -117,6 +125,23 @@ class LoadedWorkspace:
         return _TrainView(self.id_train, self)
 
     # --- parameters, states, scores ---------------------------------------------------------------------------
+
+    def unavailable(
+        self, method: Method, params: Mapping[str, object] | None = None
+    ) -> str | None:
+        """Why ``method`` cannot score this workspace (``None`` if it can): a missing jigsaw set for the NormRatio
+        block, a missing ID train split for a fit, no images for re-inference or training."""
+        values = {**method.defaults(self.benchmark), **(params or {})}
+        if SELECTED_BLOCK in values.values() and (
+            self.jigsaw is None or self.id_train is None
+        ):
+            return "its block is the NormRatio choice, which needs the ID train split and its jigsaw version"
+        fits = [part for part, _ in method.parts] if method.composite else [method]
+        if any(m.fit is not None for m in fits) and self.id_train is None:
+            return "it is fitted on the ID train split, which this ID dataset does not have"
+        if method.cost != "cache" and self.id_test.meta.get("synthetic"):
+            return "it needs images, and a synthetic workspace has none"
+        return None
 
     def resolved(
         self, method: Method, params: Mapping[str, object] | None = None
@@ -219,15 +244,24 @@ class LoadedWorkspace:
             entry = self.cache.load(key)
         except CorruptEntry:
             return None
-        return None if entry is None else _state_from(spec.state, entry)
+        if entry is None:
+            return None
+        state = _state_from(spec.state, entry)
+        if (
+            state is None
+        ):  # stored by an older fit whose state had other fields: refit and replace it
+            self.cache.delete(entry.root)
+        return state
 
-    def _store(self, key: CacheKey, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    def _store(
+        self, key: CacheKey, arrays: dict[str, np.ndarray], meta: dict
+    ) -> FeatureSet:
         def build(writer):
             for name, array in arrays.items():
                 writer.put(name, array)
             return {"kind": "derived", "state": meta}
 
-        self.cache.get_or_create(key, build)
+        return self.cache.get_or_create(key, build)
 
     def prepared(
         self, spec: Prepare, features: FeatureSet, state: Any
@@ -246,17 +280,17 @@ class LoadedWorkspace:
         )
 
         def compute() -> dict[str, np.ndarray]:
-            if key is not None:
-                try:
-                    entry = self.cache.load(key)
-                except CorruptEntry:
-                    entry = None
-                if entry is None:
-                    arrays = spec.fn(features, state)
-                    self._store(key, arrays, {})
-                    return arrays
-                return {name: entry[name] for name in entry.names}
-            return spec.fn(features, state)
+            if key is None:
+                return spec.fn(features, state)
+            try:
+                entry = self.cache.load(key)
+            except CorruptEntry:
+                entry = None
+            if (
+                entry is None
+            ):  # compute, store, and read back memory-mapped (file pages, shared by processes)
+                entry = self._store(key, spec.fn(features, state), {})
+            return {name: entry[name] for name in entry.names}
 
         return _prepared.get(memo_key, compute)
 
@@ -294,12 +328,12 @@ class LoadedWorkspace:
     ) -> np.ndarray:
         arrays: Mapping[str, np.ndarray] = features
         if method.prepare is not None:
-            arrays = _Merged(features, self.prepared(method.prepare, features, state))
+            arrays = Overlay(features, self.prepared(method.prepare, features, state))
         if method.cost == "reinference":
             odin = odin_feature_set(
                 features, params["T"], params["eps"], self.cache, progress
             )
-            arrays = _Merged(features, {"odin": odin["odin"]})
+            arrays = Overlay(features, {"odin": odin["odin"]})
         scores = np.asarray(method.score_fn(arrays, state, **params))
         if not np.isfinite(scores).all():
             name = features.meta.get("dataset", {}).get("dataset", "a set")
@@ -320,25 +354,6 @@ class LoadedWorkspace:
     def with_sets(self, ood: dict[str, FeatureSet]) -> LoadedWorkspace:
         """The same workspace scored against other OOD sets (e.g. validation pseudo-OOD)."""
         return dataclasses.replace(self, ood=ood)
-
-
-class _Merged(Mapping):
-    """A feature set's arrays plus extra ones (prepared or re-inferred), read by name."""
-
-    def __init__(self, features: FeatureSet, extra: Mapping[str, np.ndarray]):
-        self.features, self.extra = features, extra
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.extra[name] if name in self.extra else self.features[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.extra or name in self.features
-
-    def __iter__(self):
-        return iter([*self.features.names, *self.extra])
-
-    def __len__(self) -> int:
-        return len(self.features.names) + len(self.extra)
 
 
 class _TrainView:
@@ -420,17 +435,21 @@ def _state_arrays(state: Any) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def _state_from(cls: type, entry: FeatureSet) -> Any:
+    """The state dataclass stored in ``entry``, or ``None`` if the entry does not hold every field."""
     meta = entry.meta.get("state", {})
     values = {}
     for f in dataclasses.fields(cls):
         if f.name in entry:
             values[f.name] = np.asarray(entry[f.name])
         elif f"{f.name}:keys" in meta:
-            values[f.name] = {
-                k: np.asarray(entry[f"{f.name}/{k}"]) for k in meta[f"{f.name}:keys"]
-            }
+            keys = meta[f"{f.name}:keys"]
+            if not all(f"{f.name}/{k}" in entry for k in keys):
+                return None
+            values[f.name] = {k: np.asarray(entry[f"{f.name}/{k}"]) for k in keys}
+        elif f.name in meta:
+            values[f.name] = meta[f.name]
         else:
-            values[f.name] = meta.get(f.name)
+            return None
     return cls(**values)
 
 

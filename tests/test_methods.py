@@ -11,7 +11,6 @@ from synthetic import synthetic_features
 from ood_core.metrics import ood_metrics
 from ood_core.scores import METHODS, get_method
 from ood_core.scores.nap import NAP_X, nap_combined
-from ood_core.scores.shaping import ash
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +138,7 @@ def test_dice_equals_masked_weight_loop(sets, stats, p):
 
 def _ash_loop(x, p, variant):
     d = len(x)
-    k = d - round(d * p / 100)
+    k = max(1, d - round(d * p / 100))  # ASH keeps at least one activation
     keep = np.argsort(-x, kind="stable")[:k]
     out = np.zeros(d)
     s1, s2 = x.sum(), x[keep].sum()
@@ -152,14 +151,32 @@ def _ash_loop(x, p, variant):
 
 
 @pytest.mark.parametrize("variant", ["p", "b", "s"])
-@pytest.mark.parametrize("p", [0, 60, 90])
-def test_ash_equals_per_sample_sort(variant, p):
-    x = np.random.default_rng(1).uniform(
-        0, 2, (25, 40)
-    )  # continuous values: no ties in the top-k
-    np.testing.assert_allclose(
-        ash(x, p, variant), [_ash_loop(row, p, variant) for row in x], rtol=1e-9
+@pytest.mark.parametrize("p", [0, 60, 90, 99])
+@pytest.mark.parametrize("ties", [False, True])
+def test_ash_equals_per_sample_sort(variant, p, ties):
+    """Against a stable per-sample sort, including ties (integer activations, many zeros) and the range ends."""
+    rng = np.random.default_rng(1)
+    x = (
+        rng.integers(0, 3, (25, 40)).astype(np.float32)
+        if ties
+        else rng.uniform(0, 2, (25, 40)).astype(np.float32)
     )
+    w, b = rng.normal(0, 0.5, (4, 40)), np.linspace(-0.1, 0.1, 4)
+    features = {
+        "penultimate": x,
+        "head/weight": w.astype(np.float32),
+        "head/bias": b.astype(np.float32),
+    }
+    w32, b32 = (
+        features["head/weight"].astype(np.float64),
+        features["head/bias"].astype(np.float64),
+    )
+    expected = [
+        logsumexp(w32 @ _ash_loop(row.astype(np.float64), p, variant) + b32)
+        for row in x
+    ]
+    scores = get_method(f"ash-{variant}").score(features, blocks=[], p=p)
+    np.testing.assert_allclose(scores, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_ash_methods_read_out_with_energy(sets):

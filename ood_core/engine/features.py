@@ -54,7 +54,7 @@ def cache_key(
     images, identity = dataset_images(dataset, split)
     identity = {
         **identity,
-        "transform": repr(model.transform),
+        "transform": model.spec.preprocessing,
         "probes": list(model.probes.blocks),
     }
     return CacheKey.create(model.fingerprint(), identity), images
@@ -73,6 +73,10 @@ def feature_set(
     cache = cache or FeatureCache()
     model = model_named(model_name)
     key, images = cache_key(model, dataset, split)
+    if model.spec.synthetic_blocks:
+        return cache.get_or_create(
+            key, lambda writer: _generate(writer, key.dataset, progress)
+        )
 
     def build(writer):
         return extract(
@@ -85,6 +89,21 @@ def feature_set(
         )
 
     return cache.get_or_create(key, build)
+
+
+def _generate(writer, identity: dict, progress: Progress | None) -> dict:
+    """A synthetic workspace's set is generated from its seed instead of extracted."""
+    from ..inputs.synthetic import SIZES
+    from .synthetic import write
+
+    return write(
+        writer,
+        SIZES[identity["size"]],
+        identity["seed"],
+        identity["role"],
+        identity["split"],
+        progress,
+    )
 
 
 def lookup_feature_set(

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataPathError, OODLabError, UnknownNameError
-from . import config, registry_file
+from . import config, registry_file, synthetic
 from .datasets import (
     DEMO_DATASETS,
     IMAGE_EXTENSIONS,
@@ -78,7 +78,7 @@ def datasets() -> dict[str, DatasetSpec]:
     registered = {
         name: dataset_spec(entry) for name, entry in _registry().datasets.items()
     }
-    return {**DEMO_DATASETS, **registered}
+    return {**DEMO_DATASETS, **registered, **synthetic.dataset_specs()}
 
 
 def finetuned_folder() -> Path:
@@ -119,7 +119,33 @@ def models() -> dict[str, ModelSpec]:
         for name, entry in _registry().models.items()
     }
     base = {"demo": demo_spec(), **registered}
-    return {**base, **finetuned_specs(base)}
+    return {**base, **finetuned_specs(base), **synthetic_specs()}
+
+
+def synthetic_specs() -> dict[str, ModelSpec]:
+    """The models of registered synthetic workspaces (no network; see ``inputs.synthetic``)."""
+    specs = {}
+    for size, seed, path in synthetic.registered().values():
+        specs[size.model] = ModelSpec(
+            name=size.model,
+            arch=f"synthetic-{size.name}",
+            description=f"Synthetic workspace at {size.name} size (seed {seed}): cached statistics only, no images.",
+            num_classes=size.classes,
+            input_size=32,
+            channels=3,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.25, 0.25, 0.25),
+            build=lambda: None,
+            weights=lambda progress, path=path: path,
+            default_id=size.model,
+            benchmark="imagenet"
+            if size.name == "imagenet"
+            else "cifar10"
+            if size.name == "cifar10"
+            else None,
+            synthetic_blocks=tuple(name for name, _ in size.blocks),
+        )
+    return specs
 
 
 def get_dataset(ref: str) -> DatasetSpec:

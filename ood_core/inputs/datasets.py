@@ -83,6 +83,9 @@ class DatasetSpec:
     splits: tuple[str, ...]
     build: Callable[[str], tuple[ImageSet, dict]] = field(repr=False)
     in_distribution: bool = False
+    has_images: bool = (
+        True  # False: a synthetic workspace's set (cached statistics only)
+    )
 
     def load(self, split: str | None = None) -> tuple[ImageSet, dict]:
         """Return the split's images and its identity (for the cache key)."""

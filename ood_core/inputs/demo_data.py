@@ -9,14 +9,11 @@ from __future__ import annotations
 import os
 import string
 
-import matplotlib
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from skimage import data as skdata
-from sklearn.datasets import load_digits, load_sample_images
-from sklearn.model_selection import train_test_split
+
+# matplotlib, scikit-image, scikit-learn and torch are imported where an image set is generated: opening a cached
+# workspace never needs them.
 
 GENERATOR_VERSION = "1"
 SIZE = 32
@@ -38,6 +35,9 @@ PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "coins", "moon",
 
 def _upsample(images: np.ndarray, max_value: float) -> np.ndarray:
     """[N,h,w] → [N,32,32] uint8 with bilinear interpolation (the digits' look)."""
+    import torch
+    import torch.nn.functional as F
+
     t = torch.as_tensor(images, dtype=torch.float32)[:, None] / max_value
     up = F.interpolate(t, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
     return (up[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
@@ -72,6 +72,9 @@ def _random_crops(
 
 def digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled ``load_digits`` (1,797 8×8 images), upsampled to 32×32; fixed stratified 70/30 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     rows = np.arange(len(bunch.target))
     train, test = train_test_split(
@@ -85,6 +88,8 @@ def digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 def letters(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Latin letters rendered from matplotlib's bundled fonts, then put through the digits' 8×8 → 32×32 pipeline."""
     rng = np.random.default_rng(seed)
+    import matplotlib
+
     font_dir = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
     small = np.empty((n, 8, 8), np.float32)
     for i in range(n):
@@ -111,6 +116,8 @@ def letters(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def textures(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random crops (48–160 px) of scikit-image's bundled brick, grass and gravel textures."""
+    from skimage import data as skdata
+
     sources = [getattr(skdata, name)() for name in TEXTURES]
     return _random_crops(sources, n, np.random.default_rng(seed), 48, 160), np.full(
         n, -1, np.int64
@@ -119,6 +126,9 @@ def textures(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def photos(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random grayscale crops (64–256 px) of scikit-image's and scikit-learn's bundled photographs."""
+    from skimage import data as skdata
+    from sklearn.datasets import load_sample_images
+
     sources = [_gray(getattr(skdata, name)()) for name in PHOTOS]
     sources += [_gray(image) for image in load_sample_images().images]
     return _random_crops(sources, n, np.random.default_rng(seed), 64, 256), np.full(
@@ -128,6 +138,8 @@ def photos(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def faces() -> tuple[np.ndarray, np.ndarray]:
     """The 200 25×25 faces of scikit-image's bundled ``lfw_subset``, resized to 32×32."""
+    from skimage import data as skdata
+
     images = skdata.lfw_subset()
     return _upsample(images, 1.0), np.full(len(images), -1, np.int64)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 from torch import nn
-from torchvision.transforms import v2
 
 from ..errors import CheckpointError, OODLabError
 from ..memo import BoundedMemo
@@ -47,11 +46,26 @@ class ModelSpec:
     resize: int | None = None
     default_id: str | None = None
     needs_training: Callable[[], bool] = field(default=lambda: False, repr=False)
-    benchmark: str | None = (
-        None  # whose paper defaults apply: cifar10, cifar100, imagenet
-    )
+    # Whose paper defaults apply (cifar10, cifar100, imagenet); a synthetic workspace's model names its blocks and
+    # has no network.
+    benchmark: str | None = None
+    synthetic_blocks: tuple[str, ...] = ()
 
-    def transform(self) -> v2.Compose:
+    @property
+    def preprocessing(self) -> dict:
+        """The input transform as data (what the cache keys record; stable across torchvision versions)."""
+        return {
+            "channels": self.channels,
+            "resize": self.resize or self.input_size,
+            "crop": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    def transform(self):
+        """torchvision v2: grey/RGB → resize (shorter side) → centre crop → float in [0, 1] → normalise."""
+        from torchvision.transforms import v2
+
         steps = [v2.Grayscale(1) if self.channels == 1 else v2.RGB()]
         steps.append(v2.Resize(self.resize or self.input_size, antialias=True))
         steps.append(v2.CenterCrop(self.input_size))
@@ -68,12 +82,12 @@ class LoadedModel:
     """A model in eval mode with its weights' digest, probes and input transform."""
 
     spec: ModelSpec
-    module: nn.Module
+    module: nn.Module | None  # None for a synthetic workspace's model
     weights_sha256: str
     probes: Probes
 
     @property
-    def transform(self) -> v2.Compose:
+    def transform(self):
         return self.spec.transform()
 
     def fingerprint(self) -> dict:
@@ -82,7 +96,7 @@ class LoadedModel:
             "arch": self.spec.arch,
             "num_classes": self.spec.num_classes,
             "weights_sha256": self.weights_sha256,
-            "transform": repr(self.transform),
+            "transform": self.spec.preprocessing,
         }
 
 
@@ -272,8 +286,18 @@ def torchvision_spec(entry: ModelEntry, resolve: Callable[[str], Path]) -> Model
 
 
 def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
-    """Build the model, load its weights (training the demo model if needed), find its probes."""
+    """Build the model, load its weights (training the demo model if needed), find its probes.
+
+    A synthetic workspace's model has no network: its fingerprint is its registration file's, its probes are named.
+    """
     path = spec.weights(progress)
+    if spec.synthetic_blocks:
+        return LoadedModel(
+            spec,
+            None,
+            file_sha256(path),
+            Probes(spec.synthetic_blocks, "fc", "synthetic"),
+        )
     module = spec.build()
     load_weights(module, path, spec.arch)
     module.eval()

@@ -144,6 +144,10 @@ def variant_spec(base: DatasetSpec, variant: str) -> DatasetSpec:
         raise OODLabError(
             f"'{base.name}@{variant}': the jigsaw grid size must be an integer from 2 to 16"
         )
+    if not base.has_images:
+        raise OODLabError(
+            f"'{base.name}@{variant}': {base.name} has no images to make pseudo-OOD from"
+        )
     if "train" not in base.splits:
         raise OODLabError(
             f"'{base.name}@{variant}': {base.name} has no train split to make pseudo-OOD from"

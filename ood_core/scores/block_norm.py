@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from . import kernels
 from .method import SELECTED_BLOCK, Arrays, Method, Param, arxiv
 from .nap import EPS, NAP, NAP_PAPER
 
@@ -32,7 +33,10 @@ SELECTED_BLOCK_PARAM = Param(
 
 def feature_norm(features: Arrays, block: str) -> np.ndarray:
     """``FN_b(x) = mean_c ‖ReLU(A_c)‖₂`` [N] from the cached per-channel L2 norms."""
-    return np.asarray(features[f"blocks/{block}/l2"], np.float64).mean(axis=1)
+    l2 = np.ascontiguousarray(features[f"blocks/{block}/l2"])
+    out = np.empty(len(l2))
+    kernels.row_means(l2, out)
+    return out
 
 
 def norm_ratio(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.covariance import EmpiricalCovariance
 
 from ..errors import OODLabError
 from .method import Fit, Method, Param, Prepare, TrainData, arxiv
@@ -44,6 +43,8 @@ class ClassGaussian:
 
 
 def fit_class_gaussian(train: TrainData) -> ClassGaussian:
+    from sklearn.covariance import EmpiricalCovariance
+
     h = np.asarray(train["penultimate"], np.float64)
     means = class_means(h, train["labels"], train["head/weight"].shape[0])
     labels = np.asarray(train["labels"])
@@ -82,10 +83,19 @@ MAHALANOBIS = Method(
         "NeurIPS 2018",
         "1807.03888",
     ),
-    score_fn=lambda features, state: mahalanobis(
-        features["penultimate"], state.means, state.precision
-    ),
+    score_fn=lambda features, state: np.asarray(features["mahalanobis/scores"]),
     fit=CLASS_GAUSSIAN,
+    # Parameter-free: the scores themselves are the per-set array, computed once and kept in the cache.
+    prepare=Prepare(
+        name="mahalanobis-scores",
+        fn=lambda features, state: {
+            "mahalanobis/scores": mahalanobis(
+                features["penultimate"], state.means, state.precision
+            )
+        },
+        needs=("penultimate",),
+        store=True,
+    ),
 )
 
 

@@ -268,15 +268,27 @@ class Method:
                 f"{self.label} needs statistics of the ID train features; extract the ID train split"
             )
         if self.prepare is not None:
-            features = {
-                **_view(features, self.prepare.needs),
-                **self.prepare.fn(features, state),
-            }
+            features = Overlay(features, self.prepare.fn(features, state))
         return self.score_fn(features, state, **resolved)
 
 
-def _view(features: Arrays, names: Sequence[str]) -> dict[str, np.ndarray]:
-    return {name: features[name] for name in names if name in features}
+class Overlay(Mapping):
+    """A feature set's arrays with extra ones (prepared or re-inferred) laid over them, read by name."""
+
+    def __init__(self, features: Arrays, extra: Mapping[str, np.ndarray]):
+        self.features, self.extra = features, extra
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.extra[name] if name in self.extra else self.features[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.extra or name in self.features
+
+    def __iter__(self):
+        return iter(self.extra)
+
+    def __len__(self) -> int:
+        return len(self.extra)
 
 
 def _subset(params: Mapping[str, object], names: Sequence[str]) -> dict[str, object]:

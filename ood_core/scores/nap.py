@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .feature_space import KNN
 from .method import Method, Param, arxiv
 from .output import ENERGY, MSP
@@ -44,10 +45,14 @@ def nap(
     channel_max: np.ndarray, channel_mean: np.ndarray, eps: float = 1.0
 ) -> np.ndarray:
     """``S_NAP = mean_c (max_c / (mean_c + ε))²`` [N] from one block's per-channel statistics [N, C]."""
-    ratio = np.asarray(channel_max, np.float64) / (
-        np.asarray(channel_mean, np.float64) + eps
+    out = np.empty(len(channel_max))
+    kernels.nap_rows(
+        np.ascontiguousarray(channel_max),
+        np.ascontiguousarray(channel_mean),
+        float(eps),
+        out,
     )
-    return np.mean(ratio**2, axis=1)
+    return out
 
 
 NAP = Method(

@@ -10,14 +10,16 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp, softmax
 
+from . import kernels
 from .method import Method, Param, arxiv
 
 
 def msp(logits: np.ndarray) -> np.ndarray:
     """``max_k softmax(z)_k`` [N]."""
-    return softmax(np.asarray(logits, np.float64), axis=1).max(axis=1)
+    out = np.empty(len(logits))
+    kernels.max_softmax(np.ascontiguousarray(logits), out)
+    return out
 
 
 def max_logit(logits: np.ndarray) -> np.ndarray:
@@ -27,7 +29,9 @@ def max_logit(logits: np.ndarray) -> np.ndarray:
 
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """``T · logsumexp(z / T)`` [N] (stable for large logits)."""
-    return temperature * logsumexp(np.asarray(logits, np.float64) / temperature, axis=1)
+    out = np.empty(len(logits))
+    kernels.energy_rows(np.ascontiguousarray(logits), float(temperature), out)
+    return out
 
 
 MSP = Method(

@@ -7,6 +7,10 @@
 - ASH-P/B/S (Djurisic et al., ICLR 2023), per sample: keep the top ``k = D − round(D·p/100)`` activations and
   zero the rest (P), set them to ``s1/k`` (B, keeps the sum s1) or scale them by ``exp(s1/s2)`` (S, s2 = their
   sum). Ties are broken towards the lower index (a stable sort), so every variant is deterministic.
+
+What a slider move costs: each row's activations are sorted once per scored set (``SORTED_ROWS``); ReAct then visits
+only the entries above its clip value, ASH only the kept top-k; DICE visits only the kept (or only the dropped)
+weights. See ``kernels`` for the compiled loops.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .method import Fit, Method, Param, arxiv
-from .output import energy
+from . import kernels
+from .method import Arrays, Fit, Method, Param, Prepare, arxiv
 
 QUANTILE_GRID = np.linspace(
     0, 1, 1001
@@ -24,10 +28,87 @@ QUANTILE_GRID = np.linspace(
 HEAD = ("head/weight", "head/bias")
 
 
-def logits_of(h: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def base_logits(h: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``W·h + b`` [N, K] in float64."""
     return np.asarray(h, np.float64) @ np.asarray(weight, np.float64).T + np.asarray(
         bias, np.float64
     )
+
+
+CHECKPOINTS = 16  # running sums stored at 17 positions per row (every D/16 entries) when memory allows
+CHECKPOINT_BUDGET = (
+    1 << 30
+)  # bytes; beyond this (e.g. K = 1,000) slider moves walk each row from the start
+
+
+def prepare_sorted_rows(
+    features: Arrays, state: object = None
+) -> dict[str, np.ndarray]:
+    """Per scored set, once: rows sorted in descending order, their columns, row sums, the base logits ``W·h + b``,
+    and checkpoints of each row's running sums over that order (see ``kernels.prefix_checkpoints``)."""
+    h = features["penultimate"]
+    values, columns = kernels.sorted_rows(h)
+    n, d = values.shape
+    k = len(features["head/bias"])
+    stride = max(1, -(-d // CHECKPOINTS))
+    slots = -(-d // stride) + 1
+    if n * slots * k * 16 > CHECKPOINT_BUDGET:
+        stride, slots, rows = d + 1, 1, 1
+    else:
+        rows = n
+    weighted, counted, summed = (
+        np.zeros((rows, slots, k)),
+        np.zeros((rows, slots, k)),
+        np.zeros((rows, slots)),
+    )
+    marks = np.full((rows, slots), -np.inf, np.float32)
+    if rows == n:
+        kernels.prefix_checkpoints(
+            values, columns, weight_t(features), stride, weighted, counted, summed
+        )
+        positions = np.arange(0, d, stride)
+        marks[:, : len(positions)] = values[:, positions]
+    return {
+        "sorted/values": values,
+        "sorted/columns": columns,
+        "sorted/row_sums": np.asarray(h, np.float64).sum(axis=1),
+        "sorted/base": base_logits(h, features["head/weight"], features["head/bias"]),
+        "sorted/weighted": weighted,
+        "sorted/counted": counted,
+        "sorted/summed": summed,
+        "sorted/marks": marks,
+        "sorted/stride": np.array([stride]),
+    }
+
+
+SORTED_ROWS = Prepare(
+    name="sorted-rows", fn=prepare_sorted_rows, needs=("penultimate", *HEAD), store=True
+)
+
+
+def weight_t(features: Arrays) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(features["head/weight"], np.float64).T)
+
+
+def prefix_scores(
+    features: Arrays, mode: int, clip: float = 0.0, keep: int = 0
+) -> np.ndarray:
+    """Per row, from the prepared sorted rows and checkpoints: ReAct's energy or LINe's predicted class at clip
+    ``c``, or the energy of ASH-P/B/S and SCALE keeping ``keep`` activations (``kernels.prefix_scores``)."""
+    out = np.empty(len(features["sorted/base"]))
+    kernels.prefix_scores(
+        features["sorted/values"], features["sorted/columns"], features["sorted/marks"], weight_t(features),
+        int(features["sorted/stride"][0]), features["sorted/weighted"], features["sorted/counted"],
+        features["sorted/summed"], features["sorted/base"], np.asarray(features["head/bias"], np.float64),
+        features["sorted/row_sums"], mode, float(clip), kernels.float32_floor(clip), int(keep), out,
+    )  # fmt: skip
+    return out
+
+
+def logsumexp(logits: np.ndarray) -> np.ndarray:
+    out = np.empty(len(logits))
+    kernels.lse_rows(np.ascontiguousarray(logits, np.float64), out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -50,14 +131,6 @@ ACTIVATION_QUANTILES = Fit(
     state=ActivationQuantiles,
 )
 
-
-def react(
-    h: np.ndarray, weight: np.ndarray, bias: np.ndarray, threshold: float
-) -> np.ndarray:
-    """``logsumexp(W·min(h, c) + b)`` [N]."""
-    return energy(logits_of(np.minimum(h, threshold), weight, bias))
-
-
 REACT_P = Param(
     "p",
     90.0,
@@ -78,44 +151,76 @@ REACT = Method(
         "NeurIPS 2021",
         "2111.12797",
     ),
-    score_fn=lambda f, state, p: react(
-        f["penultimate"], f["head/weight"], f["head/bias"], state.threshold(p)
+    score_fn=lambda f, state, p: prefix_scores(
+        f, kernels.REACT_ENERGY, clip=state.threshold(p)
     ),
     params=(REACT_P,),
     fit=ACTIVATION_QUANTILES,
+    prepare=SORTED_ROWS,
 )
 
 
 @dataclass(frozen=True)
-class MeanActivation:
-    """``mean_i h_i`` [D] over the ID-train features."""
+class DiceOrder:
+    """Each class's head weights by decreasing contribution ``mean_train(h)_j·W[k,j]``: per class k, the sorted
+    contributions, their columns and the weights W[k, j] in that order ([K, D] each)."""
 
-    mean: np.ndarray
+    contribution: np.ndarray
+    columns: np.ndarray
+    weights: np.ndarray
 
 
-MEAN_ACTIVATION = Fit(
-    name="mean-activation",
-    fn=lambda train: MeanActivation(
-        np.asarray(train["penultimate"], np.float64).mean(axis=0)
-    ),
-    needs=("penultimate",),
-    state=MeanActivation,
+def fit_dice(train) -> DiceOrder:
+    mean = np.asarray(train["penultimate"], np.float64).mean(axis=0)
+    weight = np.asarray(train["head/weight"], np.float64)
+    contribution = mean[None, :] * weight
+    columns = np.argsort(-contribution, axis=1, kind="stable")
+    return DiceOrder(
+        np.take_along_axis(contribution, columns, axis=1),
+        columns,
+        np.take_along_axis(weight, columns, axis=1),
+    )
+
+
+DICE_ORDER = Fit(
+    name="dice-order",
+    fn=fit_dice,
+    needs=("penultimate", "head/weight"),
+    state=DiceOrder,
+    version=2,  # 1 stored one global order
 )
 
 
-def dice_mask(
-    weight: np.ndarray, mean_activation: np.ndarray, percentile: float
-) -> np.ndarray:
-    """Keep ``W[k,j]`` where ``mean_train(h)_j·W[k,j]`` exceeds the p-th percentile of all K×D contributions."""
-    contribution = mean_activation[None, :] * np.asarray(weight, np.float64)
-    return contribution > np.percentile(contribution, percentile)
+DICE_CHECKPOINTS = 32  # per class: every D/32 weights (the walk between checkpoints is what a slider move costs)
 
 
-def dice(
-    h: np.ndarray, weight: np.ndarray, bias: np.ndarray, mask: np.ndarray
-) -> np.ndarray:
-    """``logsumexp((W ⊙ M)·h + b)`` [N]."""
-    return energy(logits_of(h, np.asarray(weight, np.float64) * mask, bias))
+def dice_stride(dim: int) -> int:
+    return max(1, -(-dim // DICE_CHECKPOINTS))
+
+
+def prepare_dice(features: Arrays, state: DiceOrder) -> dict[str, np.ndarray]:
+    """Per scored set: each row's running logit of every class over that class's weights in contribution order,
+    at 33 checkpoints."""
+    h = features["penultimate"]
+    k, d = state.columns.shape
+    stride = dice_stride(d)
+    out = np.empty((len(h), k, -(-d // stride) + 1))
+    kernels.class_checkpoints(h, state.columns, state.weights, stride, out)
+    return {"dice/checkpoints": out}
+
+
+def dice_score(features: Arrays, state: DiceOrder, p: float) -> np.ndarray:
+    """``logsumexp((W ⊙ M)·h + b)``: M keeps the weights whose contribution exceeds the p-th percentile of all K×D
+    contributions, i.e. the first ``count_k`` weights of each class in decreasing order."""
+    threshold = np.percentile(state.contribution, p)
+    counts = (state.contribution > threshold).sum(axis=1)
+    h = features["penultimate"]
+    out = np.empty(len(h))
+    kernels.class_prefix_energy(
+        h, state.columns, state.weights, dice_stride(state.columns.shape[1]), features["dice/checkpoints"],
+        counts.astype(np.int64), np.asarray(features["head/bias"], np.float64), out,
+    )  # fmt: skip
+    return out
 
 
 DICE_P = Param(
@@ -138,14 +243,12 @@ DICE = Method(
         "ECCV 2022",
         "2111.09805",
     ),
-    score_fn=lambda f, state, p: dice(
-        f["penultimate"],
-        f["head/weight"],
-        f["head/bias"],
-        dice_mask(f["head/weight"], state.mean, p),
-    ),
+    score_fn=dice_score,
     params=(DICE_P,),
-    fit=MEAN_ACTIVATION,
+    fit=DICE_ORDER,
+    prepare=Prepare(
+        name="dice-checkpoints", fn=prepare_dice, needs=("penultimate",), store=True
+    ),
 )
 
 
@@ -154,38 +257,14 @@ def kept_count(dim: int, percentile: float) -> int:
     return max(1, dim - int(np.round(dim * percentile / 100)))
 
 
-def ash(h: np.ndarray, percentile: float, variant: str) -> np.ndarray:
-    """ASH-``variant`` of each row of ``h`` [N, D] (see the module docstring); ties go to the lower index."""
-    x = np.asarray(h, np.float64)
-    n, d = x.shape
-    k = kept_count(d, percentile)
-    index = np.argsort(-x, axis=1, kind="stable")[:, :k]
-    values = np.take_along_axis(x, index, axis=1)
-    s1 = x.sum(1, keepdims=True)
-    if variant == "p":
-        kept = values
-    elif variant == "b":
-        kept = np.broadcast_to(s1 / k, (n, k))
-    elif variant == "s":
-        s2 = values.sum(1, keepdims=True)
-        scale = np.exp(
-            np.divide(s1, s2, out=np.zeros_like(s1), where=s2 > 0),
-            where=s2 > 0,
-            out=np.ones_like(s1),
-        )
-        kept = values * scale
-    else:
-        raise ValueError(f"ASH variant must be p, b or s, not {variant!r}")
-    out = np.zeros_like(x)
-    np.put_along_axis(out, index, kept, axis=1)
-    return out
+ASH_MODES = {"p": kernels.ASH_P, "b": kernels.ASH_B, "s": kernels.ASH_S}
 
 
-def ash_energy(
-    h: np.ndarray, weight: np.ndarray, bias: np.ndarray, percentile: float, variant: str
-) -> np.ndarray:
-    """``logsumexp(W·ASH(h) + b)`` [N]."""
-    return energy(logits_of(ash(h, percentile, variant), weight, bias))
+def ash_score(features: Arrays, percentile: float, variant: str) -> np.ndarray:
+    """``logsumexp(W·ASH(h) + b)`` [N] from the running sums at the kept count k: ASH-P ``Σ W_j v_j``, ASH-B
+    ``(s1/k)·Σ W_j``, ASH-S ``exp(s1/s2)·Σ W_j v_j`` (s2 = the kept sum; factor 1 for an all-zero row), + b."""
+    keep = kept_count(features["sorted/values"].shape[1], percentile)
+    return prefix_scores(features, ASH_MODES[variant], keep=keep)
 
 
 ASH_PAPER = arxiv(
@@ -215,10 +294,9 @@ def _ash_method(variant: str, default: float, cifar: float) -> Method:
         needs=("penultimate", *HEAD),
         formula=rf"S=\log\sum_k e^{{(W\,\mathrm{{ASH}}_{variant.upper()}(h)+b)_k}}",
         paper=ASH_PAPER,
-        score_fn=lambda f, state, p: ash_energy(
-            f["penultimate"], f["head/weight"], f["head/bias"], p, variant
-        ),
+        score_fn=lambda f, state, p: ash_score(f, p, variant),
         params=(ash_param(default, cifar),),
+        prepare=SORTED_ROWS,
     )
 
 

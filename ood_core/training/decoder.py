@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 DECODER_VERSION = 1
@@ -95,6 +94,8 @@ def nearest_id_targets(
 ) -> np.ndarray:
     """For each outlier-exposure sample, the ID-train row nearest in penultimate space (Euclidean) among ID samples
     with the same predicted class; classes that no ID sample is predicted as fall back to all ID samples."""
+    from sklearn.neighbors import NearestNeighbors
+
     targets = np.empty(len(oe_penultimate), np.int64)
     everyone = np.arange(len(id_penultimate))
     for c in np.unique(oe_predictions):

@@ -1,0 +1,269 @@
+"""Every fast path against the straightforward float64 computation it replaces, and against pytorch-ood on the same
+arrays: random inputs with ties (integer activations, many zeros), both ends of every slider, and the fallback used
+when checkpoints would not fit in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp, softmax
+
+from ood_core.metrics import ood_metrics
+from ood_core.scores import get_method, shaping
+from ood_core.scores.line import LINE, fit_importance, line_score
+
+RNG = np.random.default_rng(7)
+
+
+def _features(
+    n: int = 300, d: int = 48, k: int = 6, ties: bool = False, shift: float = 0.0
+) -> dict:
+    if ties:
+        h = RNG.integers(0, 4, (n, d)).astype(np.float32)  # many equal values and zeros
+    else:
+        h = np.maximum(RNG.normal(0.6 + shift, 1.0, (n, d)), 0).astype(np.float32)
+    weight = RNG.normal(0, 0.4, (k, d)).astype(np.float32)
+    bias = RNG.normal(0, 0.1, k).astype(np.float32)
+    return {
+        "penultimate": h,
+        "logits": (h @ weight.T + bias).astype(np.float32),
+        "labels": RNG.integers(0, k, n),
+        "head/weight": weight,
+        "head/bias": bias,
+        "blocks/b/max": (RNG.uniform(0, 3, (n, 20)) + 0.1).astype(np.float32),
+        "blocks/b/mean": RNG.uniform(0, 1, (n, 20)).astype(np.float32),
+        "blocks/b/l2": RNG.uniform(0, 5, (n, 20)).astype(np.float32),
+    }
+
+
+def _f64(f: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        f["penultimate"].astype(np.float64),
+        f["head/weight"].astype(np.float64),
+        f["head/bias"].astype(np.float64),
+    )
+
+
+def _same(fast: np.ndarray, reference: np.ndarray) -> None:
+    np.testing.assert_allclose(fast, reference, rtol=1e-11, atol=1e-11)
+    # Rank equality wherever the reference itself separates the scores (ties stay ties up to 1e-11).
+    order = np.argsort(reference, kind="stable")
+    gaps = np.diff(reference[order]) > 1e-9
+    assert (np.diff(fast[order])[gaps] > 0).all()
+
+
+@pytest.fixture(params=[False, True], ids=["continuous", "ties"])
+def features(request):
+    return _features(ties=request.param)
+
+
+@pytest.fixture(params=["checkpoints", "walk from the start"])
+def checkpoint_mode(request, monkeypatch):
+    if request.param != "checkpoints":
+        monkeypatch.setattr(shaping, "CHECKPOINT_BUDGET", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("p", [50.0, 63.7, 90.0, 99.9])
+def test_react_equals_clip_then_energy(features, checkpoint_mode, p):
+    train = _features()
+    state = get_method("react").fit_state(train)
+    h, w, b = _f64(features)
+    reference = logsumexp(np.minimum(h, state.threshold(p)) @ w.T + b, axis=1)
+    _same(get_method("react").score(features, state, blocks=[], p=p), reference)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, 50.0, 90.0, 99.0])
+def test_dice_equals_masked_head(features, p):
+    train = _features(ties=True)  # integer means: ties among the contributions
+    train["head/weight"], train["head/bias"] = (
+        features["head/weight"],
+        features["head/bias"],
+    )  # one model
+    method = get_method("dice")
+    state = method.fit_state(train)
+    h, w, b = _f64(features)
+    contribution = train["penultimate"].astype(np.float64).mean(0)[None, :] * train[
+        "head/weight"
+    ].astype(np.float64)
+    mask = contribution > np.percentile(contribution, p)
+    _same(
+        method.score(features, state, blocks=[], p=p),
+        logsumexp(h @ (w * mask).T + b, axis=1),
+    )
+
+
+@pytest.mark.parametrize("variant", ["p", "b", "s"])
+@pytest.mark.parametrize("p", [0.0, 37.0, 90.0, 99.0])
+def test_ash_without_checkpoints_equals_with(features, variant, p, monkeypatch):
+    method = get_method(f"ash-{variant}")
+    with_checkpoints = method.score(features, blocks=[], p=p)
+    monkeypatch.setattr(shaping, "CHECKPOINT_BUDGET", 0)
+    np.testing.assert_allclose(
+        method.score(features, blocks=[], p=p), with_checkpoints, rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("p_a", "p_w", "tau"),
+    [(0, 0, 1000.0), (90, 90, 1.0), (10, 95, 0.5), (99, 99, 2.0), (50, 0, 0.01)],
+)
+def test_line_fast_path_equals_the_class_grouped_reference(features, p_a, p_w, tau):
+    state = fit_importance(_features())
+    h, w, b = _f64(features)
+    _same(
+        LINE.score(features, state, blocks=[], p_a=p_a, p_w=p_w, tau=tau),
+        line_score(h, w, b, state.phi, p_a, p_w, tau),
+    )
+
+
+@pytest.mark.parametrize("eps", [0.01, 1.0, 10.0])
+def test_nap_equals_numpy(features, eps):
+    expected = np.mean(
+        (
+            features["blocks/b/max"].astype(np.float64)
+            / (features["blocks/b/mean"].astype(np.float64) + eps)
+        )
+        ** 2,
+        axis=1,
+    )
+    _same(get_method("nap").score(features, blocks=["b"], block="b", eps=eps), expected)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 1.0, 100.0])
+def test_output_scores_equal_scipy(features, temperature):
+    z = features["logits"].astype(np.float64)
+    _same(
+        get_method("energy").score(features, blocks=[], T=temperature),
+        temperature * logsumexp(z / temperature, axis=1),
+    )
+    _same(get_method("msp").score(features, blocks=[]), softmax(z, axis=1).max(1))
+    _same(
+        get_method("featurenorm").score(features, blocks=["b"], block="b"),
+        features["blocks/b/l2"].astype(np.float64).mean(1),
+    )
+
+
+# --- pytorch-ood on the same arrays: the scores are its outlier scores negated (it says higher = more OOD) ------------
+
+
+def _head(features: dict) -> torch.nn.Linear:
+    w, b = (
+        torch.from_numpy(features["head/weight"]),
+        torch.from_numpy(features["head/bias"]),
+    )
+    head = torch.nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(w)
+        head.bias.copy_(b)
+    return head.eval()
+
+
+def _auroc(scores_id: np.ndarray, scores_ood: np.ndarray) -> float:
+    return ood_metrics(scores_id, scores_ood)["AUROC"]
+
+
+def test_pytorch_ood_output_detectors_agree():
+    from pytorch_ood.detector import EnergyBased, MaxLogit, MaxSoftmax
+
+    f = _features()
+    z = torch.from_numpy(f["logits"])
+    np.testing.assert_allclose(
+        get_method("energy").score(f, blocks=[]),
+        -EnergyBased.score(z).numpy(),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        get_method("msp").score(f, blocks=[]), -MaxSoftmax.score(z).numpy(), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        get_method("maxlogit").score(f, blocks=[]),
+        -MaxLogit.score(z).numpy(),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("p", [60.0, 90.0])
+def test_pytorch_ood_react_and_dice_agree(p):
+    from pytorch_ood.detector import DICE, ReAct
+
+    train, test = _features(n=500), _features()
+    h, train_h = (
+        torch.from_numpy(test["penultimate"]),
+        torch.from_numpy(train["penultimate"]),
+    )
+    train_y = torch.from_numpy(train["labels"])
+    train["head/weight"], train["head/bias"] = test["head/weight"], test["head/bias"]
+    react = get_method("react")
+    state = react.fit_state(train)
+    theirs = ReAct(None, _head(test), percentile=p / 100).fit_feature_maps(
+        train_h, train_y
+    )
+    assert theirs.threshold == pytest.approx(state.threshold(p), rel=1e-6)
+    ours = react.score(test, state, blocks=[], p=p)
+    np.testing.assert_allclose(ours, -theirs.predict_feature_maps(h).numpy(), rtol=1e-4)
+    dice = get_method("dice")
+    theirs = DICE(
+        None,
+        torch.from_numpy(test["head/weight"]),
+        torch.from_numpy(test["head/bias"]),
+        p=p / 100,
+    )
+    theirs.fit_features(train_h, train_y)
+    np.testing.assert_allclose(
+        dice.score(test, dice.fit_state(train), blocks=[], p=p),
+        -theirs.predict_features(h).numpy(),
+        rtol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("variant", ["p", "s"])
+def test_pytorch_ood_ash_agrees_on_dense_rows(variant):
+    """pytorch-ood breaks top-k ties arbitrarily (torch.topk), so dense rows without ties; it also rounds the kept
+    count as round(D·p/100), the same as OOD Lab."""
+    from pytorch_ood.detector import ASH
+
+    f = _features(shift=3.0)
+    f["penultimate"] = f["penultimate"] + RNG.uniform(
+        0.01, 0.02, f["penultimate"].shape
+    ).astype(np.float32)
+    head4 = torch.nn.Sequential(torch.nn.Flatten(), _head(f))
+    theirs = ASH(None, head4, variant=f"ash-{variant}", percentile=0.65)
+    expected = -theirs.predict_feature_maps(
+        torch.from_numpy(f["penultimate"])[:, :, None, None]
+    ).numpy()
+    np.testing.assert_allclose(
+        get_method(f"ash-{variant}").score(f, blocks=[], p=65), expected, rtol=1e-4
+    )
+
+
+def test_pytorch_ood_knn_and_mahalanobis_rank_the_same():
+    from pytorch_ood.detector import KNN, Mahalanobis
+
+    train, test, ood = _features(n=400), _features(), _features(shift=-0.4)
+    for f in (test, ood):
+        f["head/weight"], f["head/bias"] = train["head/weight"], train["head/bias"]
+    train_h, train_y = (
+        torch.from_numpy(train["penultimate"]),
+        torch.from_numpy(train["labels"]),
+    )
+    knn, maha = get_method("knn"), get_method("mahalanobis")
+    knn_state, maha_state = knn.fit_state(train), maha.fit_state(train)
+    theirs_knn = KNN(None, k=5).fit_features(train_h, train_y)
+    theirs_maha = Mahalanobis(None).fit_features(train_h, train_y)
+    for f in (test, ood):
+        h = torch.from_numpy(f["penultimate"])
+        np.testing.assert_allclose(
+            knn.score(f, knn_state, blocks=[], k=5),
+            -theirs_knn.predict_features(h).numpy(),
+            atol=1e-5,
+        )
+    ours = [maha.score(f, maha_state, blocks=[]) for f in (test, ood)]
+    theirs = [
+        -theirs_maha.predict_features(torch.from_numpy(f["penultimate"])).numpy()
+        for f in (test, ood)
+    ]
+    assert _auroc(*ours) == pytest.approx(
+        _auroc(*theirs), abs=1e-6
+    )  # pytorch-ood rescales, ranks agree

@@ -189,6 +189,11 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
             m.update(s, y)
             m.compute()
 
+    def dice_scores(detector) -> dict:
+        """pytorch-ood's DICE: a fit (the mask for this p), then scores in batches (it builds [B, K, D])."""
+        detector.fit_features(train_h, train_y)
+        return {n: batched(detector.predict_features, x, 500) for n, x in h.items()}
+
     fitted = {
         "mahalanobis": pood.Mahalanobis(None).fit_features(train_h, train_y),
         "knn": None,
@@ -210,12 +215,7 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
                 for n, x in h.items()
             },
         ),
-        "DICE": (
-            "p",
-            lambda v: (
-                lambda d: {n: batched(d.predict_features, x, 500) for n, x in h.items()}
-            )(pood.DICE(None, weight, bias, p=v / 100).fit_features(train_h, train_y)),
-        ),
+        "DICE": ("p", lambda v: dice_scores(pood.DICE(None, weight, bias, p=v / 100))),
         **{
             f"ASH-{variant.upper()}": (
                 "p",

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .engine.cache import FeatureSet
+from .inputs.files import digest
+from .memo import BoundedMemo
 from .metrics import METRICS, metrics_table
 from .scores.line import line_logits
 from .scores.method import Method
@@ -77,8 +79,28 @@ def all_methods_table(
     features: LoadedWorkspace, methods: Sequence[tuple[Method, dict]]
 ) -> pd.DataFrame:
     """The Compare table: one row per (method, OOD set) plus per-method means, metrics in %; rows are named by
-    the methods' labels (each method appears once)."""
-    return metrics_table({m.label: features.scores(m, p) for m, p in methods})
+    the methods' labels (each method appears once). Each method's rows are memoised, so a slider move recomputes
+    only the moved method's scores and metrics."""
+    parts = [method_rows(features, m, p) for m, p in methods]
+    return pd.concat(parts, ignore_index=True) if parts else metrics_table({})
+
+
+_rows: BoundedMemo[pd.DataFrame] = BoundedMemo(512)
+
+
+def method_rows(
+    features: LoadedWorkspace, method: Method, params: Mapping[str, object]
+) -> pd.DataFrame:
+    """One method's metric rows (per OOD set and the mean) on this workspace, memoised by content."""
+    key = (
+        method.label,
+        digest(features.resolved(method, params)),
+        features.id_test.fingerprint,
+        tuple((name, f.fingerprint) for name, f in features.ood.items()),
+    )
+    return _rows.get(
+        key, lambda: metrics_table({method.label: features.scores(method, params)})
+    )
 
 
 def binned(scores: Mapping[str, np.ndarray], bins: int = 60) -> pd.DataFrame:
@@ -288,8 +310,10 @@ def methods_markdown() -> str:
         needs = []
         if method.fit is not None:
             needs.append(f"fit on ID train: `{method.fit.name}`")
-        if method.prepare is not None:
-            needs.append(f"per set: `{method.prepare.name}`")
+        if method.prepares:
+            needs.append(
+                "per set: " + ", ".join(f"`{step.name}`" for step in method.prepares)
+            )
         if method.parts:
             needs.append(
                 "combines " + " + ".join(part.label for part, _ in method.parts)

@@ -264,24 +264,38 @@ class LoadedWorkspace:
         return self.cache.get_or_create(key, build)
 
     def prepared(
-        self, spec: Prepare, features: FeatureSet, state: Any
+        self,
+        spec: Prepare,
+        features: FeatureSet,
+        state: Any,
+        params: Mapping[str, object] | None = None,
+        arrays: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
-        """A method's per-set arrays for ``features`` (computed once; stored in the cache when ``spec.store``)."""
+        """A preparation step's arrays for ``features`` (computed once per set, state and ``params``; stored in the
+        cache when ``spec.store``); ``arrays`` are what the step reads (``features`` with earlier steps' arrays)."""
+        values = {k: (params or {})[k] for k in spec.params}
         state_key = _state_key(state)
-        memo_key = (spec.name, spec.version, features.fingerprint, state_key)
+        memo_key = (
+            spec.name,
+            spec.version,
+            features.fingerprint,
+            state_key,
+            digest(values),
+        )
         key = (
             self._derived_key(
                 features,
                 f"prep-{spec.name}",
-                {"version": spec.version, "state": state_key},
+                {"version": spec.version, "state": state_key, "params": values},
             )
             if spec.store
             else None
         )
+        source = features if arrays is None else arrays
 
         def compute() -> dict[str, np.ndarray]:
             if key is None:
-                return spec.fn(features, state)
+                return spec.fn(source, state, **values)
             try:
                 entry = self.cache.load(key)
             except CorruptEntry:
@@ -289,7 +303,7 @@ class LoadedWorkspace:
             if (
                 entry is None
             ):  # compute, store, and read back memory-mapped (file pages, shared by processes)
-                entry = self._store(key, spec.fn(features, state), {})
+                entry = self._store(key, spec.fn(source, state, **values), {})
             return {name: entry[name] for name in entry.names}
 
         return _prepared.get(memo_key, compute)
@@ -327,8 +341,10 @@ class LoadedWorkspace:
         self, method: Method, features: FeatureSet, state: Any, params: dict, progress
     ) -> np.ndarray:
         arrays: Mapping[str, np.ndarray] = features
-        if method.prepare is not None:
-            arrays = Overlay(features, self.prepared(method.prepare, features, state))
+        for step in method.prepares:
+            arrays = Overlay(
+                arrays, self.prepared(step, features, state, params, arrays)
+            )
         if method.cost == "reinference":
             odin = odin_feature_set(
                 features, params["T"], params["eps"], self.cache, progress

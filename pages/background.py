@@ -12,7 +12,13 @@ from ood_core.tables import before_after
 from ood_core.training import finetune
 from ood_core.training.background import BackgroundSettings
 from ood_core.workspace import Workspace, cached_workspace, load_workspace
-from pages.common import colour, ensure_app_shell, require_features, workspace
+from pages.common import (
+    colour,
+    ensure_app_shell,
+    needs_images,
+    require_features,
+    workspace,
+)
 
 COMPARED = ("energy", "nap", "featurenorm")
 
@@ -35,6 +41,7 @@ st.caption(
     "may differ. Scores: higher = more ID."
 )
 features = require_features()
+needs_images(features, "fine-tuning", stop=True)
 ws = workspace()
 base = ws.model
 last_map = features.id_test.blocks[-1]

@@ -17,6 +17,7 @@ from pages.common import (
     histogram_figure,
     intro,
     metric_cards,
+    needs_images,
     require_features,
     workspace,
 )
@@ -32,6 +33,9 @@ intro(
 )
 st.latex(r"NR(b)=\frac{1}{N}\sum_{i=1}^{N}\frac{FN_b(x_i)}{FN_b(\mathrm{jigsaw}(x_i))}")
 features = require_features()
+needs_images(
+    features, "block selection (its jigsaw pseudo-OOD is made from images)", stop=True
+)
 ws = workspace()
 if features.jigsaw is None:
     st.info(

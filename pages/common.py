@@ -49,8 +49,36 @@ def workspace() -> Workspace:
     return st.session_state.get("workspace", Workspace())
 
 
+def _apply_link() -> None:
+    """A deep link (``?model=…&id=…&ood=a,b``) sets the workspace once per session."""
+    params = st.query_params
+    if st.session_state.get("_link_applied") or not (
+        {"model", "id", "ood"} & set(params)
+    ):
+        return
+    st.session_state["_link_applied"] = True
+    current = workspace()
+    st.session_state["workspace"] = Workspace(
+        params.get("model", current.model),
+        params.get("id", current.id_dataset),
+        tuple(
+            filter(None, params.get("ood", ",".join(current.ood_datasets)).split(","))
+        ),
+    )
+
+
+def _sync_widgets(current: Workspace) -> None:
+    """When the workspace was set from outside the sidebar (a deep link, a lecture step, a test), show it there."""
+    if st.session_state.get("_widgets_show") == current:
+        return
+    st.session_state["ws_model"] = current.model
+    st.session_state["ws_id"] = current.id_dataset
+    st.session_state["ood_sets"] = list(current.ood_datasets)
+
+
 def sidebar_workspace() -> None:
-    """Model, ID set and OOD sets, kept in ``st.session_state['workspace']``."""
+    """Model, ID set and OOD sets, kept in ``st.session_state['workspace']`` (a deep link can preset them)."""
+    _apply_link()
     current = workspace()
     with st.sidebar:
         st.header("Workspace")
@@ -59,31 +87,48 @@ def sidebar_workspace() -> None:
         except OODLabError as exc:
             st.error(str(exc))
             return
+        _sync_widgets(current)
         names = list(models)
+        if st.session_state["ws_model"] not in names:
+            st.session_state["ws_model"] = names[0]
         model = st.selectbox(
             "Model",
             names,
-            index=names.index(current.model) if current.model in names else 0,
-            help="Registered models: the embedded demo and those in the registry file (see README).",
+            key="ws_model",
+            help="Registered models: the embedded demo, those in the registry file (see README), models fine-tuned "
+            "here and synthetic workspaces (`python -m ood_core synth`).",
         )
-        id_choices = [n for n, spec in datasets.items() if spec.in_distribution]
-        default_id = models[model].default_id
-        id_index = id_choices.index(default_id) if default_id in id_choices else 0
+        spec = models[model]
+        id_choices = [n for n, d in datasets.items() if d.in_distribution]
+        if model != current.model or st.session_state["ws_id"] not in id_choices:
+            preferred = (
+                spec.default_id if model != current.model else current.id_dataset
+            )
+            st.session_state["ws_id"] = (
+                preferred if preferred in id_choices else id_choices[0]
+            )
         id_dataset = st.selectbox(
             "ID dataset",
             id_choices,
-            index=id_index,
+            key="ws_id",
             help="The model's training distribution.",
         )
         ood_choices = [n for n in datasets if n != id_dataset]
+        chosen = st.session_state["ood_sets"]
+        if (
+            model != current.model and spec.default_ood
+        ):  # a new model brings its own OOD sets
+            chosen = list(spec.default_ood)
+        st.session_state["ood_sets"] = [n for n in chosen if n in ood_choices]
         ood = st.multiselect(
             "OOD datasets",
             ood_choices,
-            default=[n for n in current.ood_datasets if n in ood_choices],
             help="Sets the detector should reject.",
             key="ood_sets",
         )
-        st.session_state["workspace"] = Workspace(model, id_dataset, tuple(ood))
+        chosen_workspace = Workspace(model, id_dataset, tuple(ood))
+        st.session_state["workspace"] = chosen_workspace
+        st.session_state["_widgets_show"] = chosen_workspace
 
 
 def colour(name: str) -> str:
@@ -113,6 +158,23 @@ def require_features() -> LoadedWorkspace:
         for note in f.notes:
             st.warning(note)
     return features
+
+
+def synthetic(features: LoadedWorkspace) -> bool:
+    """Whether this is a synthetic workspace (cached statistics only, no images)."""
+    return bool(features.id_test.meta.get("synthetic"))
+
+
+def needs_images(features: LoadedWorkspace, what: str, stop: bool = False) -> bool:
+    """``True`` if ``features`` has images; otherwise say that ``what`` needs them (and stop the page if asked)."""
+    if not synthetic(features):
+        return True
+    st.info(
+        f"This is a synthetic workspace (cached statistics only): it has no images, so {what} cannot be shown."
+    )
+    if stop:
+        st.stop()
+    return False
 
 
 def entries_key(features: LoadedWorkspace) -> str:

@@ -15,6 +15,7 @@ from ood_core.scores.heatmap import DEFAULT_OUTLIERS, HEATMAP
 from pages.common import (
     ensure_app_shell,
     histogram_figure,
+    needs_images,
     param_controls,
     require_features,
     workspace,
@@ -41,6 +42,7 @@ st.caption(
     "same-class ID image (Euclidean on z) for outlier-exposure images. Scores: higher = more ID."
 )
 features = require_features()
+needs_images(features, "the decoder (it trains on images) and its galleries", stop=True)
 ws = workspace()
 sets = {"ID": features.id_test, **features.ood}
 

@@ -19,6 +19,7 @@ from pages.common import (
     histogram_figure,
     intro,
     metric_cards,
+    needs_images,
     param_controls,
     require_features,
     workspace,
@@ -192,6 +193,8 @@ def combination_section() -> None:
     st.plotly_chart(figure, width="stretch", key="nap_lambda_curve")
 
     st.subheader("4 · Gallery by the current score")
+    if not needs_images(features, "the gallery"):
+        return
     sets = {"ID": features.id_test, **features.ood}
     scores = {name: features.score_set(method, f, params) for name, f in sets.items()}
     extremes = tables.extremes(

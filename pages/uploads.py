@@ -23,6 +23,7 @@ from ood_core.tables import FLAG_PERCENTILE, placement
 from pages.common import (
     ensure_app_shell,
     histogram_figure,
+    needs_images,
     require_features,
     workspace,
 )
@@ -41,6 +42,7 @@ st.caption(
     "Uploads stay in memory, are decoded once, and are freed when you remove them; nothing is written to disk."
 )
 features = require_features()
+needs_images(features, "scoring uploads (the model itself is synthetic)", stop=True)
 ws = workspace()
 model = model_named(ws.model)
 

@@ -144,6 +144,7 @@ def synthetic_specs() -> dict[str, ModelSpec]:
             if size.name == "cifar10"
             else None,
             synthetic_blocks=tuple(name for name, _ in size.blocks),
+            default_ood=tuple(size.ood_names),
         )
     return specs
 

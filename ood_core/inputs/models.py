@@ -50,6 +50,9 @@ class ModelSpec:
     # has no network.
     benchmark: str | None = None
     synthetic_blocks: tuple[str, ...] = ()
+    default_ood: tuple[
+        str, ...
+    ] = ()  # the OOD sets the sidebar offers first for this model
 
     @property
     def preprocessing(self) -> dict:
@@ -240,6 +243,7 @@ def demo_spec() -> ModelSpec:
         build=demo_model.DemoResNet,
         weights=_demo_weights,
         default_id="digits",
+        default_ood=("letters", "textures", "photos", "faces", "noise"),
         needs_training=lambda: (
             not weights_intact(SHIPPED_DEMO_WEIGHTS)
             and not weights_intact(_trained_demo_path())

@@ -98,7 +98,7 @@ def row_means(values: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
-def line_logits_by_class(
+def line_energy(
     h: np.ndarray,
     predicted: np.ndarray,
     clip: float,
@@ -109,28 +109,33 @@ def line_logits_by_class(
     bias: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """LINe's pruned logits: row i uses the kept (k, j) pairs of its predicted class ĉ (``starts[ĉ]:starts[ĉ+1]``,
-    grouped by output class k, weights already masked by the activation and weight masks) on its clipped
-    activations; each class's sum is accumulated in a register."""
+    """LINe's score ``logsumexp(b + Σ_pairs W_kj · min(h_j, τ))``: row i uses the kept (k, j) pairs of its predicted
+    class ĉ (``starts[ĉ]:starts[ĉ+1]``, grouped by output class k, weights already masked by the activation and
+    weight masks); each class's sum is accumulated in a register."""
     n = h.shape[0]
-    k = out.shape[1]
-    for i in prange(n):
-        c = predicted[i]
-        for q in range(k):
-            out[i, q] = bias[q]
-        start, end = starts[c], starts[c + 1]
-        if start == end:
-            continue
-        current = pair_class[start]
-        acc = 0.0
-        for p in range(start, end):
-            q = pair_class[p]
-            if q != current:
-                out[i, current] += acc
-                acc = 0.0
-                current = q
-            acc += pair_weight[p] * min(np.float64(h[i, pair_column[p]]), clip)
-        out[i, current] += acc
+    k = bias.shape[0]
+    size = (n + CHUNKS - 1) // CHUNKS
+    for chunk in prange(CHUNKS):
+        acc = np.empty(k)
+        for i in range(chunk * size, min(n, (chunk + 1) * size)):
+            for q in range(k):
+                acc[q] = bias[q]
+            c = predicted[i]
+            start, end = starts[c], starts[c + 1]
+            if start < end:
+                current = pair_class[start]
+                total = 0.0
+                for p in range(start, end):
+                    q = pair_class[p]
+                    if q != current:
+                        acc[current] += total
+                        total = 0.0
+                        current = q
+                    total += pair_weight[p] * min(
+                        np.float64(h[i, pair_column[p]]), clip
+                    )
+                acc[current] += total
+            out[i] = _lse(acc, k)
 
 
 def sorted_rows(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

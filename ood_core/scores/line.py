@@ -13,16 +13,17 @@ Computed grouped by predicted class with matrix products: one K×D mask at a tim
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import logsumexp
 
+from ..memo import BoundedMemo
 from . import kernels
 from .feature_space import class_means
-from .method import Fit, Method, Param, TrainData, arxiv
+from .method import Fit, Method, Param, Prepare, TrainData, arxiv
 from .shaping import SORTED_ROWS, prefix_scores
-from .shaping import logsumexp as shaping_logsumexp
 
 
 def importance(weight: np.ndarray, class_means: np.ndarray) -> np.ndarray:
@@ -128,31 +129,48 @@ def class_pairs(
     return np.cumsum(counts), pair_class, pair_column, weight[pair_class, pair_column]
 
 
+_pairs: BoundedMemo[tuple] = BoundedMemo(16)
+PREDICTED = Prepare(
+    name="line-predicted",
+    fn=lambda f, state, tau: {
+        "line/predicted": prefix_scores(f, kernels.CLIPPED_ARGMAX, clip=tau)
+    },
+    needs=("penultimate", "head/weight", "head/bias"),
+    params=("tau",),
+)
+
+
+def kept_pairs(phi: np.ndarray, weight: np.ndarray, p_a: float, p_w: float) -> tuple:
+    """``class_pairs`` for every class, memoised per (Φ, W, p_a, p_w): the same for every scored set."""
+    phi, weight = (
+        np.ascontiguousarray(phi, np.float64),
+        np.ascontiguousarray(weight, np.float64),
+    )
+    key = (
+        hashlib.sha256(phi.tobytes() + weight.tobytes()).hexdigest(),
+        float(p_a),
+        float(p_w),
+    )
+    return _pairs.get(
+        key, lambda: class_pairs(phi, weight, p_a, p_w, np.arange(len(phi)))
+    )
+
+
 def fast_line_score(
     features, phi: np.ndarray, p_a: float, p_w: float, tau: float
 ) -> np.ndarray:
-    """LINe from the prepared sorted rows: ĉ from ``W·min(h, τ) + b`` (visits only entries above τ), then only the
-    kept (k, j) weights of each row's ĉ (compiled loop); equal to ``line_score``."""
-    predicted = prefix_scores(features, kernels.CLIPPED_ARGMAX, clip=tau).astype(
-        np.int64
+    """LINe from the prepared arrays: ĉ (``PREDICTED``, per τ), then only the kept (k, j) weights of each row's ĉ,
+    read out with energy (compiled loop); equal to ``line_score``."""
+    predicted = np.asarray(features["line/predicted"], np.int64)
+    starts, pair_class, pair_column, pair_weight = kept_pairs(
+        phi, features["head/weight"], p_a, p_w
     )
-    starts, pair_class, pair_column, pair_weight = class_pairs(
-        phi, features["head/weight"], p_a, p_w, predicted
-    )
-    bias = np.asarray(features["head/bias"], np.float64)
-    out = np.empty((len(predicted), len(bias)))
-    kernels.line_logits_by_class(
-        features["penultimate"],
-        predicted,
-        float(tau),
-        starts,
-        pair_class,
-        pair_column,
-        pair_weight,
-        bias,
-        out,
-    )
-    return shaping_logsumexp(out)
+    out = np.empty(len(predicted))
+    kernels.line_energy(
+        features["penultimate"], predicted, float(tau), starts, pair_class, pair_column, pair_weight,
+        np.asarray(features["head/bias"], np.float64), out,
+    )  # fmt: skip
+    return out
 
 
 @dataclass(frozen=True)
@@ -259,7 +277,8 @@ LINE = Method(
         ),
     ),
     fit=LINE_IMPORTANCE,
-    prepare=SORTED_ROWS,
+    # ĉ = argmax(W·min(h, τ) + b) depends on τ only: moving p_a or p_w reuses it.
+    prepare=(SORTED_ROWS, PREDICTED),
 )
 
 METHODS = (LINE,)

@@ -145,16 +145,19 @@ class Fit:
 
 @dataclass(frozen=True)
 class Prepare:
-    """Parameter-free arrays derived once per scored set: ``fn(features, state) -> {name: array}``.
+    """Arrays derived per scored set: ``fn(features, state, **params) -> {name: array}``, recomputed only when the
+    set, the state or one of ``params`` (a subset of the method's parameters, usually none) changes.
 
-    They are merged into the arrays the method's score function sees; ``store`` keeps them in the feature cache.
+    They are laid over the arrays the method's score function sees (a method may chain several, each seeing the
+    previous ones); ``store`` keeps them in the feature cache.
     """
 
     name: str
-    fn: Callable[[Arrays, Any], dict[str, np.ndarray]]
+    fn: Callable[..., dict[str, np.ndarray]]
     needs: tuple[str, ...]
     version: int = 1
     store: bool = False
+    params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,10 +179,17 @@ class Method:
     score_fn: Callable[..., np.ndarray] = field(repr=False)
     params: tuple[Param, ...] = ()
     fit: Fit | None = None
-    prepare: Prepare | None = None
+    prepare: Prepare | tuple[Prepare, ...] | None = None
     parts: tuple[tuple[Method, tuple[str, ...]], ...] = ()
     cost: str = "cache"
     sign: str = "higher = more ID"
+
+    @property
+    def prepares(self) -> tuple[Prepare, ...]:
+        """The per-set preparation steps, in order."""
+        if self.prepare is None:
+            return ()
+        return self.prepare if isinstance(self.prepare, tuple) else (self.prepare,)
 
     @property
     def composite(self) -> bool:
@@ -267,8 +277,11 @@ class Method:
             raise OODLabError(
                 f"{self.label} needs statistics of the ID train features; extract the ID train split"
             )
-        if self.prepare is not None:
-            features = Overlay(features, self.prepare.fn(features, state))
+        for step in self.prepares:
+            features = Overlay(
+                features,
+                step.fn(features, state, **{k: resolved[k] for k in step.params}),
+            )
         return self.score_fn(features, state, **resolved)
 
 

@@ -1,0 +1,133 @@
+"""Slider to screen in a real browser: the time from a slider move to the updated output, on a CIFAR-size workspace.
+
+Starts ``streamlit run app.py`` on a free localhost port, opens each page in Debian's Chromium (Playwright) with a
+deep link to the synthetic CIFAR-10-size workspace (``python -m ood_core synth --size cifar10``; generated here when
+missing), moves a slider with the keyboard (each press a new value) and measures until the page shows the new
+result: the first metric card's text on NAP (λ) and LINe (p_a); on Compare (ReAct's p), until the fragment's rerun
+has finished and the table's frame changed. Goal: ≤ 300 ms median.
+
+Usage: python benchmarks/bench_browser.py [--moves 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+
+import streamlit_server
+from playwright.sync_api import expect, sync_playwright
+
+from ood_core.inputs.synthetic import SIZES, register
+from ood_core.workspace import Workspace, load_workspace
+
+CHROMIUM = "/usr/bin/chromium"
+IDLE = 600_000
+
+
+def wait_idle(page) -> None:
+    app = page.get_by_test_id("stApp")
+    try:
+        expect(app).not_to_have_attribute(
+            "data-test-script-state", "notRunning", timeout=1_000
+        )
+    except AssertionError:
+        pass
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=IDLE)
+
+
+def slider(page, label: str):
+    return (
+        page.get_by_test_id("stSlider")
+        .filter(has=page.get_by_text(label, exact=True))
+        .first.get_by_role("slider")
+    )
+
+
+def measure(page, label: str, moves: int, watch_text: bool) -> list[float]:
+    """Seconds from each key press (a new slider value) to the updated display."""
+    thumb = slider(page, label)
+    thumb.focus()
+    page.keyboard.press("ArrowLeft")  # warm-up: the first move of a session
+    wait_idle(page)
+    times = []
+    for _ in range(moves):
+        metric = page.get_by_test_id("stMetricValue").first
+        before = metric.inner_text() if watch_text else None
+        thumb.focus()
+        start = time.perf_counter()
+        page.keyboard.press("ArrowLeft")
+        if watch_text:
+            expect(metric).not_to_have_text(before, timeout=IDLE)
+        else:
+            app = page.get_by_test_id("stApp")
+            expect(app).to_have_attribute(
+                "data-test-script-state", "running", timeout=IDLE
+            )
+            expect(app).to_have_attribute(
+                "data-test-script-state", "notRunning", timeout=IDLE
+            )
+        times.append(time.perf_counter() - start)
+        wait_idle(page)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=7)
+    args = parser.parse_args()
+    size = SIZES["cifar10"]
+    register("cifar10")
+    load_workspace(Workspace(size.model, size.model, tuple(size.ood_names)))
+    link = f"model={size.model}&id={size.model}&ood={','.join(size.ood_names)}"
+    server, url = streamlit_server.start(
+        REPO / "test-artifacts" / "bench_browser.log", timeout=180
+    )
+    results = {}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                ],
+            )
+            for page_name, label, ready, watch_text in (
+                ("nap", "λ", "AUROC vs λ", True),
+                ("line", "p_a (activation pruning)", "Sweep (p_a, p_w)", True),
+                ("compare", "p", "ROC, ID vs", False),
+            ):
+                page = browser.new_page(viewport={"width": 1400, "height": 1800})
+                start = time.perf_counter()
+                page.goto(f"{url}/{page_name}?{link}")
+                page.get_by_text(ready, exact=False).first.wait_for(timeout=IDLE)
+                wait_idle(page)
+                opened = time.perf_counter() - start
+                times = measure(page, label, args.moves, watch_text)
+                results[page_name] = times
+                print(
+                    f"{page_name:<8} slider '{label}': median {statistics.median(times) * 1e3:6.0f} ms, "
+                    f"min {min(times) * 1e3:5.0f}, max {max(times) * 1e3:5.0f} over {len(times)} moves "
+                    f"(page opened in {opened:.1f} s)",
+                    flush=True,
+                )
+                page.close()
+            browser.close()
+    finally:
+        streamlit_server.stop(server)
+    overall = statistics.median([t for times in results.values() for t in times])
+    print(f"median over all moves: {overall * 1e3:.0f} ms (goal <= 300 ms)")
+
+
+if __name__ == "__main__":
+    main()

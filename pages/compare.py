@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -9,7 +10,6 @@ from ood_core import tables
 from ood_core.metrics import roc_points
 from ood_core.scores import METHODS
 from pages.common import (
-    colour,
     ensure_app_shell,
     histogram_figure,
     param_controls,
@@ -97,6 +97,16 @@ def comparison() -> None:
             "text/csv",
         )
 
+    st.session_state["compare_params"] = {m.name: p for m, p in methods}
+
+
+@st.fragment
+def charts() -> None:
+    """ROC curves and histograms, redrawn on their own controls (a slider above does not redraw them: they show
+    the parameters of their last redraw, named in the caption)."""
+    drawn = st.session_state.get("compare_params", {})
+    methods = [(m, drawn.get(m.name, {})) for m in candidates]
+    order = [m.label for m, _ in methods]
     left, right = st.columns(2)
     with left:
         ood_set = st.selectbox(
@@ -108,28 +118,26 @@ def comparison() -> None:
             default=[m for m in ("Energy", "NAP", "NAP-Energy") if m in order],
             key="compare_roc_methods",
         )
-        curves = []
-        for method, p in methods:
-            if method.label in shown:
-                id_scores, ood_scores = features.scores(method, p)
-                curves.append(
-                    roc_points(id_scores, ood_scores[ood_set]).assign(
-                        method=method.label
-                    )
-                )
+        curves = [
+            roc_points(*_pair(features.scores(m, p), ood_set), max_points=400).assign(
+                method=m.label
+            )
+            for m, p in methods
+            if m.label in shown
+        ]
         if curves:
-            import pandas as pd
-
+            frame = pd.concat(curves)
+            frame[["fpr", "tpr"]] *= 100
             figure = px.line(
-                pd.concat(curves),
+                frame,
                 x="fpr",
                 y="tpr",
                 color="method",
                 title=f"ROC, ID vs {ood_set}",
                 render_mode="svg",
-                labels={"fpr": "FPR (OOD accepted)", "tpr": "TPR (ID kept)"},
+                labels={"fpr": "FPR: OOD accepted (%)", "tpr": "TPR: ID kept (%)"},
             )
-            figure.add_hline(y=0.95, line_dash="dot", annotation_text="TPR 95%")
+            figure.add_hline(y=95, line_dash="dot", annotation_text="TPR 95%")
             figure.update_layout(height=400, margin={"t": 40, "b": 30})
             st.plotly_chart(figure, width="stretch", key="compare_roc")
     with right:
@@ -141,17 +149,43 @@ def comparison() -> None:
         )
         method, p = next((m, p) for m, p in methods if m.label == label)
         id_scores, ood_scores = features.scores(method, p)
-        histogram = tables.binned({"ID": id_scores, **ood_scores})
         st.plotly_chart(
-            histogram_figure(histogram, f"{label}: ID vs OOD scores"),
+            histogram_figure(
+                tables.binned({"ID": id_scores, **ood_scores}),
+                f"{label}: ID vs OOD scores",
+            ),
             width="stretch",
             key="compare_hist",
         )
+    drawn_names = {m.name for m, _ in methods if m.label in (*shown, label)}
     st.caption(
-        "Colours: ID "
-        + ", ".join(f"{name}" for name in features.ood)
-        + f" — ID is {colour('ID')}."
+        "Drawn with the hyperparameters of the last redraw"
+        + "".join(
+            f"; {METHODS[name].label} {_described(values)}"
+            for name, values in drawn.items()
+            if values and name in drawn_names
+        )
+        + ". ID in blue, each OOD set in its page-wide colour."
+    )
+    st.button(
+        "Redraw with the current sliders",
+        key="compare_redraw",
+        help="Charts are not redrawn on every slider "
+        "move, so that sliders stay fast; this redraws them now.",
     )
 
 
+def _described(values: dict) -> str:
+    return ", ".join(
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in values.items()
+    )
+
+
+def _pair(scores: tuple, ood_set: str) -> tuple:
+    id_scores, per_set = scores
+    return id_scores, per_set[ood_set]
+
+
 comparison()
+charts()

@@ -25,7 +25,9 @@ from ..errors import OODLabError
 from . import config
 from .datasets import DatasetSpec, ImageSet
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = (
+    2  # 2: OOD sets closer to ID (NAP no longer separates them perfectly)
+)
 
 
 @dataclass(frozen=True)

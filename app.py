@@ -7,7 +7,9 @@ from pages.common import sidebar_workspace
 st.set_page_config(page_title="OOD Lab", page_icon="🔬", layout="wide")
 navigation = st.navigation(
     [
-        st.Page("pages/setup.py", title="Setup", icon=":material/tune:", default=True),
+        st.Page(
+            "pages/setup.py", title="Setup", icon=":material/settings:", default=True
+        ),
         st.Page("pages/nap.py", title="NAP", icon=":material/scatter_plot:"),
         st.Page(
             "pages/block_selection.py",
@@ -22,6 +24,7 @@ navigation = st.navigation(
             icon=":material/wallpaper:",
         ),
         st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
+        st.Page("pages/tune.py", title="Tune", icon=":material/tune:"),
         st.Page(
             "pages/uploads.py",
             title="Try your own images",

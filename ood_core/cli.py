@@ -9,18 +9,20 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from . import tuning
 from .engine.cache import FeatureCache
 from .engine.extract import ExtractionSettings
 from .engine.features import feature_set, model_named
 from .errors import OODLabError
 from .inputs import catalog
 from .inputs.synthetic import SIZES, register
-from .inputs.variants import JIGSAW_DEFAULT_N, jigsaw_name
+from .inputs.variants import JIGSAW_DEFAULT_N, PSEUDO_OOD, jigsaw_name
 from .scores import METHODS, parse_method
 from .scores.heatmap import DEFAULT_OUTLIERS, HEATMAP
 from .tables import before_after, comparison_without, evaluate, methods_markdown
@@ -103,18 +105,27 @@ def device_name(text: str) -> str:
     return text
 
 
-def csv_path(text: str) -> str:
+def output_path(text: str) -> str:
+    """A file to write: not a folder, in a folder that exists."""
     path = Path(text)
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"--csv {text} is a folder; give a file name")
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
     if not path.resolve().parent.is_dir():
         raise argparse.ArgumentTypeError(
-            f"--csv {text}: the folder {path.resolve().parent} does not exist"
+            f"{text}: the folder {path.resolve().parent} does not exist"
         )
     return text
 
 
-def _workspace_arguments(parser: argparse.ArgumentParser) -> None:
+def existing_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text} does not exist or is not a file")
+    return text
+
+
+def _workspace_arguments(
+    parser: argparse.ArgumentParser, ood_default: Sequence[str] = DEMO.ood_datasets
+) -> None:
     parser.add_argument(
         "--model", default=DEMO.model, help="registered model name (default: demo)"
     )
@@ -126,9 +137,13 @@ def _workspace_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ood",
-        nargs="+",
-        default=list(DEMO.ood_datasets),
-        help="OOD datasets (default: all demo sets)",
+        nargs="*" if not ood_default else "+",
+        default=list(ood_default),
+        help=(
+            "OOD datasets (default: all demo sets)"
+            if ood_default
+            else "test OOD sets to report regret on (default: none; tuning never looks at them)"
+        ),
     )
 
 
@@ -268,6 +283,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for method, params in methods:  # fail on a bad parameter before any extraction
         method.validate(list(model.probes.blocks), params)
     features = _load(workspace, bars)
+    if args.config:
+        tuned = tuning.load(args.config, features)
+        features = tuned.testing(features)
+        methods = [(m, p or tuned.values.get(m.name, {})) for m, p in methods]
+        print(
+            f"tuned values from {args.config} ({tuned.protocol.describe()}); its validation ID rows are "
+            "left out of the ID test set",
+            file=sys.stderr,
+        )
     for method, params in list(methods):
         reason = features.unavailable(method, params)
         if reason and explicit:
@@ -284,6 +308,80 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    protocol = tuning.parse_protocol(
+        args.val, args.val_id, args.val_fraction, args.seed
+    )
+    methods = [_tunable(name) for name in args.methods]
+    workspace = _workspace(args)
+    bars = _Bars()
+    _prepare(args.model, bars)
+    features = _load(workspace, bars)
+    found = tuning.split(
+        features, protocol, progress=lambda s, d, t: bars.for_set(s)(d, t)
+    )
+    bars.close()
+    validation = found.validation
+    print(
+        f"validation: {len(validation.id_test)} ID images, "
+        + ", ".join(f"{name} ({len(f)})" for name, f in validation.ood.items())
+        + f"; objective {args.objective}"
+        + (
+            f" with ID accuracy >= {args.min_accuracy}%"
+            if args.objective == "auroc@acc"
+            else ""
+        )
+    )
+    results = []
+    for method in methods:
+        points = tqdm(desc=method.name, unit="point", file=sys.stderr, leave=False)
+        result = tuning.search(
+            validation,
+            method,
+            args.objective,
+            args.min_accuracy,
+            args.points,
+            partial(_advance, points),
+        )
+        points.close()
+        results.append(result)
+        sign = -1 if args.objective == "fpr95" else 1
+        print(
+            f"  {method.name:<12} {tuning.described(result.chosen):<40} validation {sign * result.value:6.2f} "
+            f"(defaults {sign * result.default_value:6.2f}); {result.strategy}, {len(result.evaluated)} points, "
+            f"{result.seconds:.1f} s"
+        )
+    path = tuning.save(args.out, features, protocol, results)
+    if found.test is not None:
+        table = tuning.regret_table(found, results)
+        _print_table(
+            "test sets (never used for the choice): mean AUROC/FPR95 in %, regret = test-best − tuned AUROC",
+            table.drop(columns=["search", "seconds", "points"]),
+            None,
+        )
+    print(
+        f"wrote {path}; reuse it with: python -m ood_core evaluate --model {args.model} --id {args.id_dataset} "
+        f"--ood ... --config {path}"
+    )
+    return 0
+
+
+def _advance(bar: tqdm, done: int, total: int) -> None:
+    bar.total = total
+    bar.update(done - bar.n)
+
+
+def _tunable(name: str):
+    if name not in METHODS:
+        raise OODLabError(f"unknown method {name}; choose from: {', '.join(METHODS)}")
+    if not tuning.tunable(METHODS[name]):
+        raise OODLabError(
+            f"{name} has nothing to tune from the cache (choose from: "
+            f"{', '.join(n for n, m in METHODS.items() if tuning.tunable(m))})"
+        )
+    return METHODS[name]
 
 
 def cmd_heatmap(args: argparse.Namespace) -> int:
@@ -502,9 +600,61 @@ def build_parser() -> argparse.ArgumentParser:
         "ODIN re-runs the model and the heatmap decoder trains, so name them to include them)",
     )
     evaluate_.add_argument(
-        "--csv", type=csv_path, help="also write the table to this CSV file"
+        "--csv", type=output_path, help="also write the table to this CSV file"
+    )
+    evaluate_.add_argument(
+        "--config",
+        type=existing_file,
+        help="tuned.json from `tune`: its values for every method given without explicit parameters",
     )
     evaluate_.set_defaults(run=cmd_evaluate)
+    tune = sub.add_parser(
+        "tune",
+        help="choose hyperparameters on validation data (pseudo-OOD or a validation set), never the test OOD sets",
+    )
+    _workspace_arguments(tune, ood_default=())
+    tune.add_argument(
+        "--methods",
+        nargs="+",
+        default=[name for name, m in METHODS.items() if tuning.tunable(m)],
+        help="methods to tune (default: every tunable method scored from the cache)",
+    )
+    tune.add_argument(
+        "--val",
+        default="pseudo:jigsaw3",
+        help="validation OOD: pseudo:<variant>[,...] (variants of ID train images: "
+        f"{', '.join(PSEUDO_OOD)}) and/or set:<dataset>[,...], joined by ';' (default: pseudo:jigsaw3)",
+    )
+    tune.add_argument(
+        "--val-id",
+        choices=["test", "train"],
+        default="test",
+        help="split the validation ID images are held out of (default: test, as OpenOOD)",
+    )
+    tune.add_argument(
+        "--val-fraction",
+        type=finite_float,
+        default=0.2,
+        help="share of that split held out (default 0.2)",
+    )
+    tune.add_argument("--seed", type=non_negative_int, default=0)
+    tune.add_argument("--objective", choices=list(tuning.OBJECTIVES), default="auroc")
+    tune.add_argument(
+        "--min-accuracy",
+        type=finite_float,
+        default=0.0,
+        help="for --objective auroc@acc: the ID accuracy (%%) a candidate must keep",
+    )
+    tune.add_argument(
+        "--points",
+        type=positive_int,
+        default=11,
+        help="values tried per numeric parameter (default 11)",
+    )
+    tune.add_argument(
+        "--out", type=output_path, default="tuned.json", help="default: tuned.json"
+    )
+    tune.set_defaults(run=cmd_tune)
     select = sub.add_parser(
         "select-block",
         help="NormRatio per block on jigsaw pseudo-OOD and the chosen block",
@@ -535,23 +685,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most",
     )
     heatmap.add_argument(
-        "--csv", type=csv_path, help="also write the table to this CSV file"
+        "--csv", type=output_path, help="also write the table to this CSV file"
     )
     heatmap.set_defaults(run=cmd_heatmap)
-    tune = sub.add_parser(
+    finetune = sub.add_parser(
         "fine-tune",
         help="fine-tune with the Local Background loss, register the model, compare before/after",
     )
-    _workspace_arguments(tune)
+    _workspace_arguments(finetune)
     defaults = BackgroundSettings()
-    tune.add_argument("--alpha", type=finite_float, default=defaults.alpha)
-    tune.add_argument("--k", type=positive_int, default=defaults.k)
-    tune.add_argument("--epochs", type=positive_int, default=defaults.epochs)
-    tune.add_argument("--methods", nargs="+", default=["energy", "nap", "featurenorm"])
-    tune.add_argument(
-        "--csv", type=csv_path, help="also write the table to this CSV file"
+    finetune.add_argument("--alpha", type=finite_float, default=defaults.alpha)
+    finetune.add_argument("--k", type=positive_int, default=defaults.k)
+    finetune.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    finetune.add_argument(
+        "--methods", nargs="+", default=["energy", "nap", "featurenorm"]
     )
-    tune.set_defaults(run=cmd_fine_tune)
+    finetune.add_argument(
+        "--csv", type=output_path, help="also write the table to this CSV file"
+    )
+    finetune.set_defaults(run=cmd_fine_tune)
     synth = sub.add_parser(
         "synth",
         help="generate a synthetic workspace of a benchmark's size (cache entries, no images)",

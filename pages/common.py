@@ -69,7 +69,10 @@ def _apply_link() -> None:
 
 def _sync_widgets(current: Workspace) -> None:
     """When the workspace was set from outside the sidebar (a deep link, a lecture step, a test), show it there."""
-    if st.session_state.get("_widgets_show") == current:
+    if (
+        st.session_state.get("_widgets_show") == current
+        and all(key in st.session_state for key in ("ws_model", "ws_id", "ood_sets"))
+    ):  # (Streamlit drops a widget's state when a run ends before drawing it, e.g. on switch_page)
         return
     st.session_state["ws_model"] = current.model
     st.session_state["ws_id"] = current.id_dataset

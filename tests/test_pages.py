@@ -151,3 +151,22 @@ def test_line_pa_slider_changes_the_auroc_and_the_sweep_renders(extracted):
     at.radio(key="line_tau_mode").set_value("ID-train percentile").run()
     at.selectbox(key="line_sample_set").set_value("textures").run()
     _no_errors(at)
+
+
+def test_tune_page_tunes_on_validation_and_hands_the_values_to_compare(extracted):
+    at = _open("pages/tune.py")
+    assert not at.dataframe  # nothing tuned yet
+    at.button(key="tune_one").click().run()  # the first method (Energy)
+    _no_errors(at)
+    leaderboard = at.dataframe[0].value
+    assert list(leaderboard["method"]) == ["Energy"]
+    row = leaderboard.iloc[0]
+    assert row["AUROC test-best"] >= row["AUROC tuned"] - 1e-9
+    assert row["regret"] == pytest.approx(row["AUROC test-best"] - row["AUROC tuned"])
+    tuned_t = float(row["tuned"].split("=")[1])
+    assert (
+        len(at.get("plotly_chart")) == 2
+    )  # the T profile and the validation-vs-test scatter
+    at.button(key="tune_apply").click().run()
+    _no_errors(at)
+    assert at.slider(key="compare:energy:T").value == pytest.approx(tuned_t)

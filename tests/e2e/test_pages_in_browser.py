@@ -94,7 +94,9 @@ def test_page_renders_and_its_slider_changes_the_display(
     thumb.focus()
     page.keyboard.press(key)
     _wait_idle(page)
-    if path == "compare":  # charts follow the sliders on request, so that sliders stay fast
+    if (
+        path == "compare"
+    ):  # charts follow the sliders on request, so that sliders stay fast
         page.get_by_role("button", name="Redraw with the current sliders").click()
         _wait_idle(page)
         expect(target).not_to_have_attribute("d", before, timeout=IDLE_TIMEOUT)

@@ -1,0 +1,549 @@
+"""Choosing hyperparameters honestly: search on validation data that never touches the test OOD sets.
+
+A ``Protocol`` says where validation data comes from and is recorded with every tuned result:
+
+- validation ID: a seeded, class-stratified part of the ID **test** split (OpenOOD's convention; the rest stays the
+  test ID set) or of the ID **train** split (the fits then still see those images: a mild leak, which is why the
+  test split is the default);
+- validation OOD: pseudo-OOD made from ID training images only (``@jigsaw3``, ``@blur``, ``@permute4``, ``@noise``,
+  ``@invert``, ``@mix``; see ``inputs.variants``) and/or named validation sets the user registered (OpenOOD's
+  ``val_tin``), refused when one is a test OOD set of the workspace or shares files with one.
+
+``search`` evaluates a method's parameters from its ``Param`` ranges: the whole grid when it is small, coordinate
+ascent from the defaults when it is not (e.g. LINe's p_a × p_w × τ). The objective is the mean AUROC over the
+validation OOD sets, the mean FPR95, or the AUROC subject to an ID accuracy floor (for methods that change the
+classifier's predictions: LINe). ``save``/``load`` keep the result with its provenance in a JSON file that is refused
+for another model or ID set.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .engine.cache import FeatureSet
+from .engine.features import dataset_images, feature_set
+from .errors import OODLabError
+from .inputs import catalog
+from .inputs.files import digest
+from .memo import BoundedMemo
+from .metrics import set_metrics
+from .rows import stratified_rows
+from .scores.line import LINE, line_logits
+from .scores.method import Method
+from .scores.registry import METHODS
+from .workspace import LoadedWorkspace
+
+OBJECTIVES = ("auroc", "fpr95", "auroc@acc")
+MAX_GRID = 200  # larger grids are searched by coordinate ascent
+TUNED_FORMAT = 1
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Where the validation data comes from (recorded with every tuned result)."""
+
+    pseudo: tuple[str, ...] = ("jigsaw3",)
+    sets: tuple[str, ...] = ()
+    id_source: str = "test"  # "test" (held out of the ID test split) or "train"
+    id_fraction: float = 0.2
+    seed: int = 0
+
+    def describe(self) -> str:
+        parts = (
+            [f"pseudo-OOD {', '.join('@' + p for p in self.pseudo)}"]
+            if self.pseudo
+            else []
+        )
+        parts += [f"validation sets {', '.join(self.sets)}"] if self.sets else []
+        return (
+            f"{'; '.join(parts)}; validation ID = {self.id_fraction:.0%} of ID {self.id_source} "
+            f"(class-stratified, seed {self.seed})"
+        )
+
+
+def parse_protocol(
+    text: str, id_source: str = "test", id_fraction: float = 0.2, seed: int = 0
+) -> Protocol:
+    """``"pseudo:jigsaw3,blur"``, ``"set:val_tin"`` or both joined by ``;``."""
+    pseudo: list[str] = []
+    sets: list[str] = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        kind, _, names = part.partition(":")
+        items = [n.strip() for n in names.split(",") if n.strip()]
+        if kind == "pseudo" and items:
+            pseudo += items
+        elif kind == "set" and items:
+            sets += items
+        else:
+            raise OODLabError(
+                f"--val '{part}': expected pseudo:<variant>[,…] or set:<dataset>[,…]"
+            )
+    if id_source not in ("test", "train"):
+        raise OODLabError(
+            f"validation ID comes from 'test' or 'train', not {id_source!r}"
+        )
+    if not 0 < id_fraction < 1 or not math.isfinite(id_fraction):
+        raise OODLabError(
+            f"the validation ID fraction must lie in (0, 1), got {id_fraction}"
+        )
+    if not pseudo and not sets:
+        raise OODLabError("give at least one validation OOD source (pseudo:… or set:…)")
+    return Protocol(tuple(pseudo), tuple(sets), id_source, id_fraction, seed)
+
+
+def subset(features: FeatureSet, rows: np.ndarray, label: str) -> FeatureSet:
+    """The rows ``rows`` of a feature set (row arrays sliced, the head kept), with its own fingerprint."""
+    rows = np.asarray(rows)
+    arrays = {
+        name: (
+            features[name]
+            if name.startswith("head/")
+            else np.asarray(features[name])[rows]
+        )
+        for name in features.names
+    }
+    meta = {
+        **{k: v for k, v in features.meta.items() if k not in ("files", "rows")},
+        "rows": len(rows),
+        "fingerprint": f"{features.fingerprint}:{label}:{digest(rows.tolist())[:12]}",
+    }
+    return FeatureSet(None, meta, arrays)
+
+
+def _files(name: str) -> set[str]:
+    """What a dataset is made of, for the overlap check: its files' real paths (symlinks followed), or for a
+    generated or packed set (demo, CIFAR, SVHN) its source and item names; a synthetic set (no images) is only
+    itself."""
+    if not catalog.get_dataset(name).has_images:
+        return {f"synthetic:{name}"}
+    images, identity = dataset_images(name)
+    root = identity.get("root")
+    if root is not None and identity.get("format") is None:
+        return {os.path.realpath(Path(root) / n) for n in images.names}
+    origin = identity.get("generator") or f"{identity.get('format')}:{root}"
+    return {f"{origin}:{n}" for n in images.names}
+
+
+def check_leaks(protocol: Protocol, test_sets: Sequence[str]) -> None:
+    """Refuse validation sets that are test OOD sets of the workspace or share files with one."""
+    for name in protocol.sets:
+        if name in test_sets:
+            raise OODLabError(
+                f"validation set '{name}' is also a test OOD set of this workspace; choose another"
+            )
+        files = _files(name)
+        for test in test_sets:
+            shared = files & _files(test)
+            if shared:
+                raise OODLabError(
+                    f"validation set '{name}' shares {len(shared)} file(s) with test OOD set '{test}' "
+                    f"(e.g. {min(shared)}); the tuning would see test data"
+                )
+
+
+@dataclass
+class Split:
+    """What a search scores: validation ID + OOD, and (on pages) the remaining test ID set."""
+
+    validation: LoadedWorkspace
+    test: LoadedWorkspace | None
+
+
+_splits: BoundedMemo[Split] = BoundedMemo(8)
+
+
+def id_parts(
+    features: LoadedWorkspace, protocol: Protocol
+) -> tuple[FeatureSet, FeatureSet]:
+    """The validation ID rows (seeded, class-stratified) and the ID test set that remains for testing: the rest of
+    the test split when validation comes from it, the whole test split when it comes from train."""
+    source = features.id_test if protocol.id_source == "test" else features.id_train
+    if source is None:
+        raise OODLabError(
+            f"the ID dataset has no {protocol.id_source} split to hold validation images out of"
+        )
+    labels = np.asarray(source.labels)
+    rows = stratified_rows(labels, protocol.id_fraction, protocol.seed)
+    id_val = subset(source, rows, f"val-{protocol.seed}")
+    if protocol.id_source == "train":
+        return id_val, features.id_test
+    rest = np.setdiff1d(np.arange(len(labels)), rows)
+    return id_val, subset(source, rest, f"rest-{protocol.seed}")
+
+
+def split(
+    features: LoadedWorkspace,
+    protocol: Protocol,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Split:
+    """Validation and test workspaces for ``protocol``: validation ID rows held out (seeded, stratified) of ID test
+    or train; validation OOD sets extracted (cached) from ID train images or registered sets. Memoised per
+    workspace and protocol."""
+    check_leaks(protocol, list(features.ood))
+    key = (
+        features.model,
+        features.id_test.fingerprint,
+        tuple((name, f.fingerprint) for name, f in features.ood.items()),
+        protocol,
+    )
+    cached = _splits.peek(key)
+    if cached is not None:
+        return cached
+    id_val, id_test = id_parts(features, protocol)
+    if features.model is None or features.id_dataset is None:
+        raise OODLabError(
+            "tuning needs a workspace of a registered model and ID dataset"
+        )
+    ood_val = {}
+    for variant in protocol.pseudo:
+        name = f"{features.id_dataset}@{variant}"
+        if variant == "jigsaw3" and features.jigsaw is not None:
+            ood_val[name] = features.jigsaw
+            continue
+        report = (lambda d, t, name=name: progress(name, d, t)) if progress else None
+        ood_val[name] = feature_set(
+            features.model, name, "train", cache=features.cache, progress=report
+        )
+    for name in protocol.sets:
+        report = (lambda d, t, name=name: progress(name, d, t)) if progress else None
+        ood_val[name] = feature_set(
+            features.model, name, cache=features.cache, progress=report
+        )
+    validation = replace(features, id_test=id_val, ood=ood_val)
+    test = replace(features, id_test=id_test) if features.ood else None
+    result = Split(validation, test)
+    _splits.put(key, result)
+    return result
+
+
+# --- the search -----------------------------------------------------------------------------------------------------
+
+
+def dimensions(
+    method: Method, features: LoadedWorkspace, points: int = 11
+) -> dict[str, list]:
+    """The values searched per parameter: ``points`` across each numeric range (paper default included), every
+    probed block for block parameters; choice parameters stay fixed."""
+    dims = {}
+    for p in method.params:
+        if p.numeric:
+            values = set(p.grid(points)) | {p.default_for(features.benchmark)}
+            dims[p.name] = sorted(values)
+        elif p.kind == "block":
+            dims[p.name] = list(features.blocks)
+    return dims
+
+
+def objective_value(
+    features: LoadedWorkspace,
+    method: Method,
+    params: Mapping[str, object],
+    objective: str,
+    min_accuracy: float,
+) -> float:
+    """The quantity to maximise on ``features``' sets (FPR95 negated; −inf when the accuracy floor is broken)."""
+    id_scores, ood = features.scores(method, params)
+    metrics = set_metrics(id_scores, ood)
+    if objective == "fpr95":
+        return -float(np.mean([m["FPR95"] for m in metrics.values()]))
+    auroc = float(np.mean([m["AUROC"] for m in metrics.values()]))
+    if objective == "auroc@acc" and accuracy(features, method, params) < min_accuracy:
+        return -math.inf
+    return auroc
+
+
+def accuracy(
+    features: LoadedWorkspace, method: Method, params: Mapping[str, object]
+) -> float:
+    """ID accuracy (%) of the classifier as the method leaves it: LINe prunes the head, the others do not."""
+    test = features.id_test
+    labels = np.asarray(test.labels)
+    if method is not LINE:
+        return features.accuracy
+    values = features.resolved(method, params)
+    phi = features.state(method).phi
+    logits, _ = line_logits(
+        test.penultimate,
+        test["head/weight"],
+        test["head/bias"],
+        phi,
+        values["p_a"],
+        values["p_w"],
+        values["tau"],
+    )
+    return 100 * float((logits.argmax(1) == labels).mean())
+
+
+@dataclass
+class SearchResult:
+    method: str
+    objective: str
+    chosen: dict
+    default: dict
+    value: float  # the objective at the chosen point (FPR95 negated)
+    default_value: float
+    evaluated: list[dict] = field(
+        default_factory=list
+    )  # every point tried: params + validation objective
+    strategy: str = "grid"
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def search(
+    features: LoadedWorkspace,
+    method: Method,
+    objective: str = "auroc",
+    min_accuracy: float = 0.0,
+    points: int = 11,
+    progress: Progress | None = None,
+) -> SearchResult:
+    """Maximise the objective over the method's parameters on ``features`` (the validation workspace)."""
+    if objective not in OBJECTIVES:
+        raise OODLabError(
+            f"unknown objective '{objective}'; choose one of: {', '.join(OBJECTIVES)}"
+        )
+    start = time.perf_counter()
+    dims = dimensions(method, features, points)
+    default = {k: v for k, v in features.resolved(method).items() if k in dims}
+    seen: dict[str, float] = {}
+    evaluated: list[dict] = []
+
+    def value_of(point: dict) -> float:
+        key = digest(point)
+        if key not in seen:
+            seen[key] = objective_value(
+                features, method, point, objective, min_accuracy
+            )
+            evaluated.append({"params": dict(point), "value": seen[key]})
+            if progress:
+                progress(len(evaluated), budget)
+        return seen[key]
+
+    grid_size = math.prod(len(v) for v in dims.values()) if dims else 1
+    if grid_size <= MAX_GRID:
+        strategy, budget = "grid", grid_size
+        points_ = (
+            [dict(zip(dims, combo)) for combo in itertools.product(*dims.values())]
+            if dims
+            else [{}]
+        )
+        best = max(points_, key=value_of)
+    else:
+        strategy, budget = "coordinate ascent", sum(len(v) for v in dims.values()) * 3
+        best = dict(default)
+        for _ in range(4):
+            improved = False
+            for name, values in dims.items():
+                candidates = [{**best, name: v} for v in values]
+                top = max(candidates, key=value_of)
+                if value_of(top) > value_of(best) + 1e-12:
+                    best, improved = top, True
+            if not improved:
+                break
+    return SearchResult(
+        method=method.name,
+        objective=objective,
+        chosen=best,
+        default=default,
+        value=value_of(best),
+        default_value=value_of(default),
+        evaluated=evaluated,
+        strategy=strategy,
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def tunable(method: Method) -> bool:
+    """Whether ``search`` has anything to choose for ``method`` (cache-scored, with a numeric or block parameter)."""
+    return method.cost == "cache" and any(
+        p.numeric or p.kind == "block" for p in method.params
+    )
+
+
+# --- how good the proxy is: the same points on the test sets --------------------------------------------------------
+
+
+def mean_metrics(
+    features: LoadedWorkspace, method: Method, params: Mapping[str, object]
+) -> tuple[float, float]:
+    """Mean AUROC and mean FPR95 (%) of ``method`` at ``params`` over ``features``' OOD sets."""
+    id_scores, ood = features.scores(method, params)
+    metrics = set_metrics(id_scores, ood)
+    return (
+        float(np.mean([m["AUROC"] for m in metrics.values()])),
+        float(np.mean([m["FPR95"] for m in metrics.values()])),
+    )
+
+
+def points_table(found: Split, method: Method, result: SearchResult) -> pd.DataFrame:
+    """Every point the search evaluated: its parameters, the validation objective (as shown: FPR95 positive) and,
+    when the split has test sets, the test mean AUROC and FPR95 at the same point."""
+    sign = -1.0 if result.objective == "fpr95" else 1.0
+    rows = []
+    for point in result.evaluated:
+        row = {**point["params"], "validation": sign * point["value"]}
+        if found.test is not None:
+            row["test AUROC"], row["test FPR95"] = mean_metrics(
+                found.test, method, point["params"]
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def regret_row(found: Split, method: Method, result: SearchResult) -> dict:
+    """Test metrics at the paper defaults, at the tuned values and at the test-oracle best of the evaluated points;
+    the regret (test-best minus tuned AUROC, in points) and the validation↔test rank correlation over the points."""
+    row = {
+        "method": method.label,
+        "tuned": described(result.chosen),
+        "points": len(result.evaluated),
+        "search": result.strategy,
+        "seconds": result.seconds,
+    }
+    if found.test is None:
+        return row
+    points = points_table(found, method, result)
+    best = points.loc[points["test AUROC"].idxmax()]
+    default_auroc, default_fpr = mean_metrics(found.test, method, result.default)
+    tuned_auroc, tuned_fpr = mean_metrics(found.test, method, result.chosen)
+    validation = points["validation"] * (-1 if result.objective == "fpr95" else 1)
+    return {
+        **row,
+        "AUROC default": default_auroc,
+        "AUROC tuned": tuned_auroc,
+        "AUROC test-best": float(best["test AUROC"]),
+        "regret": float(best["test AUROC"]) - tuned_auroc,
+        "FPR95 default": default_fpr,
+        "FPR95 tuned": tuned_fpr,
+        "rank corr": (
+            float(validation.corr(points["test AUROC"], method="spearman"))
+            if len(points) > 2
+            else math.nan
+        ),
+        "test-best at": described(
+            {k: best[k] for k in result.chosen if k in points.columns}
+        ),
+    }
+
+
+def regret_table(found: Split, results: Sequence[SearchResult]) -> pd.DataFrame:
+    """One ``regret_row`` per tuned method, best tuned test AUROC first (the leaderboard of tuned methods)."""
+    table = pd.DataFrame([regret_row(found, METHODS[r.method], r) for r in results])
+    if "AUROC tuned" in table:
+        table = table.sort_values("AUROC tuned", ascending=False)
+    return table.reset_index(drop=True)
+
+
+def described(values: Mapping[str, object]) -> str:
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, (float, np.floating)) else f"{k}={v}"
+        for k, v in values.items()
+    )
+
+
+# --- provenance ----------------------------------------------------------------------------------------------------
+
+
+def provenance(features: LoadedWorkspace) -> dict:
+    """What a tuned result is valid for: the model's fingerprint and the ID entries'."""
+    return {
+        "model": {
+            "name": features.model,
+            "fingerprint": digest(features.id_test.meta.get("model"))[:16],
+        },
+        "id": {
+            "dataset": features.id_dataset,
+            "test": features.id_test.fingerprint,
+            "train": (
+                features.id_train.fingerprint if features.id_train is not None else None
+            ),
+        },
+    }
+
+
+def save(
+    path: str | Path,
+    features: LoadedWorkspace,
+    protocol: Protocol,
+    results: Sequence[SearchResult],
+) -> Path:
+    """Write ``tuned.json``: provenance, protocol and every method's search."""
+    path = Path(path)
+    document = {
+        "ood_lab": "tuned",
+        "format": TUNED_FORMAT,
+        **provenance(features),
+        "protocol": {**asdict(protocol), "description": protocol.describe()},
+        "objective": results[0].objective if results else None,
+        "methods": {r.method: r.as_dict() for r in results},
+    }
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document, indent=1, default=float))
+    os.replace(partial, path)  # a reader never sees half a file
+    return path
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A tuned-values file read back: the chosen parameters per method and the protocol they were chosen under."""
+
+    values: dict[str, dict]
+    protocol: Protocol
+    objective: str
+
+    def testing(self, features: LoadedWorkspace) -> LoadedWorkspace:
+        """``features`` with the validation ID rows taken out of the ID test set (they were seen while tuning)."""
+        return replace(features, id_test=id_parts(features, self.protocol)[1])
+
+
+def load(path: str | Path, features: LoadedWorkspace) -> Tuned:
+    """The tuned values in ``path``; refused for another model or ID set, or for a file that is not one."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise OODLabError(f"cannot read tuned values from {path}: {exc}") from exc
+    if (
+        not isinstance(document, dict)
+        or document.get("ood_lab") != "tuned"
+        or document.get("format") != TUNED_FORMAT
+    ):
+        raise OODLabError(f"{path} is not an OOD Lab tuned-values file")
+    expected = provenance(features)
+    model = document.get("model") or {}
+    if model != expected["model"]:
+        raise OODLabError(
+            f"{path} was tuned for model {model.get('name')} ({model.get('fingerprint')}), not for "
+            f"{expected['model']['name']} ({expected['model']['fingerprint']}); tune again for this model"
+        )
+    if document.get("id") != expected["id"]:
+        raise OODLabError(
+            f"{path} was tuned on ID set {(document.get('id') or {}).get('dataset')} with other features than "
+            f"{expected['id']['dataset']} has here; tune again for this ID set"
+        )
+    fields = {k: v for k, v in document["protocol"].items() if k != "description"}
+    protocol = Protocol(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    )
+    values = {
+        name: result["chosen"] for name, result in document.get("methods", {}).items()
+    }
+    unknown = sorted(set(values) - set(METHODS))
+    if unknown:
+        raise OODLabError(
+            f"{path} names unknown method(s) {', '.join(unknown)}; was it written by a newer OOD Lab?"
+        )
+    return Tuned(values, protocol, document.get("objective", "auroc"))

@@ -1,0 +1,315 @@
+"""Tune: choose hyperparameters on validation data, then see what the choice costs on the test OOD sets."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ood_core import tuning
+from ood_core.errors import OODLabError
+from ood_core.inputs import catalog
+from ood_core.inputs.variants import PSEUDO_OOD
+from ood_core.scores import METHODS
+from pages.common import ensure_app_shell, require_features, synthetic
+
+ensure_app_shell()
+st.title("Tune hyperparameters honestly")
+st.markdown(
+    "Every other page shows metrics on the **test** OOD sets: good for exploring, not for choosing. Here a search "
+    "picks each method's parameters on **validation** data only: validation ID images held out of the ID split, and "
+    "validation OOD made from ID *training* images (pseudo-OOD) or a validation set you registered. The test sets are "
+    "used afterwards, to show what the choice costs: **regret** = test-best AUROC (what an oracle peeking at the "
+    "test sets would pick) minus the test AUROC of the tuned values. The rank correlation says how well the "
+    "validation proxy orders the candidates the way the test sets do."
+)
+features = require_features()
+tunable = [m for m in METHODS.values() if tuning.tunable(m)]
+labels = {m.label: m for m in tunable}
+
+with st.container(border=True):
+    left, middle, right = st.columns(3)
+    with left:
+        has_images = not synthetic(features)
+        pseudo = st.multiselect(
+            "Pseudo-OOD from ID training images",
+            PSEUDO_OOD if has_images else [],
+            default=["jigsaw3"] if has_images else [],
+            key="tune_pseudo",
+            help="jigsaw3: 3×3 tiles shuffled; blur: strong Gaussian blur; permute4: pixels permuted inside 4×4 "
+            "patches; noise: high-frequency noise; invert: colours and contrast inverted; mix: two images of "
+            "different classes blended. Each is a cached dataset variant of a seeded subset of ID train.",
+        )
+        if not has_images:
+            st.caption(
+                "A synthetic workspace has no images to corrupt: use a validation set."
+            )
+        candidates = [
+            name
+            for name, spec in catalog.datasets().items()
+            if name != features.id_dataset
+            and name not in features.ood
+            and "@" not in name
+            and (has_images or spec.provenance == "synthetic")
+        ]
+        sets = st.multiselect(
+            "Validation OOD sets (not test sets)",
+            candidates,
+            key="tune_sets",
+            help="Registered datasets that are not a test OOD set of this workspace (checked by file identity).",
+        )
+    with middle:
+        id_source = st.radio(
+            "Validation ID held out of",
+            ["test", "train"],
+            horizontal=True,
+            key="tune_id_source",
+            help="test (OpenOOD's convention): those rows leave the test ID set. train: the fits saw them.",
+        )
+        fraction = st.slider(
+            "Share held out", 0.05, 0.5, 0.2, 0.05, key="tune_fraction"
+        )
+        seed = int(st.number_input("Seed", 0, 10_000, 0, key="tune_seed"))
+    with right:
+        objective = st.radio(
+            "Objective",
+            list(tuning.OBJECTIVES),
+            format_func={
+                "auroc": "mean AUROC ↑",
+                "fpr95": "mean FPR95 ↓",
+                "auroc@acc": "AUROC with an ID accuracy floor",
+            }.get,
+            key="tune_objective",
+        )
+        floor = (
+            st.slider(
+                "ID accuracy floor (%)",
+                0.0,
+                100.0,
+                max(0.0, round(features.accuracy - 1.0)),
+                0.5,
+                key="tune_floor",
+                help="Candidates that leave the classifier less accurate are rejected (LINe prunes it).",
+            )
+            if objective == "auroc@acc"
+            else 0.0
+        )
+        points = st.slider("Values per numeric parameter", 3, 21, 11, key="tune_points")
+
+try:
+    protocol = tuning.Protocol(tuple(pseudo), tuple(sets), id_source, fraction, seed)
+    if not pseudo and not sets:
+        raise OODLabError("Choose at least one pseudo-OOD variant or validation set.")
+    with st.spinner(
+        "Preparing validation data (pseudo-OOD extracted once, then cached)…"
+    ):
+        found = tuning.split(features, protocol)
+except OODLabError as exc:
+    st.error(str(exc))
+    st.stop()
+
+settings = (protocol, objective, floor, points)
+store = st.session_state.setdefault("tune_results", {})
+results: dict[str, tuning.SearchResult] = store.setdefault(repr(settings), {})
+st.caption(
+    f"Protocol: {protocol.describe()}. Validation: {len(found.validation.id_test)} ID images, "
+    + ", ".join(f"{name} ({len(f)})" for name, f in found.validation.ood.items())
+    + "."
+)
+
+
+def run(methods: list) -> None:
+    """Search each method (already tuned ones are kept); any click on the page cancels between two points."""
+    slot = st.empty()
+    running = slot.container()
+    bar = running.progress(0.0, text="Searching…")
+    running.caption(
+        "Press *Stop* (or any control) to cancel; methods already tuned are kept."
+    )
+    running.button("Stop", key="tune_stop")
+    for index, method in enumerate(methods):
+
+        def progress(done: int, total: int, index=index, method=method) -> None:
+            bar.progress(
+                min(1.0, (index + done / max(total, 1)) / len(methods)),
+                text=f"{method.label}: {done}/{total} points",
+            )
+
+        results[method.name] = tuning.search(
+            found.validation, method, objective, floor, points, progress
+        )
+    slot.empty()
+
+
+chosen_label = st.selectbox("Method", list(labels), key="tune_method")
+method = labels[chosen_label]
+one, every = st.columns(2)
+if one.button(f"Tune {method.label}", type="primary", key="tune_one"):
+    run([method])
+if every.button(
+    "Tune all methods (leaderboard)",
+    key="tune_all",
+    help="Every tunable method on the same validation data.",
+):
+    run([m for m in tunable if m.name not in results])
+
+result = results.get(method.name)
+if result is None:
+    st.info(f"Press **Tune {method.label}** to search its parameters.")
+else:
+    table = tuning.points_table(found, method, result)
+    shown = "FPR95" if objective == "fpr95" else "AUROC"
+    test_column = f"test {shown}"
+    best_test = (
+        table.loc[table["test AUROC"].idxmax()] if test_column in table else None
+    )
+
+    def marks(frame: pd.DataFrame, name: str, values: dict) -> pd.DataFrame:
+        return frame[frame[name] == values[name]]
+
+    st.subheader(f"{method.label}: validation and test along each parameter")
+    st.caption(
+        "Each curve varies one parameter with the others at their tuned values. ★ tuned (validation best), "
+        "◆ default, ✕ test-best (the oracle: never used for the choice)."
+    )
+    columns = st.columns(max(1, len(result.chosen)))
+    for column, name in zip(columns, result.chosen):
+        others = [k for k in result.chosen if k != name]
+        along = table
+        for other in others:
+            along = along[along[other] == result.chosen[other]]
+        along = along.sort_values(name)
+        figure = go.Figure()
+        figure.add_scatter(
+            x=along[name],
+            y=along["validation"],
+            name=f"validation {shown}",
+            mode="lines+markers",
+            line={"color": "#1f77b4"},
+        )
+        if test_column in along:
+            figure.add_scatter(
+                x=along[name],
+                y=along[test_column],
+                name=f"test {shown}",
+                mode="lines+markers",
+                line={"color": "#ff7f0e", "dash": "dot"},
+            )
+        tuned_row = marks(along, name, result.chosen)
+        figure.add_scatter(
+            x=tuned_row[name],
+            y=tuned_row["validation"],
+            name="tuned",
+            mode="markers",
+            marker={"symbol": "star", "size": 16, "color": "#2ca02c"},
+        )
+        default_row = marks(along, name, result.default)
+        figure.add_scatter(
+            x=default_row[name],
+            y=default_row["validation"],
+            name="default",
+            mode="markers",
+            marker={"symbol": "diamond", "size": 12, "color": "#7f7f7f"},
+        )
+        if best_test is not None:
+            figure.add_scatter(
+                x=[best_test[name]],
+                y=[best_test[test_column]],
+                name="test-best",
+                mode="markers",
+                marker={"symbol": "x", "size": 13, "color": "#d62728"},
+            )
+        figure.update_layout(
+            title=name,
+            height=330,
+            margin={"t": 40, "b": 30},
+            xaxis_title=name,
+            yaxis_title=f"mean {shown} (%)",
+        )
+        column.plotly_chart(figure, width="stretch", key=f"tune_profile_{name}")
+    if test_column in table:
+        scatter = go.Figure(
+            go.Scatter(
+                x=table["validation"],
+                y=table["test AUROC"],
+                mode="markers",
+                text=[
+                    tuning.described(row[list(result.chosen)].to_dict())
+                    for _, row in table.iterrows()
+                ],
+                name="candidates",
+            )
+        )
+        scatter.update_layout(
+            title="Every candidate: validation objective vs test AUROC",
+            xaxis_title=f"validation {objective}",
+            yaxis_title="test mean AUROC (%)",
+            height=330,
+            margin={"t": 40, "b": 30},
+        )
+        st.plotly_chart(scatter, width="stretch", key="tune_scatter")
+
+if results:
+    st.subheader("Leaderboard of tuned methods")
+    if found.test is None:
+        st.caption(
+            "This workspace has no test OOD sets, so there is nothing to measure the regret on."
+        )
+    leaderboard = tuning.regret_table(found, list(results.values()))
+    st.dataframe(
+        leaderboard.round(2),
+        hide_index=True,
+        width="stretch",
+        height=35 * (len(leaderboard) + 1) + 3,
+        key="tune_leaderboard",
+    )
+    if "regret" in leaderboard:
+        st.caption(
+            f"Mean regret {leaderboard['regret'].mean():.2f} AUROC points over {len(leaderboard)} methods; "
+            f"median validation↔test rank correlation {leaderboard['rank corr'].median():.2f}. Test metrics are "
+            "on the ID test rows left after holding out the validation rows."
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        path = tuning.save(
+            Path(folder) / "tuned.json", features, protocol, list(results.values())
+        )
+        document = path.read_text()
+    download, apply = st.columns(2)
+    download.download_button(
+        "Download tuned.json",
+        document,
+        "tuned.json",
+        "application/json",
+        key="tune_download",
+        help="Reuse with: python -m ood_core evaluate … --config tuned.json",
+    )
+    if apply.button("Use the tuned values on Compare", key="tune_apply"):
+        for name, r in results.items():
+            for param, value in r.chosen.items():
+                st.session_state[f"compare:{name}:{param}"] = value
+        st.switch_page("pages/compare.py")
+
+with st.expander("Load a tuned.json (from the CLI or another session)"):
+    upload = st.file_uploader("tuned.json", type=["json"], key="tune_upload")
+    if upload is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "tuned.json"
+            path.write_bytes(upload.getvalue())
+            try:
+                loaded = tuning.load(path, features)
+            except OODLabError as exc:
+                st.error(str(exc))
+            else:
+                st.write(
+                    f"Tuned under: {loaded.protocol.describe()}; objective {loaded.objective}."
+                )
+                st.code(json.dumps(loaded.values, indent=1), language="json")
+                if st.button("Use these values on Compare", key="tune_apply_loaded"):
+                    for name, values in loaded.values.items():
+                        for param, value in values.items():
+                            st.session_state[f"compare:{name}:{param}"] = value
+                    st.switch_page("pages/compare.py")

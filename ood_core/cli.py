@@ -37,6 +37,7 @@ from .workspace import LoadedWorkspace, Workspace, load_workspace
 
 DEMO = Workspace()
 DEFAULT_METHODS = [name for name, method in METHODS.items() if method.cost == "cache"]
+_TUNABLE = [name for name, method in METHODS.items() if tuning.tunable(method)]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -319,6 +320,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     bars = _Bars()
     _prepare(args.model, bars)
     features = _load(workspace, bars)
+    explicit = args.methods != _TUNABLE
+    for method in list(methods):
+        reason = features.unavailable(method)
+        if reason and explicit:
+            raise OODLabError(f"{method.label} cannot be tuned here: {reason}")
+        if reason:
+            print(f"note: {method.label} left out: {reason}", file=sys.stderr)
+            methods.remove(method)
     found = tuning.split(
         features, protocol, progress=lambda s, d, t: bars.for_set(s)(d, t)
     )
@@ -616,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--methods",
         nargs="+",
-        default=[name for name, m in METHODS.items() if tuning.tunable(m)],
+        default=_TUNABLE,
         help="methods to tune (default: every tunable method scored from the cache)",
     )
     tune.add_argument(

@@ -28,7 +28,9 @@ st.markdown(
     "validation proxy orders the candidates the way the test sets do."
 )
 features = require_features()
-tunable = [m for m in METHODS.values() if tuning.tunable(m)]
+tunable = [
+    m for m in METHODS.values() if tuning.tunable(m) and not features.unavailable(m)
+]
 labels = {m.label: m for m in tunable}
 
 with st.container(border=True):
@@ -54,7 +56,7 @@ with st.container(border=True):
             if name != features.id_dataset
             and name not in features.ood
             and "@" not in name
-            and (has_images or spec.provenance == "synthetic")
+            and spec.has_images == has_images
         ]
         sets = st.multiselect(
             "Validation OOD sets (not test sets)",

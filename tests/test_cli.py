@@ -161,11 +161,11 @@ def test_cache_clear_in_a_project_folder_deletes_nothing(tmp_path):
         ),
         (
             ["evaluate", "--csv", "/no/such/folder/x.csv"],
-            "error: argument --csv: --csv /no/such/folder/x.csv: the folder /no/such/folder does not exist",
+            "error: argument --csv: /no/such/folder/x.csv: the folder /no/such/folder does not exist",
         ),
         (
             ["evaluate", "--csv", "/tmp"],
-            "error: argument --csv: --csv /tmp is a folder; give a file name",
+            "error: argument --csv: /tmp is a folder; give a file name",
         ),
         (
             ["heatmap", "--epochs", "0"],

@@ -303,6 +303,7 @@ def test_every_registered_method_is_covered_here():
         "nap-nr",
         "line",
         "heatmap",  # tests/test_heatmap.py
+        "gen",  # tests/test_gen.py
     }
     assert (
         set(METHODS) == covered

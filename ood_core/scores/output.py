@@ -3,6 +3,8 @@
 - MSP ``max_k softmax(z)_k`` (Hendrycks & Gimpel, ICLR 2017).
 - MaxLogit ``max_k z_k`` (Hendrycks et al., ICML 2022).
 - Energy ``T·logsumexp(z/T)``, the negative free energy (Liu et al., NeurIPS 2020); default T = 1.
+- GEN ``−Σ_{j∈top-M} p_j^γ (1 − p_j)^γ`` of the softmax p (Liu et al., CVPR 2023); γ = 0.1, M = 100 (ImageNet),
+  M = K on CIFAR.
 - ODIN ``max_k softmax(f(x')/T)_k`` on perturbed inputs x' (Liang et al., ICLR 2018); T = 1000, ε = 0.0014.
   Its array ``odin`` needs the model again, so the workspace computes it once per (T, ε) and caches it.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from .method import Method, Param, arxiv
+from .method import Method, Paper, Param, arxiv
 
 
 def msp(logits: np.ndarray) -> np.ndarray:
@@ -85,6 +87,61 @@ ENERGY = Method(
     ),
 )
 
+
+def gen(logits: np.ndarray, gamma: float = 0.1, m: int = 100) -> np.ndarray:
+    """``−Σ_{j∈top-M} p_j^γ (1 − p_j)^γ`` [N] of ``p = softmax(z)`` (the paper's sum, negated so higher = more ID;
+    M larger than the number of classes means all of them). Float64, in chunks of rows to bound memory."""
+    logits = np.asarray(logits)
+    out = np.empty(len(logits))
+    for start in range(0, len(logits), GEN_CHUNK):
+        z = np.asarray(logits[start : start + GEN_CHUNK], np.float64)
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        top = min(int(m), p.shape[1])
+        if top < p.shape[1]:
+            p = -np.partition(-p, top - 1, axis=1)[:, :top]
+        out[start : start + GEN_CHUNK] = -(p**gamma * (1 - p) ** gamma).sum(1)
+    return out
+
+
+GEN_CHUNK = 8192
+
+GEN = Method(
+    name="gen",
+    label="GEN",
+    family="output",
+    needs=("logits",),
+    formula=r"S=-\sum_{j\in\text{top-}M} p_j^{\gamma}(1-p_j)^{\gamma},\quad p=\operatorname{softmax}(z)",
+    paper=Paper(
+        "GEN: Pushing the Limits of Softmax-Based Out-of-Distribution Detection",
+        "CVPR 2023",
+        "https://openaccess.thecvf.com/content/CVPR2023/html/Liu_GEN_Pushing_the_Limits_of_Softmax-Based_"
+        "Out-of-Distribution_Detection_CVPR_2023_paper.html",
+    ),
+    score_fn=lambda features, state, gamma, M: gen(features["logits"], gamma, M),
+    params=(
+        Param(
+            "gamma",
+            0.1,
+            0.01,
+            2.0,
+            0.01,
+            "Exponent γ of the generalized entropy (paper: 0.1).",
+            paper={"cifar10": 0.1, "cifar100": 0.1, "imagenet": 0.1},
+        ),
+        Param(
+            "M",
+            100,
+            1,
+            1000,
+            1,
+            "How many of the largest probabilities enter the sum (paper: 100 on ImageNet; all classes on CIFAR).",
+            kind="int",
+            paper={"cifar10": 10, "cifar100": 100, "imagenet": 100},
+        ),
+    ),
+)
+
 ODIN = Method(
     name="odin",
     label="ODIN",
@@ -120,4 +177,4 @@ ODIN = Method(
     cost="reinference",
 )
 
-METHODS = (MSP, MAX_LOGIT, ENERGY, ODIN)
+METHODS = (MSP, MAX_LOGIT, ENERGY, GEN, ODIN)

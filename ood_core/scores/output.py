@@ -90,21 +90,11 @@ ENERGY = Method(
 
 def gen(logits: np.ndarray, gamma: float = 0.1, m: int = 100) -> np.ndarray:
     """``−Σ_{j∈top-M} p_j^γ (1 − p_j)^γ`` [N] of ``p = softmax(z)`` (the paper's sum, negated so higher = more ID;
-    M larger than the number of classes means all of them). Float64, in chunks of rows to bound memory."""
-    logits = np.asarray(logits)
+    M larger than the number of classes means all of them); float64 accumulation."""
     out = np.empty(len(logits))
-    for start in range(0, len(logits), GEN_CHUNK):
-        z = np.asarray(logits[start : start + GEN_CHUNK], np.float64)
-        p = np.exp(z - z.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        top = min(int(m), p.shape[1])
-        if top < p.shape[1]:
-            p = -np.partition(-p, top - 1, axis=1)[:, :top]
-        out[start : start + GEN_CHUNK] = -(p**gamma * (1 - p) ** gamma).sum(1)
+    kernels.gen_rows(np.ascontiguousarray(logits), float(gamma), int(m), out)
     return out
 
-
-GEN_CHUNK = 8192
 
 GEN = Method(
     name="gen",

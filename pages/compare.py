@@ -76,20 +76,28 @@ def comparison() -> None:
     with results:
         with st.spinner("Scoring…"):
             table = tables.all_methods_table(features, methods)
-        auroc_tab, fpr_tab, all_tab = st.tabs(["AUROC ↑", "FPR95 ↓", "All metrics"])
-        for tab, metric in ((auroc_tab, "AUROC"), (fpr_tab, "FPR95")):
+        shown = st.segmented_control(
+            "Metric",
+            ["AUROC ↑", "FPR95 ↓", "All metrics"],
+            default="AUROC ↑",
+            key="compare_metric",
+            label_visibility="collapsed",
+        )  # one table drawn at a time: a slider move re-sends only that one
+        if shown == "All metrics":
+            st.dataframe(table.round(2), hide_index=True, width="stretch")
+        else:
+            metric = "FPR95" if shown == "FPR95 ↓" else "AUROC"
             pivot = (
                 table.pivot(index="method", columns="ood_set", values=metric)
                 .loc[order, sets]
                 .round(2)
             )
-            tab.dataframe(
+            st.dataframe(
                 pivot,
                 width="stretch",
                 height=35 * (len(order) + 1) + 3,
-                key=f"compare_{metric}",
+                key="compare_pivot",
             )
-        all_tab.dataframe(table.round(2), hide_index=True, width="stretch")
         st.download_button(
             "Download table (CSV)",
             table.to_csv(index=False),

@@ -166,8 +166,8 @@ else:
     table = tuning.points_table(found, method, result)
     shown = "FPR95" if objective == "fpr95" else "AUROC"
     test_column = f"test {shown}"
-    best_test = (
-        table.loc[table["test AUROC"].idxmax()] if test_column in table else None
+    best_frame = (
+        table.loc[[table["test AUROC"].idxmax()]] if test_column in table else None
     )
 
     def marks(frame: pd.DataFrame, name: str, values: dict) -> pd.DataFrame:
@@ -201,30 +201,19 @@ else:
                 mode="lines+markers",
                 line={"color": "#ff7f0e", "dash": "dot"},
             )
-        tuned_row = marks(along, name, result.chosen)
-        figure.add_scatter(
-            x=tuned_row[name],
-            y=tuned_row["validation"],
-            name="tuned",
-            mode="markers",
-            marker={"symbol": "star", "size": 16, "color": "#2ca02c"},
-        )
-        default_row = marks(along, name, result.default)
-        figure.add_scatter(
-            x=default_row[name],
-            y=default_row["validation"],
-            name="default",
-            mode="markers",
-            marker={"symbol": "diamond", "size": 12, "color": "#7f7f7f"},
-        )
-        if best_test is not None:
-            figure.add_scatter(
-                x=[best_test[name]],
-                y=[best_test[test_column]],
-                name="test-best",
-                mode="markers",
-                marker={"symbol": "x", "size": 13, "color": "#d62728"},
-            )
+        for label, row, y, symbol, size, colour in (
+            ("tuned", marks(along, name, result.chosen), "validation", "star", 16, "#2ca02c"),
+            ("default", marks(along, name, result.default), "validation", "diamond", 12, "#7f7f7f"),
+            ("test-best", best_frame, test_column, "x", 13, "#d62728"),
+        ):  # fmt: skip
+            if row is not None and y in row:
+                figure.add_scatter(
+                    x=row[name],
+                    y=row[y],
+                    name=label,
+                    mode="markers",
+                    marker={"symbol": symbol, "size": size, "color": colour},
+                )
         figure.update_layout(
             title=name,
             height=330,

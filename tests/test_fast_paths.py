@@ -75,7 +75,7 @@ def test_react_equals_clip_then_energy(features, checkpoint_mode, p):
 
 
 @pytest.mark.parametrize("p", [0.0, 1.0, 50.0, 90.0, 99.0])
-def test_dice_equals_masked_head(features, p):
+def test_dice_equals_masked_head(features, checkpoint_mode, p):
     train = _features(ties=True)  # integer means: ties among the contributions
     train["head/weight"], train["head/bias"] = (
         features["head/weight"],
@@ -88,10 +88,12 @@ def test_dice_equals_masked_head(features, p):
         "head/weight"
     ].astype(np.float64)
     mask = contribution > np.percentile(contribution, p)
-    _same(
-        method.score(features, state, blocks=[], p=p),
-        logsumexp(h @ (w * mask).T + b, axis=1),
-    )
+    fast = method.score(features, state, blocks=[], p=p)
+    reference = logsumexp(h @ (w * mask).T + b, axis=1)
+    if checkpoint_mode == "checkpoints":
+        _same(fast, reference)
+    else:  # one float32 matrix product per move (ImageNet size): equal to float32 precision
+        np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", ["p", "b", "s"])

@@ -200,11 +200,15 @@ def dice_stride(dim: int) -> int:
 
 def prepare_dice(features: Arrays, state: DiceOrder) -> dict[str, np.ndarray]:
     """Per scored set: each row's running logit of every class over that class's weights in contribution order,
-    at 33 checkpoints."""
+    at 33 checkpoints; an empty array when that exceeds ``CHECKPOINT_BUDGET`` (ImageNet: K = 1,000), and the score
+    then uses one masked matrix product per move instead."""
     h = features["penultimate"]
     k, d = state.columns.shape
     stride = dice_stride(d)
-    out = np.empty((len(h), k, -(-d // stride) + 1))
+    slots = -(-d // stride) + 1
+    if len(h) * k * slots * 8 > CHECKPOINT_BUDGET:
+        return {"dice/checkpoints": np.zeros((0, k, slots))}
+    out = np.empty((len(h), k, slots))
     kernels.class_checkpoints(h, state.columns, state.weights, stride, out)
     return {"dice/checkpoints": out}
 
@@ -215,11 +219,30 @@ def dice_score(features: Arrays, state: DiceOrder, p: float) -> np.ndarray:
     threshold = np.percentile(state.contribution, p)
     counts = (state.contribution > threshold).sum(axis=1)
     h = features["penultimate"]
+    bias = np.asarray(features["head/bias"], np.float64)
+    if len(features["dice/checkpoints"]) != len(h):
+        return _masked_energy(h, state, counts, bias)
     out = np.empty(len(h))
     kernels.class_prefix_energy(
         h, state.columns, state.weights, dice_stride(state.columns.shape[1]), features["dice/checkpoints"],
-        counts.astype(np.int64), np.asarray(features["head/bias"], np.float64), out,
+        counts.astype(np.int64), bias, out,
     )  # fmt: skip
+    return out
+
+
+def _masked_energy(
+    h: np.ndarray, state: DiceOrder, counts: np.ndarray, bias: np.ndarray
+) -> np.ndarray:
+    """DICE without checkpoints: ``logsumexp(h·(W ⊙ M)ᵀ + b)`` as a float32 matrix product (BLAS) in row chunks,
+    the log-sum-exp in float64."""
+    k, d = state.columns.shape
+    kept = np.where(np.arange(d)[None, :] < counts[:, None], state.weights, 0.0)
+    masked = np.zeros((k, d), np.float32)
+    np.put_along_axis(masked, state.columns, kept.astype(np.float32), axis=1)
+    out = np.empty(len(h))
+    for start in range(0, len(h), 8192):
+        logits = np.asarray(h[start : start + 8192], np.float32) @ masked.T
+        out[start : start + 8192] = logsumexp(logits.astype(np.float64) + bias)
     return out
 
 

@@ -162,6 +162,11 @@ def fast_line_score(
     """LINe from the prepared arrays: ĉ (``PREDICTED``, per τ), then only the kept (k, j) weights of each row's ĉ,
     read out with energy (compiled loop); equal to ``line_score``."""
     predicted = np.asarray(features["line/predicted"], np.int64)
+    k, d = np.shape(features["head/weight"])
+    if (
+        k * k * d > PAIR_BUDGET
+    ):  # ImageNet: up to K·K·D = 2·10⁹ kept pairs would not fit in memory
+        return _grouped_line_energy(features, phi, p_a, p_w, tau, predicted)
     starts, pair_class, pair_column, pair_weight = kept_pairs(
         phi, features["head/weight"], p_a, p_w
     )
@@ -170,6 +175,31 @@ def fast_line_score(
         features["penultimate"], predicted, float(tau), starts, pair_class, pair_column, pair_weight,
         np.asarray(features["head/bias"], np.float64), out,
     )  # fmt: skip
+    return out
+
+
+PAIR_BUDGET = (
+    1 << 27
+)  # kept (k, j) pairs over all classes; beyond it, one masked matrix product per class
+
+
+def _grouped_line_energy(
+    features, phi: np.ndarray, p_a: float, p_w: float, tau: float, predicted: np.ndarray
+) -> np.ndarray:
+    """LINe for a large head: rows grouped by ĉ, one float32 product with ĉ's pruned head per group, the
+    log-sum-exp in float64 (as ``line_logits``, with ĉ from the prepared arrays)."""
+    weight = np.asarray(features["head/weight"], np.float64)
+    bias = np.asarray(features["head/bias"], np.float64)
+    act = activation_masks(phi, p_a)
+    thresholds = weight_thresholds(phi, weight, p_w)
+    order = np.argsort(predicted, kind="stable")
+    classes, starts = np.unique(predicted[order], return_index=True)
+    out = np.empty(len(predicted))
+    for c, rows in zip(classes, np.split(order, starts[1:])):
+        kept = weight * weight_mask(phi, weight, c, thresholds[c], p_w) * act[c]
+        clipped = np.minimum(np.asarray(features["penultimate"][rows], np.float32), tau)
+        logits = clipped @ kept.astype(np.float32).T
+        out[rows] = logsumexp(logits.astype(np.float64) + bias, axis=1)
     return out
 
 

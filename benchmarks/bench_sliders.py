@@ -105,8 +105,11 @@ def update_times(
             rows.setdefault("max", 0.0)
             rows["max"] = max(rows["max"], max(times))
         results[method.label] = rows
+        full_range = (
+            f"   full range {rows['range'] * 1e3:7.1f} ms" if "range" in rows else ""
+        )
         print(
-            f"  {method.label:<12} near default {rows['near'] * 1e3:7.1f} ms   full range {rows['range'] * 1e3:7.1f} ms"
+            f"  {method.label:<12} near default {rows['near'] * 1e3:7.1f} ms{full_range}"
             f"   worst {rows['max'] * 1e3:7.1f} ms",
             flush=True,
         )

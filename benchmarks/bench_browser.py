@@ -27,7 +27,6 @@ from playwright.sync_api import expect, sync_playwright
 from ood_core.inputs.synthetic import SIZES, register
 from ood_core.workspace import Workspace, load_workspace
 
-CHROMIUM = "/usr/bin/chromium"
 IDLE = 600_000
 
 
@@ -101,16 +100,7 @@ def main() -> None:
     results = {}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                ],
-            )
+            browser = streamlit_server.launch_chromium(playwright)
             for page_name, label, ready, watch_text in (
                 ("nap", "λ", "AUROC vs λ", True),
                 ("line", "p_a (activation pruning)", "Sweep (p_a, p_w)", True),

@@ -71,9 +71,7 @@ def main() -> None:
     model_named("demo")
     load_workspace(Workspace())
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"]
-        )
+        browser = streamlit_server.launch_chromium(playwright)
         results = {n: run(browser, n) for n in (1, 4)}
         browser.close()
     print("sessions  peak RSS (MB)  RSS after (MB)  s per round (all sessions)")

@@ -144,6 +144,12 @@ def _workspace_arguments(
     )
 
 
+def _csv_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--csv", type=output_path, help="also write the table to this CSV file"
+    )
+
+
 def _workspace(args: argparse.Namespace) -> Workspace:
     """The workspace named by the arguments, checked (names exist, ID set has labels, OOD sets are not the ID set)."""
     workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
@@ -267,6 +273,23 @@ def cmd_select_block(args: argparse.Namespace) -> int:
     return 0
 
 
+def _available(
+    features: LoadedWorkspace, methods: list, explicit: bool, doing: str
+) -> list:
+    """The (method, params) pairs the workspace can score: a method the user named that cannot is an error, one
+    taken by default is left out with a note."""
+    kept = []
+    for method, params in methods:
+        reason = features.unavailable(method, params)
+        if reason and explicit:
+            raise OODLabError(f"{method.label} cannot {doing}: {reason}")
+        if reason:
+            print(f"note: {method.label} left out: {reason}", file=sys.stderr)
+        else:
+            kept.append((method, params))
+    return kept
+
+
 def _accuracy_line(features: LoadedWorkspace) -> str:
     return f"accuracy {features.accuracy:.2f}%"
 
@@ -289,13 +312,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "left out of the ID test set",
             file=sys.stderr,
         )
-    for method, params in list(methods):
-        reason = features.unavailable(method, params)
-        if reason and explicit:
-            raise OODLabError(f"{method.label} cannot score this workspace: {reason}")
-        if reason:
-            print(f"note: {method.label} left out: {reason}", file=sys.stderr)
-            methods.remove((method, params))
+    methods = _available(features, methods, explicit, "score this workspace")
     table = evaluate(features, methods)
     print(
         f"model {args.model}, ID {args.id_dataset} ({_accuracy_line(features)}), metrics in %"
@@ -317,13 +334,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     _prepare(args.model, bars)
     features = _load(workspace, bars)
     explicit = args.methods != _TUNABLE
-    for method in list(methods):
-        reason = features.unavailable(method)
-        if reason and explicit:
-            raise OODLabError(f"{method.label} cannot be tuned here: {reason}")
-        if reason:
-            print(f"note: {method.label} left out: {reason}", file=sys.stderr)
-            methods.remove(method)
+    methods = [
+        m
+        for m, _ in _available(
+            features, [(m, {}) for m in methods], explicit, "be tuned here"
+        )
+    ]
     found = tuning.split(
         features, protocol, progress=lambda s, d, t: bars.for_set(s)(d, t)
     )
@@ -604,9 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. msp energy:T=2 nap-energy:lambda=0.4 react:p=90 (default: every method scored from the cache; "
         "ODIN re-runs the model and the heatmap decoder trains, so name them to include them)",
     )
-    evaluate_.add_argument(
-        "--csv", type=output_path, help="also write the table to this CSV file"
-    )
+    _csv_argument(evaluate_)
     evaluate_.add_argument(
         "--config",
         type=existing_file,
@@ -689,9 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=HEATMAP.param("epochs").default,
         help="at most",
     )
-    heatmap.add_argument(
-        "--csv", type=output_path, help="also write the table to this CSV file"
-    )
+    _csv_argument(heatmap)
     heatmap.set_defaults(run=cmd_heatmap)
     finetune = sub.add_parser(
         "fine-tune",
@@ -705,9 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument(
         "--methods", nargs="+", default=["energy", "nap", "featurenorm"]
     )
-    finetune.add_argument(
-        "--csv", type=output_path, help="also write the table to this CSV file"
-    )
+    _csv_argument(finetune)
     finetune.set_defaults(run=cmd_fine_tune)
     synth = sub.add_parser(
         "synth",

@@ -253,11 +253,9 @@ def objective_value(
     min_accuracy: float,
 ) -> float:
     """The quantity to maximise on ``features``' sets (FPR95 negated; −inf when the accuracy floor is broken)."""
-    id_scores, ood = features.scores(method, params)
-    metrics = set_metrics(id_scores, ood)
+    auroc, fpr95 = mean_metrics(features, method, params)
     if objective == "fpr95":
-        return -float(np.mean([m["FPR95"] for m in metrics.values()]))
-    auroc = float(np.mean([m["AUROC"] for m in metrics.values()]))
+        return -fpr95
     if objective == "auroc@acc" and accuracy(features, method, params) < min_accuracy:
         return -math.inf
     return auroc
@@ -389,9 +387,23 @@ def mean_metrics(
     )
 
 
+_points: BoundedMemo[pd.DataFrame] = BoundedMemo(64)
+
+
 def points_table(found: Split, method: Method, result: SearchResult) -> pd.DataFrame:
     """Every point the search evaluated: its parameters, the validation objective (as shown: FPR95 positive) and,
-    when the split has test sets, the test mean AUROC and FPR95 at the same point."""
+    when the split has test sets, the test mean AUROC and FPR95 at the same point (memoised: pages redraw it)."""
+    test = found.test
+    key = (
+        method.name,
+        digest(result.as_dict()),
+        None if test is None else test.id_test.fingerprint,
+        None if test is None else tuple(f.fingerprint for f in test.ood.values()),
+    )
+    return _points.get(key, lambda: _points_table(found, method, result))
+
+
+def _points_table(found: Split, method: Method, result: SearchResult) -> pd.DataFrame:
     sign = -1.0 if result.objective == "fpr95" else 1.0
     rows = []
     for point in result.evaluated:

@@ -9,6 +9,7 @@ import streamlit as st
 from ood_core import tables
 from ood_core.metrics import roc_points
 from ood_core.scores import METHODS
+from ood_core.tuning import described
 from pages.common import (
     ensure_app_shell,
     histogram_figure,
@@ -169,7 +170,7 @@ def charts() -> None:
     st.caption(
         "Drawn with the hyperparameters of the last redraw"
         + "".join(
-            f"; {METHODS[name].label} {_described(values)}"
+            f"; {METHODS[name].label} {described(values)}"
             for name, values in drawn.items()
             if values and name in drawn_names
         )
@@ -180,13 +181,6 @@ def charts() -> None:
         key="compare_redraw",
         help="Charts are not redrawn on every slider "
         "move, so that sliders stay fast; this redraws them now.",
-    )
-
-
-def _described(values: dict) -> str:
-    return ", ".join(
-        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
-        for key, value in values.items()
     )
 
 

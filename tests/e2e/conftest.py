@@ -11,7 +11,7 @@ from e2e_paths import SCREENSHOTS
 from playwright.sync_api import Error as PlaywrightError
 
 REPO = streamlit_server.REPO
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = streamlit_server.CHROMIUM
 # Streamlit's frontend first probes /<page>/_stcore/... on a deep link, gets a 404 and falls back to /_stcore/...
 STREAMLIT_DEEP_LINK_PROBE = re.compile(r"/[^/]+/_stcore/(health|host-config)$")
 
@@ -45,18 +45,7 @@ def browser():
             f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium), as .ci/run does"
         )
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        chromium = streamlit_server.launch_chromium(playwright)
         yield chromium
         chromium.close()
 

@@ -13,6 +13,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's (apt-get install -y chromium), never `playwright install`
+
+
+def launch_chromium(playwright):
+    """Headless Debian Chromium for Playwright (browser tests and benchmarks)."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -167,6 +167,16 @@ def test_tune_page_tunes_on_validation_and_hands_the_values_to_compare(extracted
     assert (
         len(at.get("plotly_chart")) == 2
     )  # the T profile and the validation-vs-test scatter
+    temperature = get_method("energy").param("T")
+    at.slider(key="tune_points").set_value(
+        5
+    ).run()  # fewer values per parameter: a new search
+    at.button(key="tune_one").click().run()
+    _no_errors(at)
+    coarse = at.dataframe[0].value.iloc[0]
+    assert coarse["points"] == len(set(temperature.grid(5)) | {temperature.default})
+    tuned_t = float(coarse["tuned"].split("=")[1])
+    assert tuned_t in set(temperature.grid(5)) | {temperature.default}
     at.button(key="tune_apply").click().run()
     _no_errors(at)
     assert at.slider(key="compare:energy:T").value == pytest.approx(tuned_t)

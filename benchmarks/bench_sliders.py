@@ -37,6 +37,7 @@ from ood_core.engine.cache import FeatureCache
 from ood_core.inputs.synthetic import SIZES, register
 from ood_core.metrics import metrics_table, set_metrics
 from ood_core.scores import METHODS
+from ood_core.scores.subspace import dimension
 from ood_core.workspace import LoadedWorkspace, Workspace, load_workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,8 +64,11 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def moves(param, near: bool, benchmark) -> list:
-    """Slider values to move to: near the default (±1, ±5, ±10 steps) or across the whole range."""
+def moves(param, near: bool, benchmark, blocks=()) -> list:
+    """Slider values to move to: near the default (±1, ±5, ±10 steps) or across the whole range; for a block set,
+    the deepest 1, 2, … blocks."""
+    if param.kind == "blocks":
+        return ["+".join(blocks[-n:]) for n in range(1, len(blocks) + 1)]
     default = param.default_for(benchmark)
     if near:
         values = [default + s * param.step for s in (-10, -5, -1, 1, 5, 10)]
@@ -88,7 +92,7 @@ def update_times(
 ) -> dict[str, dict[str, float]]:
     results = {}
     for method in METHODS.values():
-        numeric = [p for p in method.params if p.numeric]
+        numeric = [p for p in method.params if p.numeric or p.kind == "blocks"]
         if method.cost != "cache" or not numeric or features.unavailable(method):
             continue
         rows = {}
@@ -96,7 +100,7 @@ def update_times(
             times = [
                 timed_update(features, method, {p.name: value})
                 for p in numeric
-                for value in moves(p, near, features.benchmark)[
+                for value in moves(p, near, features.benchmark, features.blocks)[
                     2 : 4 if quick else None
                 ]
                 for _ in range(repeats)
@@ -177,6 +181,7 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
     head4 = torch.nn.Sequential(torch.nn.Flatten(), head).eval()
     train_h = torch.from_numpy(np.ascontiguousarray(features.id_train.penultimate))
     train_y = torch.from_numpy(np.asarray(features.id_train.labels))
+    train_logits = torch.from_numpy(np.ascontiguousarray(features.id_train.logits))
     react_state = features.state(METHODS["react"])
 
     def batched(fn, x, size=2000):
@@ -202,6 +207,7 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
 
     fitted = {
         "mahalanobis": pood.Mahalanobis(None).fit_features(train_h, train_y),
+        "rmds": pood.RMD(None).fit_features(train_h, train_y),
         "knn": None,
     }
     anchors = {
@@ -257,6 +263,64 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
             None,
             lambda v: {n: pood.MaxSoftmax.score(z) for n, z in logits.items()},
         ),
+        "GEN": (
+            "gamma",
+            lambda v: {n: pood.GEN.score(z, gamma=v) for n, z in logits.items()},
+        ),
+        "Entropy": (
+            None,
+            lambda v: {n: pood.Entropy.score(z) for n, z in logits.items()},
+        ),
+        "KL-Matching": (
+            None,
+            lambda v: {
+                n: pood.KLMatching(None).fit_logits(train_logits).predict_logits(z)
+                for n, z in logits.items()
+            },
+        ),
+        "SCALE": (
+            "p",
+            lambda v: {
+                n: batched(
+                    pood.SCALE(
+                        torch.nn.Identity(), head4, v / 100
+                    ).predict_feature_maps,
+                    x[:, :, None, None],
+                )
+                for n, x in h.items()
+            },
+        ),
+        "NCI": (
+            "alpha",
+            lambda v: {
+                n: pood.NCI(None, head, alpha=v)
+                .fit_features(train_h)
+                .predict_features(x)
+                for n, x in h.items()
+            },
+        ),
+        "fDBD": (
+            None,
+            lambda v: {
+                n: pood.fDBD(None, head).fit_features(train_h).predict_features(x)
+                for n, x in h.items()
+            },
+        ),
+        "ViM": (
+            "share",
+            lambda v: {
+                n: pood.ViM(None, dimension(weight.shape[1], v), weight, bias)
+                .fit_features(train_h, train_y)
+                .predict_features(x)
+                for n, x in h.items()
+            },
+        ),
+        "RMDS": (
+            None,
+            lambda v: {
+                n: batched(fitted["rmds"].predict_features, x) for n, x in h.items()
+            },
+        ),
     }
     print("\n  method        ours (ms)   pytorch-ood (ms)   ratio")
     for label, (param, run) in anchors.items():
@@ -266,7 +330,7 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
             if param
             else None
         )
-        count = 1 if label in ("KNN", "DICE") else repeats
+        count = 1 if label in ("KNN", "DICE", "ViM", "KL-Matching") else repeats
         theirs = []
         for _ in range(count):
             start = time.perf_counter()

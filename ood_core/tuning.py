@@ -39,7 +39,7 @@ from .memo import BoundedMemo
 from .metrics import set_metrics
 from .rows import stratified_rows
 from .scores.line import LINE, line_logits
-from .scores.method import Method
+from .scores.method import BLOCK_SEPARATOR, Method
 from .scores.registry import METHODS
 from .workspace import LoadedWorkspace
 
@@ -234,7 +234,8 @@ def dimensions(
     method: Method, features: LoadedWorkspace, points: int = 11
 ) -> dict[str, list]:
     """The values searched per parameter: ``points`` across each numeric range (paper default included), every
-    probed block for block parameters; choice parameters stay fixed."""
+    probed block for block parameters, the deepest 1, 2, … and all blocks for block-set parameters; choice
+    parameters stay fixed."""
     dims = {}
     for p in method.params:
         if p.numeric:
@@ -242,6 +243,11 @@ def dimensions(
             dims[p.name] = sorted(values)
         elif p.kind == "block":
             dims[p.name] = list(features.blocks)
+        elif p.kind == "blocks":
+            blocks = list(features.blocks)
+            dims[p.name] = [
+                BLOCK_SEPARATOR.join(blocks[-n:]) for n in range(1, len(blocks) + 1)
+            ]
     return dims
 
 
@@ -366,9 +372,10 @@ def search(
 
 
 def tunable(method: Method) -> bool:
-    """Whether ``search`` has anything to choose for ``method`` (cache-scored, with a numeric or block parameter)."""
+    """Whether ``search`` has anything to choose for ``method`` (cache-scored, with a numeric, block or block-set
+    parameter)."""
     return method.cost == "cache" and any(
-        p.numeric or p.kind == "block" for p in method.params
+        p.numeric or p.kind in ("block", "blocks") for p in method.params
     )
 
 

@@ -384,6 +384,10 @@ class _TrainView:
     def __contains__(self, name: object) -> bool:
         return name in self.features
 
+    @property
+    def blocks(self) -> list[str]:
+        return self.features.blocks
+
     def pixels(self, rows: np.ndarray):
         return pixels(self.features, rows)
 

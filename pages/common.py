@@ -11,7 +11,7 @@ import streamlit as st
 
 from ood_core.errors import OODLabError
 from ood_core.inputs import catalog
-from ood_core.scores.method import Method
+from ood_core.scores.method import BLOCK_SEPARATOR, Method, block_set
 from ood_core.workspace import LoadedWorkspace, Workspace, cached_workspace
 
 ID_COLOUR = "#1f77b4"
@@ -210,13 +210,14 @@ def param_controls(
     labels: dict[str, str] | None = None,
 ) -> dict:
     """One widget per parameter of ``method``, generated from its ``Param`` records (sliders for numbers, a select
-    box for the block); defaults are the papers' for ``benchmark`` (OOD Lab's on the demo)."""
+    box for the block, a multiselect for a block set); defaults are the papers' for ``benchmark`` (OOD Lab's on the
+    demo)."""
     values = {}
     for p in method.params:
         if (
             p.name in skip
             or (only is not None and p.name not in only)
-            or not (p.numeric or p.kind == "block")
+            or not (p.numeric or p.kind in ("block", "blocks"))
         ):
             continue
         widget_key = f"{key}:{method.name}:{p.name}"
@@ -227,6 +228,15 @@ def param_controls(
             values[p.name] = st.selectbox(
                 label, blocks, index=index, key=widget_key, help=p.help
             )
+        elif p.kind == "blocks":
+            chosen = st.multiselect(
+                label,
+                blocks,
+                default=block_set(method.name, default, blocks),
+                key=widget_key,
+                help=p.help,
+            )
+            values[p.name] = BLOCK_SEPARATOR.join(chosen or blocks[-1:])
         else:
             cast = int if p.kind == "int" else float
             values[p.name] = st.slider(

@@ -32,6 +32,20 @@ tunable = [
     m for m in METHODS.values() if tuning.tunable(m) and not features.unavailable(m)
 ]
 labels = {m.label: m for m in tunable}
+fitted_only = [
+    m.label
+    for m in METHODS.values()
+    if m.cost == "cache" and not tuning.tunable(m) and not features.unavailable(m)
+]
+if fitted_only:
+    st.info(
+        "**Nothing to tune on OOD data:** "
+        + ", ".join(fitted_only)
+        + ". Whatever these methods learn comes from the ID training set alone, so their numbers on every page are "
+        "already honest. **OptFS** is the notable one: its feature-shaping function, the part ReAct, ASH and "
+        "SCALE tune by hand with a percentile, is fitted in closed form from ID data alone.",
+        icon="✅",
+    )
 
 with st.container(border=True):
     left, middle, right = st.columns(3)

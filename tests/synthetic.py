@@ -19,8 +19,10 @@ def synthetic_features(
     labels: np.ndarray | None = None,
     weight: np.ndarray | None = None,
     blocks: tuple[str, ...] = ("b1", "b2"),
+    norms: bool = False,
 ) -> FeatureSet:
-    """ReLU-like penultimate features (optionally shifted), logits from a shared head, random block stats."""
+    """ReLU-like penultimate features (optionally shifted), logits from a shared head, random block stats (per-channel
+    max and mean, and with ``norms`` the L2 norms)."""
     h = np.maximum(rng.normal(1.0 + shift, 1.0, (n, d)), 0).astype(np.float32)
     weight = rng.normal(0, 0.5, (k, d)).astype(np.float32) if weight is None else weight
     bias = np.linspace(-0.1, 0.1, k).astype(np.float32)
@@ -37,5 +39,10 @@ def synthetic_features(
         arrays[f"blocks/{b}/max"] = (mean * rng.uniform(1, 4 + shift, (n, 8))).astype(
             np.float32
         )
+    if norms:
+        for b in blocks:
+            arrays[f"blocks/{b}/l2"] = arrays[f"blocks/{b}/mean"] * rng.uniform(
+                2, 3 + shift, (n, 8)
+            ).astype(np.float32)
     meta = {"probes": list(blocks), "rows": n, "created": uuid.uuid4().hex}
     return FeatureSet(Path(f"/synthetic/{uuid.uuid4().hex}"), meta, arrays)

@@ -304,6 +304,18 @@ def test_every_registered_method_is_covered_here():
         "line",
         "heatmap",  # tests/test_heatmap.py
         "gen",  # tests/test_gen.py
+        # tests/test_recent_methods.py
+        "entropy",
+        "kl-matching",
+        "mahalanobis++",
+        "rmds",
+        "fdbd",
+        "nci",
+        "vim",
+        "scale",
+        "optfs",
+        "nap-multi",
+        "featurenorm-multi",
     }
     assert (
         set(METHODS) == covered

@@ -116,6 +116,21 @@ def test_compare_slider_recomputes_only_its_method(extracted):
     assert changed.drop(index="ReAct").equals(table.drop(index="ReAct"))
 
 
+def test_compare_lists_every_method_and_moves_the_new_ones(extracted):
+    at = _open("pages/compare.py")
+    table = at.dataframe[0].value
+    from ood_core.scores import METHODS
+
+    assert {m.label for m in METHODS.values() if m.cost == "cache"} <= set(table.index)
+    at.multiselect(key="compare:nap-multi:block_set").set_value(["layer2.0"]).run()
+    at.slider(key="compare:vim:share").set_value(10.0).run()
+    _no_errors(at)
+    changed = at.dataframe[0].value
+    moved = ["NAP (multi-block)", "ViM"]
+    assert (changed.loc[moved, "mean"] != table.loc[moved, "mean"]).all()
+    assert changed.drop(index=moved).equals(table.drop(index=moved))
+
+
 def test_compare_roc_and_histogram_follow_their_selectors(extracted):
     at = _open("pages/compare.py")
     at.selectbox(key="compare_roc_set").set_value("noise").run()

@@ -3,6 +3,10 @@
 - Mahalanobis (Lee et al., NeurIPS 2018): ``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` with the ID-train class means μ_c
   and one shared covariance Σ of ``h − μ_y`` (sklearn ``EmpiricalCovariance``); penultimate layer only, no input
   pre-processing.
+- Mahalanobis++ (Mueller & Hein, ICML 2025): the same score on L2-normalised features ``h/‖h‖₂`` (means and
+  covariance fitted on normalised ID-train features).
+- RMDS, the relative Mahalanobis distance (Ren et al., arXiv 2021): ``−min_c [MD_c(h) − MD_0(h)]``, MD_0 the
+  Mahalanobis distance to one Gaussian fitted to all ID-train features (its own mean and covariance).
 - KNN (Sun et al., ICML 2022): ``−‖z − z_(k)‖₂`` with ``z = h/‖h‖`` and ``z_(k)`` the k-th nearest normalised ID-train
   feature; default k = 50 (CIFAR-10). The ascending distances to the 200 nearest train features are computed once
   per scored set (float32 matrix products, chunked) so that moving k is a column lookup.
@@ -10,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,10 +47,12 @@ class ClassGaussian:
     precision: np.ndarray
 
 
-def fit_class_gaussian(train: TrainData) -> ClassGaussian:
+def fit_class_gaussian(train: TrainData, normalise: bool = False) -> ClassGaussian:
     from sklearn.covariance import EmpiricalCovariance
 
     h = np.asarray(train["penultimate"], np.float64)
+    if normalise:
+        h = l2_normalise(h).astype(np.float64)
     means = class_means(h, train["labels"], train["head/weight"].shape[0])
     labels = np.asarray(train["labels"])
     covariance = EmpiricalCovariance(assume_centered=True).fit(h - means[labels])
@@ -55,6 +62,12 @@ def fit_class_gaussian(train: TrainData) -> ClassGaussian:
 CLASS_GAUSSIAN = Fit(
     name="class-gaussian",
     fn=fit_class_gaussian,
+    needs=("penultimate", "labels", "head/weight"),
+    state=ClassGaussian,
+)
+NORMALISED_CLASS_GAUSSIAN = Fit(
+    name="normalised-class-gaussian",
+    fn=lambda train: fit_class_gaussian(train, normalise=True),
     needs=("penultimate", "labels", "head/weight"),
     state=ClassGaussian,
 )
@@ -72,6 +85,22 @@ def mahalanobis(h: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.n
     return -quad.min(axis=1)
 
 
+def stored_scores(name: str, fn: Callable[..., np.ndarray]) -> dict:
+    """A parameter-free method's scores as its per-set array, computed once and kept in the cache:
+    ``fn(h, state) -> scores``; returns the ``Method`` fields ``prepare`` and ``score_fn`` that do it."""
+    array = f"{name}/scores"
+    step = Prepare(
+        name=f"{name}-scores",
+        fn=lambda features, state: {array: fn(features["penultimate"], state)},
+        needs=("penultimate",),
+        store=True,
+    )
+    return {
+        "prepare": step,
+        "score_fn": lambda features, state: np.asarray(features[array]),
+    }
+
+
 MAHALANOBIS = Method(
     name="mahalanobis",
     label="Mahalanobis",
@@ -83,19 +112,76 @@ MAHALANOBIS = Method(
         "NeurIPS 2018",
         "1807.03888",
     ),
-    score_fn=lambda features, state: np.asarray(features["mahalanobis/scores"]),
     fit=CLASS_GAUSSIAN,
-    # Parameter-free: the scores themselves are the per-set array, computed once and kept in the cache.
-    prepare=Prepare(
-        name="mahalanobis-scores",
-        fn=lambda features, state: {
-            "mahalanobis/scores": mahalanobis(
-                features["penultimate"], state.means, state.precision
-            )
-        },
-        needs=("penultimate",),
-        store=True,
+    **stored_scores("mahalanobis", lambda h, s: mahalanobis(h, s.means, s.precision)),
+)
+
+MAHALANOBIS_PLUS = Method(
+    name="mahalanobis++",
+    label="Mahalanobis++",
+    family="feature",
+    needs=("penultimate",),
+    formula=r"S=-\min_c (z-\mu_c)^\top \Sigma^{-1} (z-\mu_c),\; z=h/\lVert h\rVert_2",
+    paper=arxiv(
+        "Mahalanobis++: Improving OOD Detection via Feature Normalization",
+        "ICML 2025",
+        "2505.18032",
     ),
+    fit=NORMALISED_CLASS_GAUSSIAN,
+    **stored_scores(
+        "mahalanobis-pp",
+        lambda h, s: mahalanobis(l2_normalise(h), s.means, s.precision),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RelativeGaussian:
+    """Class means μ_c [K, D] and shared precision Σ⁻¹, plus the background Gaussian of all ID-train features:
+    mean μ_0 [D] and precision Σ_0⁻¹ [D, D]."""
+
+    means: np.ndarray
+    precision: np.ndarray
+    background_mean: np.ndarray
+    background_precision: np.ndarray
+
+
+def fit_relative_gaussian(train: TrainData) -> RelativeGaussian:
+    from sklearn.covariance import EmpiricalCovariance
+
+    classes = fit_class_gaussian(train)
+    background = EmpiricalCovariance().fit(np.asarray(train["penultimate"], np.float64))
+    return RelativeGaussian(
+        classes.means, classes.precision, background.location_, background.precision_
+    )
+
+
+def relative_mahalanobis(h: np.ndarray, state: RelativeGaussian) -> np.ndarray:
+    """``−min_c [MD_c(h) − MD_0(h)] = mahalanobis(h) + MD_0(h)`` [N]."""
+    background = -mahalanobis(
+        h, state.background_mean[None, :], state.background_precision
+    )
+    return mahalanobis(h, state.means, state.precision) + background
+
+
+RMDS = Method(
+    name="rmds",
+    label="RMDS",
+    family="feature",
+    needs=("penultimate",),
+    formula=r"S=-\min_c\left[MD_c(h)-MD_0(h)\right],\; MD_0(h)=(h-\mu_0)^\top\Sigma_0^{-1}(h-\mu_0)",
+    paper=arxiv(
+        "A Simple Fix to Mahalanobis Distance for Improving Near-OOD Detection",
+        "arXiv 2021",
+        "2106.09022",
+    ),
+    fit=Fit(
+        name="relative-gaussian",
+        fn=fit_relative_gaussian,
+        needs=("penultimate", "labels", "head/weight"),
+        state=RelativeGaussian,
+    ),
+    **stored_scores("rmds", relative_mahalanobis),
 )
 
 
@@ -193,4 +279,4 @@ KNN = Method(
     prepare=KNN_DISTANCES,
 )
 
-METHODS = (MAHALANOBIS, KNN)
+METHODS = (MAHALANOBIS, MAHALANOBIS_PLUS, RMDS, KNN)

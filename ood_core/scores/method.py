@@ -26,6 +26,8 @@ LAST_BLOCK = "last"
 SELECTED_BLOCK = (
     "selected"  # the NormRatio choice, resolved by the workspace (needs the jigsaw set)
 )
+ALL_BLOCKS = "all"
+BLOCK_SEPARATOR = "+"  # a block set is written "layer3.0+layer4.0" (a comma separates parameters in a spec)
 BENCHMARKS = ("cifar10", "cifar100", "imagenet")
 
 
@@ -38,7 +40,11 @@ class Arrays(Protocol):
 
 
 class TrainData(Arrays, Protocol):
-    """The ID training set as a fit sees it: its arrays, its images, and other cached sets of the same model."""
+    """The ID training set as a fit sees it: its arrays, its probed blocks, its images, and other cached sets of the
+    same model."""
+
+    @property
+    def blocks(self) -> list[str]: ...
 
     def pixels(self, rows: np.ndarray) -> np.ndarray:
         """Images of ``rows`` as the model sees them, normalisation undone: [n, C, H, W] in [0, 1]."""
@@ -63,7 +69,7 @@ class Param:
     """A hyperparameter.
 
     ``kind``: ``float``/``int`` (a slider from ``low`` to ``high`` by ``step``), ``block`` (a probed block; ``last``
-    or ``selected`` as defaults) or ``choice`` (one of ``choices``, e.g. a dataset reference). ``paper`` holds the
+    or ``selected`` as defaults), ``blocks`` (a set of probed blocks, ``all`` or joined by ``+``) or ``choice`` (one of ``choices``, e.g. a dataset reference). ``paper`` holds the
     paper's default per benchmark (``cifar10``, ``cifar100``, ``imagenet``) where the paper gives one; ``default``
     is OOD Lab's default on the demo.
     """
@@ -224,6 +230,10 @@ class Method:
         for p in self.params:
             if p.kind == "block":
                 resolved[p.name] = _block(self.name, values[p.name], blocks)
+            elif p.kind == "blocks":
+                resolved[p.name] = BLOCK_SEPARATOR.join(
+                    block_set(self.name, values[p.name], blocks)
+                )
             else:
                 resolved[p.name] = p.check(self.name, values[p.name])
         return resolved
@@ -323,6 +333,20 @@ def part_params(
 
 def own_params(method: Method, params: Mapping[str, object]) -> dict[str, object]:
     return _own(method, params)
+
+
+def block_set(method: str, value: object, blocks: Sequence[str]) -> list[str]:
+    """The blocks of a block-set value (``all``, or names joined by ``+``; ``last`` allowed), in probe order."""
+    if value == ALL_BLOCKS:
+        return list(blocks)
+    names = {
+        _block(method, name.strip(), blocks)
+        for name in str(value).split(BLOCK_SEPARATOR)
+        if name.strip()
+    }
+    if not names:
+        raise OODLabError(f"{method}: choose at least one block")
+    return [b for b in blocks if b in names]
 
 
 def _block(method: str, value: object, blocks: Sequence[str]) -> str:

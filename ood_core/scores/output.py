@@ -5,16 +5,25 @@
 - Energy ``T·logsumexp(z/T)``, the negative free energy (Liu et al., NeurIPS 2020); default T = 1.
 - GEN ``−Σ_{j∈top-M} p_j^γ (1 − p_j)^γ`` of the softmax p (Liu et al., CVPR 2023); γ = 0.1, M = 100 (ImageNet),
   M = K on CIFAR.
+- Entropy ``Σ_k p_k log p_k``, the negative Shannon entropy of the softmax p (the entropy baseline; pytorch-ood
+  cites Chan et al., ICCV 2021).
+- KL-Matching ``−min_c KL(p ‖ d_c)`` (Hendrycks et al., ICML 2022): d_c is the mean softmax of the ID-train samples
+  the model *predicts* as c (the paper fits on a validation split; labels are not needed). Classes never predicted
+  have no template and are skipped.
 - ODIN ``max_k softmax(f(x')/T)_k`` on perturbed inputs x' (Liang et al., ICLR 2018); T = 1000, ε = 0.0014.
   Its array ``odin`` needs the model again, so the workspace computes it once per (T, ε) and caches it.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
+import numpy as np
+from scipy.special import log_softmax
+
+from ..errors import OODLabError
 from . import kernels
-from .method import Method, Paper, Param, arxiv
+from .method import Fit, Method, Paper, Param, TrainData, arxiv
 
 
 def msp(logits: np.ndarray) -> np.ndarray:
@@ -132,6 +141,76 @@ GEN = Method(
     ),
 )
 
+
+def negative_entropy(logits: np.ndarray) -> np.ndarray:
+    """``Σ_k p_k log p_k`` [N] of ``p = softmax(z)`` (float64, ``0·log 0 = 0``)."""
+    log_p = log_softmax(np.asarray(logits, np.float64), axis=1)
+    return (np.exp(log_p) * log_p).sum(axis=1)
+
+
+ENTROPY = Method(
+    name="entropy",
+    label="Entropy",
+    family="output",
+    needs=("logits",),
+    formula=r"S=\sum_k p_k\log p_k,\quad p=\operatorname{softmax}(z)",
+    paper=arxiv(
+        "Entropy Maximization and Meta Classification for Out-of-Distribution Detection in Semantic Segmentation",
+        "ICCV 2021",
+        "2012.06575",
+    ),
+    score_fn=lambda features, state: negative_entropy(features["logits"]),
+)
+
+
+@dataclass(frozen=True)
+class ClassPosteriors:
+    """Mean softmax ``d_c`` [K', K] of the ID-train samples predicted as each class ``classes[i]`` [K']."""
+
+    classes: np.ndarray
+    posteriors: np.ndarray
+
+
+def fit_class_posteriors(train: TrainData) -> ClassPosteriors:
+    log_p = log_softmax(np.asarray(train["logits"], np.float64), axis=1)
+    predicted = log_p.argmax(axis=1)
+    classes = np.unique(predicted)
+    if len(classes) == 0:
+        raise OODLabError("KL-Matching needs at least one ID train sample")
+    p = np.exp(log_p)
+    return ClassPosteriors(
+        classes, np.stack([p[predicted == c].mean(axis=0) for c in classes])
+    )
+
+
+def kl_matching(logits: np.ndarray, posteriors: np.ndarray) -> np.ndarray:
+    """``−min_c KL(p ‖ d_c) = −min_c Σ_k p_k (log p_k − log d_ck)`` [N]; a template with ``d_ck = 0`` where
+    ``p_k > 0`` is infinitely far."""
+    log_p = log_softmax(np.asarray(logits, np.float64), axis=1)
+    with np.errstate(divide="ignore"):
+        log_d = np.log(posteriors)
+    log_d = np.where(np.isfinite(log_d), log_d, -1e300)
+    p = np.exp(log_p)
+    divergence = (p * log_p).sum(axis=1, keepdims=True) - p @ log_d.T
+    return -divergence.min(axis=1)
+
+
+KL_MATCHING = Method(
+    name="kl-matching",
+    label="KL-Matching",
+    family="output",
+    needs=("logits",),
+    formula=r"S=-\min_c \mathrm{KL}\left(p \,\middle\|\, d_c\right),\; d_c=\mathbb{E}_{x\in\text{train}:\hat y(x)=c}[p(x)]",
+    paper=MAX_LOGIT.paper,
+    score_fn=lambda features, state: kl_matching(features["logits"], state.posteriors),
+    fit=Fit(
+        name="class-posteriors",
+        fn=fit_class_posteriors,
+        needs=("logits",),
+        state=ClassPosteriors,
+    ),
+)
+
 ODIN = Method(
     name="odin",
     label="ODIN",
@@ -167,4 +246,4 @@ ODIN = Method(
     cost="reinference",
 )
 
-METHODS = (MSP, MAX_LOGIT, ENERGY, GEN, ODIN)
+METHODS = (MSP, MAX_LOGIT, ENERGY, GEN, ENTROPY, KL_MATCHING, ODIN)

@@ -6,10 +6,34 @@ Pages, CLI flags, tables, tuning and the README's methods table are generated fr
 from __future__ import annotations
 
 from ..errors import OODLabError, UnknownNameError
-from . import block_norm, feature_space, heatmap, line, nap, output, shaping
+from . import (
+    block_norm,
+    boundary,
+    feature_space,
+    heatmap,
+    line,
+    multi_block,
+    nap,
+    optfs,
+    output,
+    shaping,
+    subspace,
+)
 from .method import Method
 
-FAMILIES = (output, feature_space, shaping, nap, line, block_norm, heatmap)
+FAMILIES = (
+    output,
+    feature_space,
+    boundary,
+    subspace,
+    shaping,
+    optfs,
+    nap,
+    line,
+    block_norm,
+    multi_block,
+    heatmap,
+)
 METHODS: dict[str, Method] = {m.name: m for family in FAMILIES for m in family.METHODS}
 
 

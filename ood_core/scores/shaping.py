@@ -7,6 +7,8 @@
 - ASH-P/B/S (Djurisic et al., ICLR 2023), per sample: keep the top ``k = D − round(D·p/100)`` activations and
   zero the rest (P), set them to ``s1/k`` (B, keeps the sum s1) or scale them by ``exp(s1/s2)`` (S, s2 = their
   sum). Ties are broken towards the lower index (a stable sort), so every variant is deterministic.
+- SCALE (Xu et al., ICLR 2024): ``logsumexp(exp(s1/s2)·W·h + b)``, the whole feature scaled by ASH-S's factor
+  (s2 = the sum of the top ``D − round(D·p/100)`` activations) and nothing pruned; p = 85 (paper, ImageNet).
 
 What a slider move costs: each row's activations are sorted once per scored set (``SORTED_ROWS``); ReAct then visits
 only the entries above its clip value, ASH only the kept top-k; DICE visits only the kept (or only the dropped)
@@ -323,8 +325,37 @@ def _ash_method(variant: str, default: float, cifar: float) -> Method:
     )
 
 
+SCALE = Method(
+    name="scale",
+    label="SCALE",
+    family="shaping",
+    needs=("penultimate", *HEAD),
+    formula=r"S=\log\sum_k e^{(r\,Wh+b)_k},\; r=\exp(s_1/s_2),\; s_1=\textstyle\sum_j h_j,\;"
+    r"s_2=\sum_{j\in\text{top-}k} h_j",
+    paper=arxiv(
+        "Scaling for Training Time and Post-hoc Out-of-distribution Detection Enhancement",
+        "ICLR 2024",
+        "2310.00227",
+    ),
+    score_fn=lambda f, state, p: prefix_scores(
+        f, kernels.SCALE, keep=kept_count(f["sorted/values"].shape[1], p)
+    ),
+    params=(
+        Param(
+            "p",
+            85.0,
+            0.0,
+            99.0,
+            1.0,
+            "The scale factor reads the top (100−p)% activations; none is pruned (paper: 85 on ImageNet).",
+            paper={"imagenet": 85.0},
+        ),
+    ),
+    prepare=SORTED_ROWS,
+)
+
 ASH_P = _ash_method("p", 60.0, 90.0)
 ASH_B = _ash_method("b", 65.0, 95.0)
 ASH_S = _ash_method("s", 90.0, 95.0)
 
-METHODS = (REACT, DICE, ASH_P, ASH_B, ASH_S)
+METHODS = (REACT, DICE, ASH_P, ASH_B, ASH_S, SCALE)

@@ -171,6 +171,9 @@ def test_line_pa_slider_changes_the_auroc_and_the_sweep_renders(extracted):
 def test_tune_page_tunes_on_validation_and_hands_the_values_to_compare(extracted):
     at = _open("pages/tune.py")
     assert not at.dataframe  # nothing tuned yet
+    untunable = at.info[0].value
+    assert "Nothing to tune on OOD data" in untunable and "OptFS" in untunable
+    assert "Energy" not in untunable.split(".")[0]
     at.button(key="tune_one").click().run()  # the first method (Energy)
     _no_errors(at)
     leaderboard = at.dataframe[0].value

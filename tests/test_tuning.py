@@ -89,6 +89,26 @@ def test_grid_search_over_block_and_eps_finds_the_brute_force_optimum():
     assert result.value == pytest.approx(values[best], abs=1e-9)
 
 
+def test_block_sets_are_searched_as_the_deepest_blocks_and_the_choice_is_the_best():
+    features = _synthetic_workspace(3)
+    method = METHODS["nap-multi"]
+    assert tuning.tunable(method)
+    assert tuning.dimensions(method, features, 3)["block_set"] == ["b2", "b1+b2"]
+    result = tuning.search(features, method, points=3)
+    values = {
+        (p["params"]["block_set"], p["params"]["eps"]): p["value"]
+        for p in result.evaluated
+    }
+    assert len(values) == 2 * len(tuning.dimensions(method, features, 3)["eps"])
+    best = max(values, key=values.get)
+    assert (result.chosen["block_set"], result.chosen["eps"]) == best
+
+
+def test_methods_fitted_on_id_data_alone_have_nothing_to_tune():
+    for name in ("optfs", "fdbd", "rmds", "mahalanobis++", "kl-matching", "entropy"):
+        assert not tuning.tunable(METHODS[name])
+
+
 def test_coordinate_ascent_never_ends_below_the_defaults_and_records_every_point():
     features = _synthetic_workspace(2)
     result = tuning.search(features, METHODS["line"], points=7)

@@ -170,6 +170,42 @@ def extremes(
     return pd.concat([top, bottom], ignore_index=True)
 
 
+def paired_before_after(
+    before: LoadedWorkspace,
+    after: LoadedWorkspace,
+    methods: Sequence[Method],
+    control: LoadedWorkspace | None = None,
+) -> pd.DataFrame:
+    """AUROC (%) of each method at its defaults before and after fine-tuning, paired per (method, OOD set):
+    columns ``before``, ``after``, ``Δ``; with the α = 0 ``control`` model also ``Δ control`` and
+    ``Δ − Δ control`` (what the fine-tuning's extra loss term adds beyond fine-tuning itself)."""
+    tables = {"before": before, "after": after} | (
+        {"control": control} if control else {}
+    )
+    auroc = {
+        name: metrics_table({m.label: features.scores(m) for m in methods}).set_index(
+            ["method", "ood_set"]
+        )["AUROC"]
+        for name, features in tables.items()
+    }
+    frame = pd.DataFrame({"before": auroc["before"], "after": auroc["after"]})
+    frame["Δ"] = frame["after"] - frame["before"]
+    if control is not None:
+        frame["Δ control"] = auroc["control"] - frame["before"]
+        frame["Δ − Δ control"] = frame["Δ"] - frame["Δ control"]
+    return frame.reset_index()
+
+
+def per_set(
+    frame: pd.DataFrame, index: str, values: str, sets: Sequence[str]
+) -> pd.DataFrame:
+    """``frame`` pivoted to one column per OOD set, in ``sets`` order (the workspace's), with ``mean`` last, and
+    rows in their order of appearance."""
+    table = frame.pivot(index=index, columns="ood_set", values=values)
+    columns = [s for s in sets if s in table] + (["mean"] if "mean" in table else [])
+    return table.loc[frame[index].unique(), columns]
+
+
 def block_selection_table(
     features: LoadedWorkspace, ratios: pd.Series
 ) -> tuple[pd.DataFrame, float]:
@@ -178,9 +214,7 @@ def block_selection_table(
     from scipy.stats import spearmanr
 
     sweep = block_sweep(features, "featurenorm")
-    auroc = sweep.pivot(index="block", columns="ood_set", values="AUROC").loc[
-        list(ratios.index)
-    ]
+    auroc = per_set(sweep, "block", "AUROC", list(features.ood)).loc[list(ratios.index)]
     table = pd.concat([ratios.rename("NormRatio"), auroc.add_prefix("AUROC ")], axis=1)
     mean = (
         table["AUROC mean"]

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from ood_core import observations as notes
 from ood_core import tables
 from ood_core.engine.features import cached_feature_set, feature_set
 from ood_core.engine.images import sample_image
@@ -13,11 +14,13 @@ from ood_core.inputs.variants import jigsaw_base_rows, jigsaw_image, jigsaw_name
 from ood_core.scores import get_method
 from ood_core.scores.block_norm import select_block
 from pages.common import (
+    context,
     ensure_app_shell,
     histogram_figure,
     intro,
     metric_cards,
     needs_images,
+    observations,
     require_features,
     workspace,
 )
@@ -96,6 +99,11 @@ def normratio_section() -> None:
         f"{rho:+.2f}",
         help="Spearman ρ across blocks, mean AUROC.",
     )
+    chosen_auroc = float(table.set_index("block").loc[chosen, "AUROC mean"])
+    observations(
+        notes.block_selection(chosen, best, rho, chosen_auroc, context(features)),
+        "block_selection",
+    )
     left, right = st.columns(2)
     bars = go.Figure(
         go.Bar(
@@ -117,18 +125,21 @@ def normratio_section() -> None:
     left.plotly_chart(bars, width="stretch", key="bs_nr_bars")
     heat = table.set_index("block").filter(like="AUROC ")
     figure = go.Figure(
-        go.Heatmap(
-            z=heat.values,
-            x=[c.removeprefix("AUROC ") for c in heat.columns],
-            y=heat.index,
-            text=np.round(heat.values, 1),
+        go.Heatmap(  # blocks left to right, as in the NormRatio bars beside it
+            z=heat.values.T,
+            x=list(heat.index),
+            y=[c.removeprefix("AUROC ") for c in heat.columns],
+            text=np.round(heat.values.T, 1),
             texttemplate="%{text}",
-            colorscale="RdYlGn",
+            colorscale="Cividis",  # colour-blind safe
             zmin=0,
             zmax=100,
             colorbar_title="AUROC",
         )
     )
+    figure.update_yaxes(
+        autorange="reversed"
+    )  # OOD sets top to bottom in workspace order, mean last
     figure.update_layout(
         title="True FeatureNorm AUROC per block and OOD set",
         height=360,

@@ -9,11 +9,22 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from ood_core import observations as notes
 from ood_core.errors import OODLabError
 from ood_core.inputs import catalog
+from ood_core.observations import Observation, at_chance
 from ood_core.scores.method import BLOCK_SEPARATOR, Method, block_set
 from ood_core.workspace import LoadedWorkspace, Workspace, cached_workspace
 
+PRIMER = "/primer"
+PRIMER_HELP = {
+    "AUROC": f"Area under the ROC curve: the chance that a random ID image scores higher than a random OOD image "
+    f"(50 = coin flip, 100 = perfect). [Primer]({PRIMER}#auroc)",
+    "FPR95": f"FPR95, the seed papers' convention: the share of OOD images accepted at the threshold that keeps 95 % "
+    f"of ID images (lower is better). OpenOOD counts the other way round. [Primer]({PRIMER}#fpr95)",
+    "AUPR": f"Area under the precision–recall curve, with ID (In) or OOD (Out) as the positive class. "
+    f"[Primer]({PRIMER}#aupr)",
+}
 ID_COLOUR = "#1f77b4"
 PSEUDO_OOD_COLOUR = "#7f7f7f"
 OOD_COLOURS = px.colors.qualitative.Set2
@@ -276,13 +287,55 @@ def histogram_figure(
     return figure
 
 
-def metric_cards(table: pd.DataFrame, reference: pd.DataFrame | None = None) -> None:
-    """One AUROC/FPR95 card per OOD set (delta against ``reference`` rows with the same ood_set)."""
+def metric_cards(
+    table: pd.DataFrame,
+    reference: pd.DataFrame | None = None,
+    reference_label: str = "base",
+) -> None:
+    """One AUROC/FPR95 card per OOD set, with the delta against ``reference`` rows of the same ood_set; a delta
+    against a reference at chance level is grey (it is not progress)."""
     rows = table.set_index("ood_set")
     columns = st.columns(len(rows))
     for column, (name, row) in zip(columns, rows.iterrows()):
-        delta = None
+        delta, colour_mode = None, "normal"
         if reference is not None:
-            delta = f"{row['AUROC'] - reference.set_index('ood_set').loc[name, 'AUROC']:+.2f} vs base"
-        column.metric(f"AUROC · {name}", f"{row['AUROC']:.2f}", delta)
-        column.caption(f"FPR95 {row['FPR95']:.2f}")
+            base = reference.set_index("ood_set").loc[name, "AUROC"]
+            delta = f"{row['AUROC'] - base:+.2f} vs {reference_label}"
+            if at_chance(base) or at_chance(row["AUROC"]):
+                delta += " (at chance)"
+                colour_mode = "off"
+        column.metric(
+            f"AUROC · {name}",
+            f"{row['AUROC']:.2f}",
+            delta,
+            delta_color=colour_mode,
+            help=PRIMER_HELP["AUROC"],
+        )
+        column.caption(f"FPR95 {row['FPR95']:.2f} %")
+
+
+def mean_auroc(table: pd.DataFrame) -> float:
+    """The ``mean`` row's AUROC of a one-method metrics table."""
+    return float(table.set_index("ood_set").loc["mean", "AUROC"])
+
+
+def context(features: LoadedWorkspace) -> str:
+    """What to blame when the data disagree with a paper: the demo's size, or the user's own setting."""
+    if features.benchmark is None and workspace().model.startswith("demo"):
+        return notes.SMALL_MODEL
+    return "results depend on the model, its training and the OOD sets; the papers report their benchmarks' averages"
+
+
+def observations(items: list[Observation], key: str) -> None:
+    """The page's "what you should see here" block: sentences generated from the current numbers, each marked
+    as agreeing (✅) or disagreeing (⚠️) with the paper's claim, with one line on why a disagreement can happen."""
+    with st.container(border=True, key=f"observations_{key}"):
+        st.markdown(
+            "**What you should see here** — generated from the numbers on this page"
+        )
+        for item in items:
+            mark = {True: "✅", False: "⚠️", None: "ℹ️"}[item.agrees]
+            line = f"{mark} {item.text}"
+            if item.agrees is False and item.why:
+                line += f"  \n*Why this can happen:* {item.why}"
+            st.markdown(line)

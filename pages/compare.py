@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from ood_core import observations as notes
 from ood_core import tables
 from ood_core.metrics import roc_points
 from ood_core.scores import METHODS
@@ -13,6 +14,7 @@ from ood_core.tuning import described
 from pages.common import (
     ensure_app_shell,
     histogram_figure,
+    observations,
     param_controls,
     require_features,
 )
@@ -20,8 +22,10 @@ from pages.common import (
 ensure_app_shell()
 st.title("Compare methods")
 st.markdown(
-    "Every registered detector scored from the same cache: output-based (MSP, MaxLogit, Energy, ODIN), "
-    "feature-space (Mahalanobis, KNN), activation shaping (ReAct, DICE, ASH) and the activation prior (NAP, NAP-X). "
+    "Every registered detector scored from the same cache: output-based (MSP, MaxLogit, Energy, GEN, Entropy, "
+    "KL-Matching, ODIN), feature-space (Mahalanobis, Mahalanobis++, RMDS, KNN, fDBD, NCI, ViM), activation shaping "
+    "(ReAct, DICE, ASH, SCALE, OptFS, LINe) and the activation prior and block norms (NAP, NAP-X, FeatureNorm, "
+    "multi-block). "
     "Move any hyperparameter: only that method is recomputed from cached arrays — no model call (except ODIN, which "
     "re-runs the model once per (T, ε) and caches the result)."
 )
@@ -94,11 +98,17 @@ def comparison() -> None:
                 .round(2)
             )
             st.dataframe(
-                pivot,
+                pivot.reset_index(),
+                hide_index=True,
                 width="stretch",
-                height=35 * (len(order) + 1) + 3,
+                height=35 * (len(order) + 1)
+                + 20,  # every row, and room for a scrollbar
+                column_config={
+                    "method": st.column_config.TextColumn("method", width="medium"),
+                },
                 key="compare_pivot",
             )
+        observations(notes.best_methods(table), "compare")
         st.download_button(
             "Download table (CSV)",
             table.to_csv(index=False),

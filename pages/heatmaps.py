@@ -7,15 +7,18 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from ood_core import observations as notes
 from ood_core import tables
 from ood_core.inputs.variants import JIGSAW_DEFAULT_N, jigsaw_name
 from ood_core.pictures.gallery import OVERLAYS, overlay_images
+from ood_core.pictures.overlays import colour_scale
 from ood_core.scores import get_method
 from ood_core.scores.heatmap import DEFAULT_OUTLIERS, HEATMAP
 from pages.common import (
     ensure_app_shell,
     histogram_figure,
     needs_images,
+    observations,
     param_controls,
     require_features,
     workspace,
@@ -69,10 +72,13 @@ params = {
 }
 state = features.state(HEATMAP, params, fit=False)
 if state is None:
-    st.info(
-        "No decoder is cached for this model, outlier set and epoch budget yet (demo: < 1 min on 2 CPU cores)."
+    notice = st.empty()
+    notice.info(
+        "No decoder is cached for this model, outlier set and epoch budget yet (demo: < 1 min on 2 CPU cores). "
+        "Until it is trained, the gallery below shows Grad-CAM and NAP peaks, sorted by the Energy score."
     )
     if st.button("Train decoder", type="primary", key="heatmap_train"):
+        notice.empty()
         with st.status("Training the heatmap decoder …", expanded=True) as status:
             bar, chart = st.progress(0.0), st.empty()
             curve: list[dict] = []
@@ -91,52 +97,64 @@ if state is None:
 
             state = features.state(HEATMAP, params, progress=show)
             status.update(label="Decoder trained and cached", state="complete")
-    else:
-        st.stop()
 
-decoder = state.trained
-history = state.history
-st.caption(
-    f"Trained on {history['id_samples']:,} ID and {history['oe_samples']:,} outlier-exposure images from "
-    f"**{outlier_set}**; best held-out loss at epoch {history['best_epoch']} of {history['epochs_run']} "
-    f"({history['seconds']:.1f} s)."
-)
-loss = pd.DataFrame(
-    {
-        "epoch": np.arange(1, history["epochs_run"] + 1),
-        "train": history["train_loss"],
-        "held out": history["validation_loss"],
-    }
-).melt("epoch", var_name="split", value_name="loss")
-figure = px.line(loss, x="epoch", y="loss", color="split", title="Decoder loss")
-figure.update_layout(height=280, margin={"t": 40, "b": 30})
-st.plotly_chart(figure, width="stretch", key="heatmap_loss")
+decoder = state.trained if state is not None else None
+if state is not None:
+    history = state.history
+    st.caption(
+        f"Trained on {history['id_samples']:,} ID and {history['oe_samples']:,} outlier-exposure images from "
+        f"**{outlier_set}**; best held-out loss at epoch {history['best_epoch']} of {history['epochs_run']} "
+        f"({history['seconds']:.1f} s)."
+    )
+    loss = pd.DataFrame(
+        {
+            "epoch": np.arange(1, history["epochs_run"] + 1),
+            "train": history["train_loss"],
+            "held out": history["validation_loss"],
+        }
+    ).melt("epoch", var_name="split", value_name="loss")
+    figure = px.line(loss, x="epoch", y="loss", color="split", title="Decoder loss")
+    figure.update_layout(height=280, margin={"t": 40, "b": 30})
+    st.plotly_chart(figure, width="stretch", key="heatmap_loss")
 
-st.header("2 · The heatmap score next to the others")
-evaluated = {name: f for name, f in features.ood.items() if name != outlier_set}
-if len(evaluated) < len(features.ood):
-    st.caption(f"**{outlier_set}** is the outlier-exposure set, so it is not scored.")
-id_scores, ood_scores = features.scores(HEATMAP, params)
-scores_by_set = {"ID": id_scores, **ood_scores}
-compared = [(HEATMAP, params), *[(get_method(name), {}) for name in COMPARED]]
-table = tables.comparison_without(features, compared, outlier_set)
-auroc = table.pivot(index="method", columns="ood_set", values="AUROC")
-auroc = auroc[[*evaluated, "mean"] if len(evaluated) > 1 else list(evaluated)].loc[
-    table["method"].unique()
-]
-st.dataframe(auroc.style.format("{:.1f}"), width="stretch")
-histogram = tables.binned({name: scores_by_set[name] for name in ["ID", *evaluated]})
-st.plotly_chart(
-    histogram_figure(histogram, "Heatmap score per set", "S(x) = −mean max_c |h|"),
-    width="stretch",
-    key="heatmap_histogram",
-)
-st.download_button(
-    "Download metrics (CSV)",
-    table.to_csv(index=False),
-    "heatmap_metrics.csv",
-    key="heatmap_csv",
-)
+    st.header("2 · The heatmap score next to the others")
+    evaluated = {name: f for name, f in features.ood.items() if name != outlier_set}
+    if len(evaluated) < len(features.ood):
+        st.caption(
+            f"**{outlier_set}** is the outlier-exposure set, so it is not scored."
+        )
+    id_scores, ood_scores = features.scores(HEATMAP, params)
+    scores_by_set = {"ID": id_scores, **ood_scores}
+    compared = [(HEATMAP, params), *[(get_method(name), {}) for name in COMPARED]]
+    table = tables.comparison_without(features, compared, outlier_set)
+    auroc = table.pivot(index="method", columns="ood_set", values="AUROC")
+    auroc = auroc[[*evaluated, "mean"] if len(evaluated) > 1 else list(evaluated)].loc[
+        table["method"].unique()
+    ]
+    st.dataframe(auroc.style.format("{:.1f}"), width="stretch")
+    observations(notes.best_methods(table), "heatmaps")
+    histogram = tables.binned(
+        {name: scores_by_set[name] for name in ["ID", *evaluated]}
+    )
+    st.plotly_chart(
+        histogram_figure(histogram, "Heatmap score per set", "S(x) = −mean max_c |h|"),
+        width="stretch",
+        key="heatmap_histogram",
+    )
+    st.download_button(
+        "Download metrics (CSV)",
+        table.to_csv(index=False),
+        "heatmap_metrics.csv",
+        key="heatmap_csv",
+    )
+
+
+if decoder is None:  # the gallery still shows Grad-CAM and NAP peaks, ranked by Energy
+    score_name = "Energy score"
+    id_scores, ood_scores = features.scores(get_method("energy"))
+    scores_by_set = {"ID": id_scores, **ood_scores}
+else:
+    score_name = "heatmap score"
 
 
 @st.fragment
@@ -145,7 +163,7 @@ def gallery() -> None:
     columns = st.columns(4)
     kind = columns[0].radio(
         "Overlay",
-        OVERLAYS,
+        OVERLAYS if decoder is not None else OVERLAYS[1:],
         key="heatmap_overlay",
         help="Decoder heatmap: |h| on a fixed scale. Grad-CAM: predicted class, scaled per image. "
         "NAP peaks: where the 8 most peaked channels of the block fire.",
@@ -159,7 +177,7 @@ def gallery() -> None:
     )
     opacity = columns[2].slider("Opacity", 0.0, 1.0, 0.6, 0.05, key="heatmap_opacity")
     order = columns[3].radio(
-        "Sort by heatmap score",
+        f"Sort by {score_name}",
         ("most OOD-like first", "most ID-like first"),
         key="heatmap_order",
     )
@@ -179,6 +197,24 @@ def gallery() -> None:
             caption=[f"S = {scores[r]:.3f}" for r in rows],
             output_format="PNG",
         )
+    if kind in SCALES:
+        colormap, meaning = SCALES[kind]
+        st.image(colour_scale(colormap), width=256, output_format="PNG")
+        st.caption(meaning)
 
+
+SCALES = {
+    "decoder heatmap": (
+        "inferno",
+        (
+            "Colour scale of the decoder overlay: max_c |h| from 0 (left: the image shows untouched) to 1 (right), "
+            "the same fixed scale for every image."
+        ),
+    ),
+    "Grad-CAM": (
+        "jet",
+        "Colour scale of Grad-CAM: 0 (left) to the image's own maximum (right); each image is scaled separately.",
+    ),
+}
 
 gallery()

@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from ood_core import observations as notes
 from ood_core import tables
 from ood_core.engine.images import sample_image
 from ood_core.scores import get_method
@@ -14,12 +15,15 @@ from ood_core.scores.method import LAST_BLOCK
 from ood_core.scores.nap import NAP_X
 from pages.common import (
     colour,
+    context,
     ensure_app_shell,
     entries_key,
     histogram_figure,
     intro,
+    mean_auroc,
     metric_cards,
     needs_images,
+    observations,
     param_controls,
     require_features,
     workspace,
@@ -109,8 +113,9 @@ figure = px.bar(
 )
 figure.update_layout(height=360, margin={"t": 40, "b": 30})
 st.plotly_chart(figure, width="stretch", key="nap_depth_bars")
+observations([notes.nap_depth(sweep, blocks, context(features))], "nap_depth")
 st.dataframe(
-    sweep.pivot(index="block", columns="ood_set", values="FPR95")
+    tables.per_set(sweep, "block", "FPR95", list(features.ood))
     .round(2)
     .rename_axis("FPR95 ↓"),
     width="stretch",
@@ -174,7 +179,21 @@ def combination_section() -> None:
     )
     table = tables.all_methods_table(features, [(method, params)])
     base = tables.all_methods_table(features, [(method, {**params, "lambda": 1.0})])
-    metric_cards(table, base)
+    alone = tables.all_methods_table(features, [(method, {**params, "lambda": 0.0})])
+    metric_cards(table, base, "base")
+    observations(
+        [
+            notes.combination(
+                method.label,
+                lam,
+                mean_auroc(table),
+                method.parts[0][0].label,
+                mean_auroc(base),
+                mean_auroc(alone),
+            )
+        ],
+        "nap_combination",
+    )
     others = tuple(sorted((k, v) for k, v in params.items() if k != "lambda"))
     curve = lambda_curve(features, entries_key(features), method.name, others)
     figure = px.line(

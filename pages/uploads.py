@@ -88,16 +88,31 @@ methods = [m for m in METHODS.values() if m.cost == "cache"]
 table = placement(features, scored, list(uploads.images), methods)
 
 st.header("1 · Every method's verdict")
-percentiles = table.pivot(index="image", columns="method", values="ID percentile")
-percentiles = percentiles.loc[list(uploads.images), [m.label for m in methods]]
+percentiles = table.pivot(index="method", columns="image", values="ID percentile")
+percentiles = percentiles.loc[[m.label for m in methods], list(uploads.images)]
+flagged = (percentiles < FLAG_PERCENTILE).sum()
+st.dataframe(
+    pd.DataFrame(
+        {
+            "image": flagged.index,
+            "flagged OOD-like by": [f"{n} of {len(methods)} methods" for n in flagged],
+            "median ID percentile": percentiles.median().round(0).to_numpy(),
+        }
+    ),
+    hide_index=True,
+    width="stretch",
+    key="upload_summary",
+)
 st.dataframe(
     percentiles.style.format("{:.0f}").highlight_between(
         right=FLAG_PERCENTILE, props="background-color: #f8d7da"
     ),
     width="stretch",
+    height=min(35 * (len(methods) + 1) + 3, 460),
+    key="upload_verdicts",
 )
 st.caption(
-    "ID percentile of each image under each method (default parameters); red = OOD-like. "
+    "ID percentile of each image (columns) under each method (rows, default parameters); red = OOD-like. "
     "ODIN is left out: it re-runs the model with perturbed inputs."
 )
 st.download_button(

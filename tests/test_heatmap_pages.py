@@ -89,13 +89,15 @@ def test_background_page_fine_tunes_and_compares_before_and_after(extracted):
     _no_errors(at)
     labels = [m.label for m in at.metric]
     assert labels[0] == "ID accuracy after"
-    table = at.dataframe[0].value
-    assert list(table.index) == [  # paired per method
-        f"{m} · {when}"
-        for m in ("Energy", "NAP", "FeatureNorm")
-        for when in ("before", "after")
-    ]
-    assert not table.loc["Energy · before"].equals(table.loc["Energy · after"])
+    table = at.dataframe[0].value  # paired per (method, OOD set): before, after, Δ
+    assert table["method"].unique().tolist() == ["Energy", "NAP", "FeatureNorm"]
+    assert list(table.columns[:5]) == ["method", "ood_set", "before", "after", "Δ"]
+    assert (table["Δ"] == table["after"] - table["before"]).all()
+    assert not table["before"].equals(table["after"])
+    notes = " ".join(m.value for m in at.markdown)
+    assert (
+        "Train the α = 0 control" in notes
+    )  # no control yet: the observation asks for it
     # The fine-tuned model is now a model in the sidebar (from the next rerun on).
     at.run()
     assert "demo-bg-a1-k8-e1" in at.sidebar.selectbox[0].options

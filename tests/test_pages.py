@@ -96,7 +96,7 @@ def test_nap_every_base_method_renders(extracted):
 
 def test_compare_slider_recomputes_only_its_method(extracted):
     at = _open("pages/compare.py")
-    table = at.dataframe[0].value
+    table = at.dataframe[0].value.set_index("method")
     assert {
         "MSP",
         "Energy",
@@ -111,21 +111,21 @@ def test_compare_slider_recomputes_only_its_method(extracted):
     assert "ODIN" not in table.index
     at.slider(key="compare:react:p").set_value(60.0).run()
     _no_errors(at)
-    changed = at.dataframe[0].value
+    changed = at.dataframe[0].value.set_index("method")
     assert changed.loc["ReAct", "mean"] != table.loc["ReAct", "mean"]
     assert changed.drop(index="ReAct").equals(table.drop(index="ReAct"))
 
 
 def test_compare_lists_every_method_and_moves_the_new_ones(extracted):
     at = _open("pages/compare.py")
-    table = at.dataframe[0].value
+    table = at.dataframe[0].value.set_index("method")
     from ood_core.scores import METHODS
 
     assert {m.label for m in METHODS.values() if m.cost == "cache"} <= set(table.index)
     at.multiselect(key="compare:nap-multi:block_set").set_value(["layer2.0"]).run()
     at.slider(key="compare:vim:share").set_value(10.0).run()
     _no_errors(at)
-    changed = at.dataframe[0].value
+    changed = at.dataframe[0].value.set_index("method")
     moved = ["NAP (multi-block)", "ViM"]
     assert (changed.loc[moved, "mean"] != table.loc[moved, "mean"]).all()
     assert changed.drop(index=moved).equals(table.drop(index=moved))
@@ -198,3 +198,40 @@ def test_tune_page_tunes_on_validation_and_hands_the_values_to_compare(extracted
     at.button(key="tune_apply").click().run()
     _no_errors(at)
     assert at.slider(key="compare:energy:T").value == pytest.approx(tuned_t)
+
+
+def _notes(at: AppTest) -> list[str]:
+    """The observation sentences of a page (the ✅/⚠️/ℹ️ lines of its "what you should see here" blocks)."""
+    return [m.value for m in at.markdown if m.value[:1] in ("✅", "⚠", "ℹ")]
+
+
+def test_nap_observations_flip_between_a_workspace_that_agrees_with_the_paper_and_one_that_does_not(
+    extracted,
+):
+    from ood_core.inputs.synthetic import SIZES, register
+
+    register("tiny")
+    tiny = SIZES["tiny"]
+    synthetic = Workspace(tiny.model, tiny.model, tuple(tiny.ood_names))
+    workspace_features(synthetic)  # generated into the cache
+    agrees = _notes(_open("pages/nap.py", synthetic))
+    demo = _notes(_open("pages/nap.py"))
+    depth_agrees = next(n for n in agrees if "last block" in n)
+    depth_demo = next(n for n in demo if "last block" in n)
+    assert depth_agrees.startswith("✅ As the paper finds, the last block **b2**")
+    assert depth_demo.startswith(
+        "⚠️ Unlike the paper, the best block here is **layer2.0**"
+    )
+    assert "Why this can happen" in depth_demo and "8×8 digits" in depth_demo
+    # NAP-Energy at its default λ: the sentence names what it is compared with
+    assert any("**NAP-Energy**" in n and "Energy alone" in n for n in demo)
+
+
+def test_every_analysis_page_shows_its_observations_on_the_demo(extracted):
+    for page, expected in (
+        ("pages/block_selection.py", "NormRatio picks"),
+        ("pages/line.py", "LINe"),
+        ("pages/compare.py", "Best mean AUROC here"),
+    ):
+        notes = _notes(_open(page))
+        assert any(expected in n for n in notes), (page, notes)

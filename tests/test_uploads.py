@@ -172,9 +172,15 @@ def test_the_page_scores_uploads_flags_noise_and_lists_rejections(features):
     assert "1 file(s) were not used" in at.warning[0].value
     rejected = at.dataframe[0].value
     assert rejected["file"].tolist() == ["evil.png"]
-    verdicts = at.dataframe[1].value
-    assert list(verdicts.index) == ["noise.png", "photo.jpg"]
-    assert verdicts.loc["noise.png", "NAP"] < 5  # noise is OOD-like for NAP
+    summary = at.dataframe[1].value
+    assert summary["image"].tolist() == ["noise.png", "photo.jpg"]
+    verdicts = at.dataframe[2].value  # one row per method, one column per image
+    assert list(verdicts.columns) == ["noise.png", "photo.jpg"]
+    assert verdicts.loc["NAP", "noise.png"] < 5  # noise is OOD-like for NAP
+    flagged = (verdicts < 5).sum()
+    assert summary["flagged OOD-like by"].tolist() == [
+        f"{n} of {len(verdicts)} methods" for n in flagged
+    ]
     pictures = at.get("image")[0].value
     assert len(pictures) == 2
     at.radio(key="upload_overlay").set_value("NAP peaks").run()

@@ -42,6 +42,15 @@ def blend(
     return np.asarray(_enlarge(mixed, size))
 
 
+def colour_scale(
+    colormap: str = "inferno", width: int = 256, height: int = 14
+) -> np.ndarray:
+    """A horizontal colour bar [height, width, 3] (uint8) of ``colormap`` from 0 (left) to 1 (right): the legend of
+    ``blend``'s overlays."""
+    row = colormaps[colormap](np.linspace(0, 1, width))[:, :3]
+    return (np.repeat(row[None], height, axis=0) * 255).astype(np.uint8)
+
+
 def mark_peaks(
     pixels: np.ndarray,
     xy: np.ndarray,

@@ -2,14 +2,21 @@
 
 import streamlit as st
 
-from pages.common import sidebar_workspace
+from pages.common import (
+    presentation_style,
+    presenting,
+    sidebar_workspace,
+)
 
 st.set_page_config(page_title="OOD Lab", page_icon="🔬", layout="wide")
+present = presenting()
 navigation = st.navigation(
     [
         st.Page(
             "pages/setup.py", title="Setup", icon=":material/settings:", default=True
         ),
+        st.Page("pages/lecture.py", title="Guided lecture", icon=":material/school:"),
+        st.Page("pages/primer.py", title="Primer", icon=":material/menu_book:"),
         st.Page("pages/nap.py", title="NAP", icon=":material/scatter_plot:"),
         st.Page(
             "pages/block_selection.py",
@@ -24,13 +31,22 @@ navigation = st.navigation(
             icon=":material/wallpaper:",
         ),
         st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
+        st.Page("pages/ab.py", title="A/B", icon=":material/compare:"),
         st.Page("pages/tune.py", title="Tune", icon=":material/tune:"),
         st.Page(
             "pages/uploads.py",
             title="Try your own images",
             icon=":material/upload:",
         ),
-    ]
+    ],
+    position="top" if present else "sidebar",
 )
 sidebar_workspace()
+if present:
+    presentation_style()
+    st.button(
+        "Exit presentation mode",
+        key="exit_present",
+        on_click=lambda: st.session_state.update(present=False),
+    )
 navigation.run()

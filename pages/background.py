@@ -19,6 +19,7 @@ from pages.common import (
     needs_images,
     observations,
     require_features,
+    reset_button,
     workspace,
 )
 
@@ -26,6 +27,7 @@ COMPARED = ("energy", "nap", "featurenorm")
 
 ensure_app_shell()
 st.title("Local Background features")
+reset_button("background", ("bg_alpha", "bg_k", "bg_epochs"))
 st.markdown(
     "OOD images often share *background* with ID images — sky, texture, empty paper. If the network's local "
     "features at background positions of ID images are pushed towards zero norm during training, the same "

@@ -22,11 +22,13 @@ from pages.common import (
     needs_images,
     observations,
     require_features,
+    reset_button,
     workspace,
 )
 
 ensure_app_shell()
 st.title("Block Selection — FeatureNorm and NormRatio")
+reset_button("block_selection", ("bs_",))
 intro(
     "The L2 norm of a block's feature map (**FeatureNorm**) is often larger for ID than for OOD inputs — but the last "
     "block is not always the best place to measure it. Without any real OOD data, the paper scrambles ID training "

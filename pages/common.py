@@ -60,22 +60,115 @@ def workspace() -> Workspace:
     return st.session_state.get("workspace", Workspace())
 
 
-def _apply_link() -> None:
-    """A deep link (``?model=…&id=…&ood=a,b``) sets the workspace once per session."""
-    params = st.query_params
-    if st.session_state.get("_link_applied") or not (
-        {"model", "id", "ood"} & set(params)
-    ):
-        return
-    st.session_state["_link_applied"] = True
-    current = workspace()
-    st.session_state["workspace"] = Workspace(
-        params.get("model", current.model),
-        params.get("id", current.id_dataset),
-        tuple(
-            filter(None, params.get("ood", ",".join(current.ood_datasets)).split(","))
-        ),
+# Widgets whose values a page keeps when the user leaves it and comes back (Streamlit forgets a widget's state
+# when a run does not draw it): every key of these pages' prefixes and every parameter slider ("page:method:param"),
+# except the action widgets (buttons, uploads, downloads), whose values cannot be set.
+KEPT_PREFIXES = (
+    "nap_",
+    "bs_",
+    "line_",
+    "heatmap_",
+    "bg_",
+    "compare",
+    "tune_",
+    "upload_",
+    "primer_",
+    "ab_",
+    "lecture_",
+)
+ACTIONS = {
+    "bg_train",
+    "bg_control",
+    "compare_redraw",
+    "heatmap_train",
+    "heatmap_csv",
+    "tune_all",
+    "tune_apply",
+    "tune_apply_loaded",
+    "tune_download",
+    "tune_one",
+    "tune_stop",
+    "tune_upload",
+    "upload_files",
+    "lecture_previous",
+    "lecture_next",
+}
+
+
+def kept(key: object) -> bool:
+    """Whether ``key`` is a value widget whose state survives leaving its page (see ``KEPT_PREFIXES``)."""
+    return (
+        isinstance(key, str)
+        and (key.startswith(KEPT_PREFIXES) or key.count(":") == 2)
+        and key not in ACTIONS
+        and not key.startswith("reset_")
     )
+
+
+def keep_widget_state() -> None:
+    """Re-assign every kept widget value, so that Streamlit keeps it while its page is not shown."""
+    for key in [k for k in st.session_state if kept(k)]:
+        st.session_state[key] = st.session_state[key]
+
+
+def reset_button(page: str, prefixes: tuple[str, ...]) -> None:
+    """A button that puts the page's widgets back to their defaults (the papers' for the workspace's benchmark):
+    it forgets every widget state whose key starts with one of ``prefixes``."""
+
+    def reset() -> None:
+        for key in [
+            k for k in st.session_state if isinstance(k, str) and k.startswith(prefixes)
+        ]:
+            del st.session_state[key]
+
+    st.button(
+        "↺ Reset to paper defaults",
+        key=f"reset_{page}",
+        on_click=reset,
+        help="Every control of this page back to its default: the paper's value for this benchmark where the paper "
+        "gives one (λ follows the chosen base method), OOD Lab's otherwise.",
+    )
+
+
+def _link_value(text: str) -> int | float | str | list[str]:
+    """A deep-link value as its widget expects it: ``3`` → int, ``0.4`` → float, ``a|b`` → list, else text."""
+    if "|" in text:
+        return [part for part in text.split("|") if part]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _apply_link() -> None:
+    """A deep link sets the workspace (``?model=…&id=…&ood=a,b``) and any kept widget (``?nap_base=NAP-ReAct&
+    nap_x:nap-react:lambda=0.4``), once per distinct link."""
+    params = st.query_params
+    link = tuple(sorted((k, params.get(k)) for k in params if k != "present"))
+    if not link:
+        st.session_state["_link_applied"] = (
+            None  # the same link, clicked again later, applies again
+        )
+        return
+    if st.session_state.get("_link_applied") == link:
+        return
+    st.session_state["_link_applied"] = link
+    if {"model", "id", "ood"} & set(params):
+        current = workspace()
+        st.session_state["workspace"] = Workspace(
+            params.get("model", current.model),
+            params.get("id", current.id_dataset),
+            tuple(
+                filter(
+                    None, params.get("ood", ",".join(current.ood_datasets)).split(",")
+                )
+            ),
+        )
+    for key, value in link:
+        if kept(key):
+            st.session_state[key] = _link_value(value)
 
 
 def _sync_widgets(current: Workspace) -> None:
@@ -90,8 +183,34 @@ def _sync_widgets(current: Workspace) -> None:
     st.session_state["ood_sets"] = list(current.ood_datasets)
 
 
+def presenting() -> bool:
+    """Whether presentation mode is on (the sidebar toggle, or ``?present=1`` in the link)."""
+    if st.query_params.get("present") == "1" and "present" not in st.session_state:
+        st.session_state["present"] = True
+    return bool(st.session_state.get("present"))
+
+
+PRESENTATION_CSS = """
+<style>
+html { font-size: 18px; }
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stToolbar"],
+[data-testid="stDecoration"], [data-testid="stElementToolbar"] { display: none !important; }
+.stMainBlockContainer { max-width: 100% !important; padding: 3.5rem 1.5rem 1rem !important; }
+[data-testid="stImage"] img { min-width: 96px; image-rendering: pixelated; }
+h1 { font-size: 2.1rem !important; }
+</style>
+"""
+
+
+def presentation_style() -> None:
+    """Large type and thumbnails, no sidebar or toolbars, the full width of a 1280×720 screen."""
+    st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
+
+
 def sidebar_workspace() -> None:
-    """Model, ID set and OOD sets, kept in ``st.session_state['workspace']`` (a deep link can preset them)."""
+    """Model, ID set and OOD sets, kept in ``st.session_state['workspace']`` (a deep link can preset them); every
+    page's kept widget values are carried over first."""
+    keep_widget_state()
     _apply_link()
     current = workspace()
     with st.sidebar:
@@ -143,6 +262,12 @@ def sidebar_workspace() -> None:
         chosen_workspace = Workspace(model, id_dataset, tuple(ood))
         st.session_state["workspace"] = chosen_workspace
         st.session_state["_widgets_show"] = chosen_workspace
+        st.toggle(
+            "Presentation mode",
+            key="present",
+            help="For a lecture at 1280×720: large type and thumbnails, pages in a top bar, no sidebar or toolbars. "
+            "Leave it with the button at the bottom of each page, or link with ?present=1.",
+        )
 
 
 def colour(name: str) -> str:

@@ -17,10 +17,12 @@ from pages.common import (
     observations,
     param_controls,
     require_features,
+    reset_button,
 )
 
 ensure_app_shell()
 st.title("Compare methods")
+reset_button("compare", ("compare",))
 st.markdown(
     "Every registered detector scored from the same cache: output-based (MSP, MaxLogit, Energy, GEN, Entropy, "
     "KL-Matching, ODIN), feature-space (Mahalanobis, Mahalanobis++, RMDS, KNN, fDBD, NCI, ViM), activation shaping "

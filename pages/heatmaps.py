@@ -21,6 +21,7 @@ from pages.common import (
     observations,
     param_controls,
     require_features,
+    reset_button,
     workspace,
 )
 
@@ -28,6 +29,17 @@ COMPARED = ("msp", "energy", "nap", "knn", "mahalanobis")
 
 ensure_app_shell()
 st.title("Heatmaps — where an image looks OOD")
+reset_button(
+    "heatmaps",
+    (
+        "heatmap_oe",
+        "heatmap:",
+        "heatmap_overlay",
+        "heatmap_block",
+        "heatmap_opacity",
+        "heatmap_order",
+    ),
+)
 st.markdown(
     "A small **decoder** learns to paint a heatmap from the classifier's penultimate features and its prediction: "
     "nothing for ID images, and for outliers the difference to the nearest ID training image of the same class. "

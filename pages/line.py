@@ -23,12 +23,14 @@ from pages.common import (
     observations,
     param_controls,
     require_features,
+    reset_button,
     synthetic,
     workspace,
 )
 
 ensure_app_shell()
 st.title("LINe — Leveraging Important Neurons")
+reset_button("line", ("line",))
 intro(
     "Not every penultimate neuron matters for every class. LINe measures each neuron's **Shapley importance** for "
     "each class on ID training data, then, for the class a sample is predicted as, keeps only the important "

@@ -26,11 +26,13 @@ from pages.common import (
     observations,
     param_controls,
     require_features,
+    reset_button,
     workspace,
 )
 
 ensure_app_shell()
 st.title("NAP — Neural Activation Prior")
+reset_button("nap", ("nap_",))
 intro(
     "A channel of a well-trained network fires **strongly at a few positions** when it sees a pattern it learned on "
     "ID data; on OOD data it tends to respond weakly everywhere. Global pooling averages that difference away, so "

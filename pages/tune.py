@@ -15,10 +15,24 @@ from ood_core.errors import OODLabError
 from ood_core.inputs import catalog
 from ood_core.inputs.variants import PSEUDO_OOD
 from ood_core.scores import METHODS
-from pages.common import ensure_app_shell, require_features, synthetic
+from pages.common import ensure_app_shell, require_features, reset_button, synthetic
 
 ensure_app_shell()
 st.title("Tune hyperparameters honestly")
+reset_button(
+    "tune",
+    (
+        "tune_pseudo",
+        "tune_sets",
+        "tune_id_source",
+        "tune_fraction",
+        "tune_seed",
+        "tune_objective",
+        "tune_floor",
+        "tune_points",
+        "tune_method",
+    ),
+)
 st.markdown(
     "Every other page shows metrics on the **test** OOD sets: good for exploring, not for choosing. Here a search "
     "picks each method's parameters on **validation** data only: validation ID images held out of the ID split, and "

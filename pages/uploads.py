@@ -25,11 +25,13 @@ from pages.common import (
     histogram_figure,
     needs_images,
     require_features,
+    reset_button,
     workspace,
 )
 
 ensure_app_shell()
 st.title("Try your own images")
+reset_button("uploads", ("upload_method", "upload_overlay", "upload_opacity"))
 st.markdown(
     "Upload a few images and see how every detector judges them against the current ID set: each score is placed "
     f"among the ID test scores (its **ID percentile**); below the {FLAG_PERCENTILE:g}th percentile — the threshold "

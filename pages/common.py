@@ -193,8 +193,9 @@ def presenting() -> bool:
 PRESENTATION_CSS = """
 <style>
 html { font-size: 18px; }
-[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stToolbar"],
-[data-testid="stDecoration"], [data-testid="stElementToolbar"] { display: none !important; }
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stMainMenu"],
+[data-testid="stToolbarActions"], [data-testid="stAppDeployButton"], [data-testid="stDecoration"],
+[data-testid="stElementToolbar"] { display: none !important; }
 .stMainBlockContainer { max-width: 100% !important; padding: 3.5rem 1.5rem 1rem !important; }
 [data-testid="stImage"] img { min-width: 96px; image-rendering: pixelated; }
 h1 { font-size: 2.1rem !important; }

@@ -144,7 +144,9 @@ def test_heatmaps_page_trains_a_decoder_and_the_opacity_slider_redraws(page, app
     _wait_idle(page)
     _assert_healthy(page)
     pictures = page.get_by_test_id("stImage").locator("img")
-    expect(pictures).to_have_count(36, timeout=IDLE_TIMEOUT)  # 6 sets × 6 images
+    expect(pictures).to_have_count(
+        37, timeout=IDLE_TIMEOUT
+    )  # 6 sets × 6 images + the colour scale
     first = pictures.first.get_attribute("src")
     thumb = _slider(page, "Opacity")
     thumb.focus()

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .scores.line import Evidence
+
 CHANCE_BAND = 5.0  # AUROC points around 50 that count as "at chance"
 
 
@@ -150,13 +152,13 @@ def block_selection(
 def line_vs_energy(
     line: Mapping[str, float],
     energy: Mapping[str, float],
-    accuracy_before: float,
-    accuracy_after: float,
+    evidence: Evidence,
     context: str = SMALL_MODEL,
 ) -> list[Observation]:
     """LINe's claims: pruning and clipping improve on the energy score, and ID samples keep their evidence.
 
-    ``line`` / ``energy``: AUROC (%) per OOD set and ``mean``; accuracies in % (the pruned head vs the original)."""
+    ``line`` / ``energy``: AUROC (%) per OOD set and ``mean``; ``evidence``: ID accuracy and mean winning logit of
+    the original and the pruned head."""
     sets = [s for s in line if s != "mean"]
     worse = [s for s in sets if line[s] < energy[s]]
     out = []
@@ -169,33 +171,49 @@ def line_vs_energy(
         )
     else:
         gap = max(sets, key=lambda s: energy[s] - line[s])
+        mean = (
+            f"improves the mean AUROC over Energy ({line['mean']:.1f} vs {energy['mean']:.1f}) but "
+            if line["mean"] > energy["mean"]
+            else f"does not improve on Energy (mean AUROC {describe_auroc(line['mean'])} vs "
+            f"{energy['mean']:.1f}) and "
+        )
         out.append(
             Observation(
-                f"LINe is below Energy on {len(worse)} of {len(sets)} sets (mean AUROC "
-                f"{describe_auroc(line['mean'])} vs {energy['mean']:.1f}; largest gap on {gap}: "
+                f"LINe {mean}is below Energy on {len(worse)} of {len(sets)} sets (largest gap on {gap}: "
                 f"{line[gap]:.1f} vs {energy[gap]:.1f}).",
                 False,
                 "The paper's defaults were chosen for ResNets with 512–2,048 penultimate neurons; with few neurons "
                 f"per class, pruning removes evidence ID samples need ({context}).",
             )
         )
-    drop = accuracy_before - accuracy_after
-    if drop <= 1.0:
+    e = evidence
+    if e.accuracy_before - e.accuracy_after > 1.0:
         out.append(
             Observation(
-                f"ID samples keep their evidence: the pruned head classifies {accuracy_after:.1f} % of ID test "
-                f"images correctly ({accuracy_before:.1f} % before).",
-                True,
+                f"ID samples lose evidence too: ID accuracy falls from {e.accuracy_before:.1f} % to "
+                f"{e.accuracy_after:.1f} % with this pruning (see the sample's logits below).",
+                False,
+                "Pruning is class-wise: when a class's important neurons also fire for other classes, keeping only "
+                "them changes the prediction.",
+            )
+        )
+    elif e.logit_after < 0.5 * e.logit_before:
+        out.append(
+            Observation(
+                f"ID samples keep their class (accuracy {e.accuracy_after:.1f} %, {e.accuracy_before:.1f} % before) "
+                f"but not their evidence: their winning logit falls from {e.logit_before:.1f} to "
+                f"{e.logit_after:.1f} on average (see the sample's logits below).",
+                False,
+                "Clipping at τ and pruning most neurons shrink every logit; what matters for detection is whether "
+                "OOD logits shrink more, which the AUROC above measures.",
             )
         )
     else:
         out.append(
             Observation(
-                f"ID samples lose evidence too: ID accuracy falls from {accuracy_before:.1f} % to "
-                f"{accuracy_after:.1f} % with this pruning (see the sample's logits below).",
-                False,
-                "Pruning is class-wise: when a class's important neurons also fire for other classes, keeping only "
-                "them changes the prediction.",
+                f"ID samples keep their evidence: accuracy {e.accuracy_after:.1f} % ({e.accuracy_before:.1f} % "
+                f"before), winning logit {e.logit_after:.1f} on average ({e.logit_before:.1f} before).",
+                True,
             )
         )
     return out

@@ -12,7 +12,7 @@ from .engine.cache import FeatureSet
 from .inputs.files import digest
 from .memo import BoundedMemo
 from .metrics import METRICS, metrics_table
-from .scores.line import line_logits
+from .scores.line import Evidence, id_evidence, line_logits
 from .scores.method import Method
 from .scores.registry import get_method
 from .workspace import LoadedWorkspace
@@ -253,6 +253,17 @@ def line_sweep(
             for p_w in grid
         ]
     )
+
+
+def line_evidence(features: LoadedWorkspace, params: dict) -> Evidence:
+    """What LINe at ``params`` does to the ID test samples (accuracy and mean winning logit, before and after)."""
+    method = get_method("line")
+    values = features.resolved(method, params)
+    test = features.id_test
+    return id_evidence(
+        test.penultimate, test.logits, test.labels, test["head/weight"], test["head/bias"],
+        features.state(method).phi, values["p_a"], values["p_w"], values["tau"],
+    )  # fmt: skip
 
 
 def line_pareto(

@@ -176,7 +176,10 @@ def normratio_section() -> None:
     )
     method = get_method("featurenorm")
     id_scores, ood_scores = features.scores(method, {"block": block})
-    metric_cards(tables.all_methods_table(features, [(method, {"block": block})]))
+    metric_cards(
+        tables.all_methods_table(features, [(method, {"block": block})]),
+        export="featurenorm",
+    )
     histogram = tables.binned(
         {
             "ID": id_scores,

@@ -13,6 +13,7 @@ from ood_core import observations as notes
 from ood_core.errors import OODLabError
 from ood_core.inputs import catalog
 from ood_core.observations import Observation, at_chance
+from ood_core.pictures.export import metric_cards as cards_png
 from ood_core.scores.method import BLOCK_SEPARATOR, Method, block_set
 from ood_core.workspace import LoadedWorkspace, Workspace, cached_workspace
 
@@ -417,9 +418,11 @@ def metric_cards(
     table: pd.DataFrame,
     reference: pd.DataFrame | None = None,
     reference_label: str = "base",
+    export: str | None = None,
 ) -> None:
     """One AUROC/FPR95 card per OOD set, with the delta against ``reference`` rows of the same ood_set; a delta
-    against a reference at chance level is grey (it is not progress)."""
+    against a reference at chance level is grey (it is not progress). ``export`` names a PNG download of the
+    cards (for slides)."""
     rows = table.set_index("ood_set")
     columns = st.columns(len(rows))
     for column, (name, row) in zip(columns, rows.iterrows()):
@@ -438,6 +441,15 @@ def metric_cards(
             help=PRIMER_HELP["AUROC"],
         )
         column.caption(f"FPR95 {row['FPR95']:.2f} %")
+    if export:
+        label = table["method"].iloc[0] if "method" in table else export
+        st.download_button(
+            "Cards (PNG)",
+            cards_png(table, label),
+            f"{export}_cards.png",
+            "image/png",
+            key=f"export_{export}_cards",
+        )
 
 
 def mean_auroc(table: pd.DataFrame) -> float:
@@ -452,16 +464,22 @@ def context(features: LoadedWorkspace) -> str:
     return "results depend on the model, its training and the OOD sets; the papers report their benchmarks' averages"
 
 
+BADGES = {
+    True: ":green-badge[:material/check: as in the paper]",
+    False: ":orange-badge[:material/warning: unlike the paper]",
+    None: ":gray-badge[:material/info: note]",
+}
+
+
 def observations(items: list[Observation], key: str) -> None:
-    """The page's "what you should see here" block: sentences generated from the current numbers, each marked
-    as agreeing (✅) or disagreeing (⚠️) with the paper's claim, with one line on why a disagreement can happen."""
+    """The page's "what you should see here" block: sentences generated from the current numbers, each badged as
+    agreeing or disagreeing with the paper's claim, with one line on why a disagreement can happen."""
     with st.container(border=True, key=f"observations_{key}"):
         st.markdown(
             "**What you should see here** — generated from the numbers on this page"
         )
         for item in items:
-            mark = {True: "✅", False: "⚠️", None: "ℹ️"}[item.agrees]
-            line = f"{mark} {item.text}"
+            line = f"{BADGES[item.agrees]} {item.text}"
             if item.agrees is False and item.why:
                 line += f"  \n*Why this can happen:* {item.why}"
             st.markdown(line)

@@ -10,6 +10,7 @@ import streamlit as st
 from ood_core import observations as notes
 from ood_core import tables
 from ood_core.inputs.variants import JIGSAW_DEFAULT_N, jigsaw_name
+from ood_core.pictures.export import contact_sheet
 from ood_core.pictures.gallery import OVERLAYS, overlay_images
 from ood_core.pictures.overlays import colour_scale
 from ood_core.scores import get_method
@@ -194,6 +195,7 @@ def gallery() -> None:
         key="heatmap_order",
     )
     count = 6
+    sheet = []
     for name, f in sets.items():
         scores = scores_by_set[name]
         ranked = np.argsort(scores, kind="stable")
@@ -203,12 +205,16 @@ def gallery() -> None:
         )
         label = ws.id_dataset if name == "ID" else name
         st.markdown(f"**{label}**")
-        st.image(
-            pictures,
-            width=112,
-            caption=[f"S = {scores[r]:.3f}" for r in rows],
-            output_format="PNG",
-        )
+        captions = [f"S = {scores[r]:.3f}" for r in rows]
+        st.image(pictures, width=112, caption=captions, output_format="PNG")
+        sheet.append((label, pictures, captions))
+    st.download_button(
+        "Gallery (PNG)",
+        contact_sheet(sheet),
+        f"gallery_{kind.replace(' ', '_')}.png",
+        "image/png",
+        key="export_heatmap_gallery",
+    )
     if kind in SCALES:
         colormap, meaning = SCALES[kind]
         st.image(colour_scale(colormap), width=256, output_format="PNG")

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ood_core import observations as notes
-from ood_core import tables, tuning
+from ood_core import tables
 from ood_core.scores import get_method
 from pages.common import (
     context,
@@ -147,8 +147,7 @@ def step_notes(_features, key: str, index: int) -> list[notes.Observation]:
         return notes.line_vs_energy(
             per_set(method),
             per_set(energy),
-            _features.accuracy,
-            tuning.accuracy(_features, method, {}),
+            tables.line_evidence(_features, {}),
             context(_features),
         )
     return []

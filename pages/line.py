@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ood_core import observations as notes
-from ood_core import tables, tuning
+from ood_core import tables
 from ood_core.engine.images import sample_image
 from ood_core.scores import get_method
 from ood_core.scores.line import LINE, activation_masks, microscope
@@ -145,14 +145,13 @@ def live_section() -> None:
     method = get_method("line")
     line_table = tables.all_methods_table(features, [(method, params)])
     energy_table = tables.all_methods_table(features, [(get_method("energy"), {})])
-    metric_cards(line_table, energy_table, "Energy")
+    metric_cards(line_table, energy_table, "Energy", export="line")
     st.caption("Deltas are against Energy (= LINe with no pruning and no clipping).")
     observations(
         notes.line_vs_energy(
             line_table.set_index("ood_set")["AUROC"].to_dict(),
             energy_table.set_index("ood_set")["AUROC"].to_dict(),
-            features.accuracy,
-            tuning.accuracy(features, method, params),
+            tables.line_evidence(features, params),
             context(features),
         ),
         "line",

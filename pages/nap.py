@@ -10,6 +10,7 @@ import streamlit as st
 from ood_core import observations as notes
 from ood_core import tables
 from ood_core.engine.images import sample_image
+from ood_core.pictures.export import contact_sheet
 from ood_core.scores import get_method
 from ood_core.scores.method import LAST_BLOCK
 from ood_core.scores.nap import NAP_X
@@ -182,7 +183,7 @@ def combination_section() -> None:
     table = tables.all_methods_table(features, [(method, params)])
     base = tables.all_methods_table(features, [(method, {**params, "lambda": 1.0})])
     alone = tables.all_methods_table(features, [(method, {**params, "lambda": 0.0})])
-    metric_cards(table, base, "base")
+    metric_cards(table, base, "base", export="nap_x")
     observations(
         [
             notes.combination(
@@ -221,6 +222,7 @@ def combination_section() -> None:
     extremes = tables.extremes(
         scores, {name: np.asarray(f["index"]) for name, f in sets.items()}
     )
+    sheet = []
     for end, part in extremes.groupby("end", sort=False):
         st.markdown(f"**{end}**")
         images = [
@@ -229,11 +231,16 @@ def combination_section() -> None:
             else sample_image(row.set, None, int(row.row))
             for row in part.itertuples()
         ]
-        st.image(
-            images,
-            width=72,
-            caption=[f"{row.set} {row.score:.2f}" for row in part.itertuples()],
-        )
+        captions = [f"{row.set} {row.score:.2f}" for row in part.itertuples()]
+        st.image(images, width=72, caption=captions)
+        sheet.append((end, images, captions))
+    st.download_button(
+        "Gallery (PNG)",
+        contact_sheet(sheet),
+        f"{method.name}_gallery.png",
+        "image/png",
+        key="export_nap_gallery",
+    )
 
 
 combination_section()

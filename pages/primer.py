@@ -51,7 +51,9 @@ def playground() -> None:
     )
     tpr = 100 * float((id_scores >= threshold).mean())
     fpr = 100 * float((ood_scores >= threshold).mean())
-    metrics = IDReference(id_scores).metrics(ood_scores)  # all five, both FPR95 conventions
+    metrics = IDReference(id_scores).metrics(
+        ood_scores
+    )  # all five, both FPR95 conventions
     cards = st.columns(len(ALL_METRICS) + 2)
     cards[0].metric("ID kept at t (TPR)", f"{tpr:.1f} %")
     cards[1].metric("OOD accepted at t (FPR)", f"{fpr:.1f} %")

@@ -10,6 +10,7 @@ import pytest
 from ood_core import observations as notes
 from ood_core import tables
 from ood_core.engine.cache import FeatureSet
+from ood_core.scores.line import Evidence, id_evidence
 from ood_core.workspace import LoadedWorkspace
 from tests.synthetic import synthetic_features
 
@@ -78,14 +79,29 @@ def test_block_selection_sentences_follow_choice_and_norm_direction():
 def test_line_sentences_compare_with_energy_and_the_accuracy_cost():
     energy = {"letters": 82.8, "faces": 34.4, "mean": 58.6}
     better = notes.line_vs_energy(
-        {"letters": 90, "faces": 40, "mean": 65}, energy, 97.0, 96.5
+        {"letters": 90, "faces": 40, "mean": 65},
+        energy,
+        Evidence(97.0, 96.5, 11.0, 9.0),
     )
     worse = notes.line_vs_energy(
-        {"letters": 60.3, "faces": 78.2, "mean": 69.3}, energy, 97.0, 40.0
+        {"letters": 60.3, "faces": 78.2, "mean": 69.3},
+        energy,
+        Evidence(97.0, 40.0, 11.0, 9.0),
     )
     assert [o.agrees for o in better] == [True, True]
     assert [o.agrees for o in worse] == [False, False]
-    assert "below Energy on 1 of 2 sets" in worse[0].text and "letters" in worse[0].text
+    assert (
+        "improves the mean AUROC over Energy (69.3 vs 58.6) but is below Energy on 1 of 2 sets"
+        in worse[0].text
+    )
+    assert "largest gap on letters" in worse[0].text
+    lower = notes.line_vs_energy(
+        {"letters": 50.0, "faces": 30.0, "mean": 40.0},
+        energy,
+        Evidence(97.0, 97.0, 11.0, 2.0),
+    )
+    assert "does not improve on Energy (mean AUROC 40.0 (below chance" in lower[0].text
+    assert lower[1].agrees is False and "falls from 11.0 to 2.0" in lower[1].text
     assert "falls from 97.0 % to 40.0 %" in worse[1].text
 
 
@@ -120,3 +136,19 @@ def test_best_methods_names_the_winner_per_set_and_the_chance_methods():
     best, weak = notes.best_methods(table)
     assert "**A** (84.5)" in best.text and "near → A (70.0)" in best.text
     assert weak.text.startswith("At or below chance on average: B.")
+
+
+def test_id_evidence_matches_a_per_sample_count():
+    rng = np.random.default_rng(4)
+    h = np.maximum(rng.normal(1, 1, (50, 6)), 0)
+    weight, bias = rng.normal(0, 1, (3, 6)), np.zeros(3)
+    logits = h @ weight.T
+    labels = logits.argmax(1)
+    labels[:5] = (labels[:5] + 1) % 3  # five wrong labels
+    phi = np.abs(rng.normal(0, 1, (3, 6)))
+    evidence = id_evidence(
+        h, logits, labels, weight, bias, phi, 0.0, 0.0, 1e9
+    )  # no pruning, no clipping
+    assert evidence.accuracy_before == evidence.accuracy_after == pytest.approx(90.0)
+    assert evidence.logit_after == pytest.approx(evidence.logit_before)
+    assert evidence.logit_before == pytest.approx(np.mean([max(row) for row in logits]))

@@ -10,6 +10,7 @@ from ood_core.metrics import ood_metrics
 from ood_core.scores import get_method
 from ood_core.workspace import Workspace
 from ood_core.workspace import load_workspace as workspace_features
+from pages.common import BADGES
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -153,7 +154,10 @@ def test_line_pa_slider_changes_the_auroc_and_the_sweep_renders(extracted):
         json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "")
         for c in at.get("plotly_chart")
     ]
-    assert any(t.startswith("Neurons each class keeps at p_a = 10") for t in titles)
+    assert any(
+        t.startswith("Share of each class's positive importance Σ Φ kept at p_a = 10")
+        for t in titles
+    )
     sweep = next(
         json.loads(c.proto.spec)
         for c in at.get("plotly_chart")
@@ -201,8 +205,8 @@ def test_tune_page_tunes_on_validation_and_hands_the_values_to_compare(extracted
 
 
 def _notes(at: AppTest) -> list[str]:
-    """The observation sentences of a page (the ✅/⚠️/ℹ️ lines of its "what you should see here" blocks)."""
-    return [m.value for m in at.markdown if m.value[:1] in ("✅", "⚠", "ℹ")]
+    """The observation sentences of a page (the badged lines of its "what you should see here" blocks)."""
+    return [m.value for m in at.markdown if m.value.startswith(tuple(BADGES.values()))]
 
 
 def test_nap_observations_flip_between_a_workspace_that_agrees_with_the_paper_and_one_that_does_not(
@@ -218,9 +222,11 @@ def test_nap_observations_flip_between_a_workspace_that_agrees_with_the_paper_an
     demo = _notes(_open("pages/nap.py"))
     depth_agrees = next(n for n in agrees if "last block" in n)
     depth_demo = next(n for n in demo if "last block" in n)
-    assert depth_agrees.startswith("✅ As the paper finds, the last block **b2**")
+    assert depth_agrees.startswith(
+        f"{BADGES[True]} As the paper finds, the last block **b2**"
+    )
     assert depth_demo.startswith(
-        "⚠️ Unlike the paper, the best block here is **layer2.0**"
+        f"{BADGES[False]} Unlike the paper, the best block here is **layer2.0**"
     )
     assert "Why this can happen" in depth_demo and "8×8 digits" in depth_demo
     # NAP-Energy at its default λ: the sentence names what it is compared with

@@ -13,7 +13,7 @@ from ood_core.scores import get_method
 from ood_core.tables import all_methods_table
 from ood_core.workspace import Workspace
 from ood_core.workspace import load_workspace as workspace_features
-from pages.common import ACTIONS, kept
+from pages.common import ACTIONS, BADGES, kept
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -102,7 +102,7 @@ def test_the_lecture_links_each_step_to_its_page_with_its_state(extracted):
     at.button(key="lecture_next").click().run()  # step 1: the prior
     at.button(key="lecture_next").click().run()  # step 2: where the prior lives
     _healthy(at)
-    notes = [m.value for m in at.markdown if m.value[:1] in ("✅", "⚠")]
+    notes = [m.value for m in at.markdown if m.value.startswith(BADGES[False])]
     assert any("best block here is **layer2.0**" in n for n in notes)
 
 

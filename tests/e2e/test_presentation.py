@@ -71,10 +71,33 @@ def test_a_lecture_link_opens_its_page_in_the_state_it_names(small_page, app_url
     page.get_by_text("AUROC vs λ", exact=False).first.wait_for(timeout=IDLE_TIMEOUT)
     _wait_idle(page)
     _assert_healthy(page)
-    expect(page.get_by_role("combobox", name="Base method X")).to_have_value("NAP-ReAct")
+    expect(page.get_by_role("combobox", name="Base method X")).to_have_value(
+        "NAP-ReAct"
+    )
     expect(
         page.locator(".gtitle").filter(has_text="NAP-ReAct: AUROC vs λ")
     ).to_have_count(1)
     expect(page.get_by_test_id("stSlider").filter(has_text="λ").first).to_contain_text(
         "0.80"
     )
+
+
+OBSERVED = [
+    ("nap", "AUROC vs λ", ("nap_depth", "nap_combination")),
+    ("block_selection", "FeatureNorm of any block", ("block_selection",)),
+    ("line", "Sweep (p_a, p_w)", ("line",)),
+    ("compare", "ROC, ID vs", ("compare",)),
+]
+
+
+@pytest.mark.parametrize("path,ready,blocks", OBSERVED, ids=[p for p, _, _ in OBSERVED])
+def test_observation_blocks_render_in_the_browser(page, app_url, path, ready, blocks):
+    page.goto(f"{app_url}/{path}")
+    page.get_by_text(ready, exact=False).first.wait_for(timeout=IDLE_TIMEOUT)
+    _wait_idle(page)
+    _assert_healthy(page)
+    for key in blocks:
+        block = page.locator(f".st-key-observations_{key}")
+        expect(block).to_contain_text("What you should see here")
+        block.scroll_into_view_if_needed()
+        block.screenshot(path=str(SCREENSHOTS / f"observations-{key}.png"))

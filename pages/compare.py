@@ -110,6 +110,10 @@ def comparison() -> None:
                 },
                 key="compare_pivot",
             )
+        st.caption(
+            "Metrics in %: AUROC (higher is better) and FPR95 (lower is better; ID positive, the seed papers' "
+            "convention) — see the [Primer](/primer) for both FPR95 conventions and AUPR-In/Out."
+        )
         observations(notes.best_methods(table), "compare")
         st.download_button(
             "Download table (CSV)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ood_core import observations as notes
 from ood_core.engine.cache import FeatureCache
 from ood_core.engine.features import (
     feature_set,
@@ -18,7 +19,7 @@ from ood_core.scores import get_method
 from ood_core.tables import evaluate
 from ood_core.training.finetune import delete_finetuned
 from ood_core.workspace import cached_workspace
-from pages.common import ensure_app_shell, workspace
+from pages.common import ensure_app_shell, observations, workspace
 
 ensure_app_shell()
 st.title("Setup")
@@ -138,6 +139,12 @@ try:
         st.dataframe(
             auroc[[*ws.ood_datasets, *(["mean"] if "mean" in auroc else [])]].round(2),
             width="stretch",
+        )
+        if "mean" in auroc:
+            observations(notes.best_methods(results), "setup")
+        st.caption(
+            "New to these numbers? The [Primer](/primer) explains AUROC, FPR95 and the rest; the "
+            "[Guided lecture](/lecture) walks through the five ideas."
         )
         with st.expander(
             "All metrics (AUROC, FPR95 — lower is better —, AUPR-In, AUPR-Out)"

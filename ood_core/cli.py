@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from . import tuning
+from .engine import distributed
 from .engine.cache import FeatureCache
 from .engine.extract import ExtractionSettings
 from .engine.features import feature_set, model_named
@@ -215,22 +216,33 @@ def _print_table(title: str, table, csv: str | None) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    """Extract every set of the workspace; under ``torchrun`` each rank extracts a shard (``engine.distributed``)
+    and only rank 0 reports."""
     settings = ExtractionSettings(args.batch_size, args.device, args.amp, args.workers)
     workspace = _workspace(args)
     targets = workspace.sets()
+    ranks = distributed.launched()
+    leader = ranks is None or ranks.leader
     bars = _Bars()
     _prepare(args.model, bars)
     for name, split in targets:
         label = f"{name}:{split}" if split else name
         features = feature_set(
-            args.model, name, split, settings=settings, progress=bars.for_set(label)
+            args.model,
+            name,
+            split,
+            settings=settings,
+            progress=bars.for_set(label) if leader else None,
         )
         bars.close()
+        if not leader:
+            continue
         for note in features.notes:
             print(f"warning: {note}", file=sys.stderr)
         skipped = features.meta.get("skipped", 0)
         suffix = f"  ({skipped} unreadable images skipped)" if skipped else ""
         print(f"{label:<22} {len(features):>7} rows  {features.root}{suffix}")
+    distributed.leave()
     return 0
 
 

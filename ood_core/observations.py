@@ -28,6 +28,22 @@ class Observation:
     why: str = ""
 
 
+def overall(per_set: Mapping[str, float]) -> float:
+    """The ``mean`` entry of per-set values, or the mean of the sets when there is none (a single OOD set)."""
+    if "mean" in per_set:
+        return float(per_set["mean"])
+    return float(sum(per_set.values()) / len(per_set))
+
+
+def mean_by(frame: pd.DataFrame, index: str, column: str = "AUROC") -> pd.Series:
+    """``column`` of the ``mean`` rows of a metrics frame (columns ``index``, ``ood_set``, ``column``) by ``index``,
+    or the mean over the sets when the frame has no ``mean`` rows (a single OOD set)."""
+    rows = frame[frame.ood_set == "mean"]
+    if len(rows):
+        return rows.set_index(index)[column]
+    return frame.groupby(index, sort=False)[column].mean()
+
+
 def at_chance(auroc: float) -> bool:
     """Whether an AUROC (%) is within ``CHANCE_BAND`` points of 50 (a coin flip)."""
     return abs(auroc - 50.0) < CHANCE_BAND
@@ -60,7 +76,7 @@ def nap_depth(
     """The NAP paper: the last block (before global pooling) is the best place to read the prior.
 
     ``sweep``: ``tables.block_sweep`` rows (block, ood_set, AUROC, …) including the ``mean`` rows."""
-    mean = sweep[sweep.ood_set == "mean"].set_index("block")["AUROC"].reindex(blocks)
+    mean = mean_by(sweep, "block").reindex(blocks)
     best, last = str(mean.idxmax()), blocks[-1]
     rank = int((mean > mean[last]).sum()) + 1
     if best == last:
@@ -97,6 +113,14 @@ def combination(
         "A product of two scores helps only where both rank ID above OOD; when one part is much weaker or reversed "
         "on these sets, it drags the product down. Move λ towards the stronger part and watch the curve below.",
     )
+
+
+def mean_auroc_per_block(table: pd.DataFrame) -> pd.Series:
+    """Mean FeatureNorm AUROC per block of ``tables.block_selection_table`` (its one set's with a single OOD set)."""
+    frame = table.set_index("block")
+    if "AUROC mean" in frame:
+        return frame["AUROC mean"]
+    return frame.filter(like="AUROC ").mean(axis=1)
 
 
 def block_selection(
@@ -161,6 +185,7 @@ def line_vs_energy(
     the original and the pruned head."""
     sets = [s for s in line if s != "mean"]
     worse = [s for s in sets if line[s] < energy[s]]
+    line, energy = {**line, "mean": overall(line)}, {**energy, "mean": overall(energy)}
     out = []
     if line["mean"] > energy["mean"] and not worse:
         out.append(
@@ -283,6 +308,8 @@ def best_methods(table: pd.DataFrame) -> list[Observation]:
     auroc = table.pivot_table(
         index="method", columns="ood_set", values="AUROC", sort=False
     )
+    if "mean" not in auroc:  # a single OOD set
+        auroc["mean"] = mean_by(table, "method")
     best = auroc["mean"].idxmax()
     out = [
         Observation(

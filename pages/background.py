@@ -131,12 +131,13 @@ control = (
 )
 methods = [get_method(m) for m in COMPARED]
 table = paired_before_after(features, after, methods, control)
-means = table[table.ood_set == "mean"].set_index("method")
 observations(
     notes.background(
         alpha,
-        means["Δ"].to_dict(),
-        means["Δ control"].to_dict() if control is not None else None,
+        notes.mean_by(table, "method", "Δ").to_dict(),
+        notes.mean_by(table, "method", "Δ control").to_dict()
+        if control is not None
+        else None,
     ),
     "background",
 )

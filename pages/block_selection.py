@@ -84,11 +84,8 @@ def normratio_section() -> None:
     ratios = features.normratio(jigsaw)
     chosen = select_block(ratios)
     table, rho = tables.block_selection_table(features, ratios)
-    best = (
-        table.loc[table["AUROC mean"].idxmax(), "block"]
-        if "AUROC mean" in table
-        else chosen
-    )
+    per_block = notes.mean_auroc_per_block(table)
+    best = str(per_block.idxmax())
     cards = st.columns(3)
     cards[0].metric("NormRatio choice", chosen, help="argmax_b NR(b)")
     cards[1].metric(
@@ -101,7 +98,7 @@ def normratio_section() -> None:
         f"{rho:+.2f}",
         help="Spearman ρ across blocks, mean AUROC.",
     )
-    chosen_auroc = float(table.set_index("block").loc[chosen, "AUROC mean"])
+    chosen_auroc = float(per_block[chosen])
     observations(
         notes.block_selection(chosen, best, rho, chosen_auroc, context(features)),
         "block_selection",

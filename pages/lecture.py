@@ -129,12 +129,12 @@ def step_notes(_features, key: str, index: int) -> list[notes.Observation]:
         ratios = _features.normratio()
         table, rho = tables.block_selection_table(_features, ratios)
         chosen = str(ratios.idxmax())
-        frame = table.set_index("block")
+        per_block = notes.mean_auroc_per_block(table)
         return notes.block_selection(
             chosen,
-            str(frame["AUROC mean"].idxmax()),
+            str(per_block.idxmax()),
             rho,
-            float(frame.loc[chosen, "AUROC mean"]),
+            float(per_block[chosen]),
             context(_features),
         )
     if index == 5 and _features.id_train is not None:

@@ -26,7 +26,7 @@ def _galleries(at: AppTest) -> dict[str, list[str]]:
     """Set name → the media URLs (content hashes) of its overlay pictures."""
     labels = [m.value.strip("*") for m in at.markdown if m.value.strip("*") in SETS]
     images = at.get("image")
-    assert len(labels) == len(images)
+    assert len(images) in (len(labels), len(labels) + 1)  # + the overlay's colour scale
     return {label: image.value for label, image in zip(labels, images)}
 
 
@@ -34,7 +34,9 @@ def test_heatmaps_page_trains_the_decoder_and_overlays_id_and_ood_images(extract
     at = AppTest.from_file(APP, default_timeout=300).run()
     at.switch_page("pages/heatmaps.py").run()
     _no_errors(at)
-    assert not at.get("image")  # nothing to show before the decoder exists
+    # before the decoder exists: Grad-CAM galleries (ranked by Energy) and their colour scale, no decoder overlay
+    assert "decoder heatmap" not in at.radio(key="heatmap_overlay").options
+    assert len(at.get("image")) == len(SETS) + 1
     at.slider(key=EPOCHS).set_value(2).run()
     at.button(key="heatmap_train").click().run()
     _no_errors(at)

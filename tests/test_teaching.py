@@ -135,3 +135,25 @@ def test_ab_pairs_two_settings_and_their_difference(extracted):
     assert table.loc["mean", "Δ AUROC (B − A)"] == pytest.approx(
         energy.loc["mean", "AUROC"] - default.loc["mean", "AUROC"]
     )
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "pages/block_selection.py",
+        "pages/lecture.py",
+        "pages/background.py",
+        "pages/ab.py",
+    ],
+)
+def test_teaching_pages_render_with_a_single_ood_set(extracted, page):
+    at = _app()
+    at.session_state["workspace"] = Workspace("demo", "digits", ("letters",))
+    at.switch_page(page).run()
+    _healthy(at)
+    if page.endswith("lecture.py"):
+        for _ in range(
+            4
+        ):  # through step 4, Block Selection, whose observations need the per-block means
+            at.button(key="lecture_next").click().run()
+            _healthy(at)

@@ -153,10 +153,12 @@ def run_batches(
     amp: bool = False,
     progress: Progress | None = None,
     batch_size: int | None = None,
+    first_row: int = 0,
 ) -> np.ndarray:
     """The engine's inner loop over ``(x, labels, rows)`` batches (``None`` for an all-unreadable batch).
 
-    Writes every per-sample array to ``sink`` and returns a boolean mask [total] of the rows that were read.
+    Writes every per-sample array to ``sink`` and returns a boolean mask [total] of the rows that were read
+    (dataset rows ``first_row … first_row + total − 1``: a shard of a larger set starts after row 0).
     ``model`` must already live on ``device`` (see ``on_device``).
     """
     model.eval()
@@ -179,7 +181,7 @@ def run_batches(
                         sink.write(name, written, value.cpu().numpy(), total)
                     sink.write("labels", written, labels.numpy(), total)
                     sink.write("index", written, rows.numpy(), total)
-                    readable[rows.numpy()] = True
+                    readable[rows.numpy() - first_row] = True
                     written += len(rows)
                 seen = min(total, seen + (batch_size or len(batch[0])))
                 if progress:

@@ -13,6 +13,7 @@ from ..inputs.datasets import ImageSet
 from ..inputs.models import LoadedModel, loaded_model
 from ..inputs.variants import parse_ref
 from ..memo import BoundedMemo
+from . import distributed
 from .cache import CacheKey, CorruptEntry, FeatureCache, FeatureSet
 from .extract import DEFAULT_SETTINGS, ExtractionSettings, extract
 
@@ -78,17 +79,27 @@ def feature_set(
             key, lambda writer: _generate(writer, key.dataset, progress)
         )
 
-    def build(writer):
-        return extract(
+    transformed = images.with_transform(model.transform)
+    ranks = distributed.launched()
+    if (
+        ranks is not None
+    ):  # started by torchrun: every rank extracts a shard, rank 0 merges
+        return distributed.extract_sharded(
             model.module,
             model.probes,
-            images.with_transform(model.transform),
-            writer,
+            transformed,
+            key,
+            cache,
             settings,
+            ranks,
             progress,
         )
-
-    return cache.get_or_create(key, build)
+    return cache.get_or_create(
+        key,
+        lambda writer: extract(
+            model.module, model.probes, transformed, writer, settings, progress
+        ),
+    )
 
 
 def _generate(writer, identity: dict, progress: Progress | None) -> dict:

@@ -33,6 +33,7 @@ navigation = st.navigation(
         st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
         st.Page("pages/ab.py", title="A/B", icon=":material/compare:"),
         st.Page("pages/tune.py", title="Tune", icon=":material/tune:"),
+        st.Page("pages/reports.py", title="Reports", icon=":material/table_chart:"),
         st.Page(
             "pages/uploads.py",
             title="Try your own images",

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import tuning
+from . import reports, tuning
 from .engine import distributed
 from .engine.cache import FeatureCache
 from .engine.extract import ExtractionSettings
 from .engine.features import feature_set, model_named
 from .errors import OODLabError
-from .inputs import catalog
+from .inputs import benchmarks, catalog
 from .inputs.synthetic import SIZES, register
 from .inputs.variants import JIGSAW_DEFAULT_N, PSEUDO_OOD, jigsaw_name
 from .scores import METHODS, parse_method
@@ -134,6 +134,11 @@ def _workspace_arguments(
         help="ID dataset (default: digits)",
     )
     parser.add_argument(
+        "--benchmark",
+        choices=list(benchmarks.BENCHMARKS),
+        help="a shipped protocol: its ID set and test OOD sets replace --id/--ood (missing files are listed)",
+    )
+    parser.add_argument(
         "--ood",
         nargs="*" if not ood_default else "+",
         default=list(ood_default),
@@ -152,7 +157,12 @@ def _csv_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
-    """The workspace named by the arguments, checked (names exist, ID set has labels, OOD sets are not the ID set)."""
+    """The workspace named by the arguments, checked (names exist, ID set has labels, OOD sets are not the ID set);
+    ``--benchmark`` sets the ID and OOD sets after checking that its files are present."""
+    if getattr(args, "benchmark", None):
+        benchmark = benchmarks.get(args.benchmark)
+        benchmarks.require(benchmark)
+        args.id_dataset, args.ood = benchmark.id_dataset, list(benchmark.ood_datasets)
     workspace = Workspace(args.model, args.id_dataset, tuple(args.ood))
     catalog.get_model(workspace.model)
     if not catalog.get_dataset(workspace.id_dataset).in_distribution:
@@ -306,7 +316,10 @@ def _accuracy_line(features: LoadedWorkspace) -> str:
     return f"accuracy {features.accuracy:.2f}%"
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _scored(args: argparse.Namespace) -> tuple[LoadedWorkspace, list]:
+    """The workspace's features and the (method, params) pairs to score: parameters checked before any
+    extraction, tuned values from ``--config`` for methods given without parameters (their validation ID rows
+    leave the ID test set), methods the workspace cannot score left out (an error when named explicitly)."""
     methods = [parse_method(spec) for spec in args.methods]
     explicit = args.methods != DEFAULT_METHODS
     workspace = _workspace(args)
@@ -324,7 +337,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "left out of the ID test set",
             file=sys.stderr,
         )
-    methods = _available(features, methods, explicit, "score this workspace")
+    return features, _available(features, methods, explicit, "score this workspace")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    features, methods = _scored(args)
     table = evaluate(features, methods)
     print(
         f"model {args.model}, ID {args.id_dataset} ({_accuracy_line(features)}), metrics in %"
@@ -333,6 +350,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """A benchmark report: per-set metrics, near/far means, Markdown on stdout and md/csv/tex/json files."""
+    benchmark = benchmarks.get(args.benchmark)
+    features, methods = _scored(args)
+    convention = args.fpr or reports.default_convention(benchmark)
+    report = reports.build(features, benchmark, methods, convention)
+    print(reports.markdown(report))
+    for path in reports.save(report, args.out or reports.folder()):
+        print(f"wrote {path}")
     return 0
 
 
@@ -639,6 +668,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="tuned.json from `tune`: its values for every method given without explicit parameters",
     )
     evaluate_.set_defaults(run=cmd_evaluate)
+    report = sub.add_parser(
+        "report",
+        help="a benchmark report (per-set FPR95/AUROC/AUPR, near and far means) as Markdown, CSV and LaTeX",
+    )
+    _workspace_arguments(report)
+    report.set_defaults(benchmark="demo")
+    report.add_argument(
+        "--methods",
+        nargs="+",
+        default=DEFAULT_METHODS,
+        help="method specs as for evaluate (default: every method scored from the cache)",
+    )
+    report.add_argument(
+        "--config", type=existing_file, help="tuned.json from `tune` (as for evaluate)"
+    )
+    report.add_argument(
+        "--fpr",
+        choices=["id", "ood"],
+        help="FPR95 convention: id = OOD accepted at 95%% ID kept (seed papers); ood = ID rejected at 95%% OOD "
+        "caught (OpenOOD). Default: ood for openood-* benchmarks, id for the demo",
+    )
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the report files (default: <cache dir>/reports, listed on the Reports page)",
+    )
+    report.set_defaults(run=cmd_report)
     tune = sub.add_parser(
         "tune",
         help="choose hyperparameters on validation data (pseudo-OOD or a validation set), never the test OOD sets",

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataPathError, OODLabError, UnknownNameError
-from . import config, registry_file, synthetic
+from . import benchmarks, config, registry_file, synthetic
 from .datasets import (
     DEMO_DATASETS,
     IMAGE_EXTENSIONS,
@@ -76,8 +76,8 @@ def problems() -> list[Problem]:
 
 def datasets() -> dict[str, DatasetSpec]:
     registered = {
-        name: dataset_spec(entry) for name, entry in _registry().datasets.items()
-    }
+        entry.name: dataset_spec(entry) for entry in benchmarks.available_entries()
+    } | {name: dataset_spec(entry) for name, entry in _registry().datasets.items()}
     return {**DEMO_DATASETS, **registered, **synthetic.dataset_specs()}
 
 

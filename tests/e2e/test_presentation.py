@@ -20,6 +20,7 @@ PAGES = [
     ("compare", "ROC, ID vs"),
     ("ab", "two settings of one method"),
     ("tune", "Tune hyperparameters honestly"),
+    ("reports", "Reports"),
     ("uploads", "Drop PNG/JPEG images"),
 ]
 

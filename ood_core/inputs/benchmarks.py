@@ -1,0 +1,218 @@
+"""Benchmarks as data: the OpenOOD v1.5 protocols (and the demo's), each a named set of ID splits and OOD sets.
+
+A benchmark's datasets are OpenOOD image lists under the data root, laid out as OpenOOD's download script leaves them
+(``images_classic/`` or ``images_largescale/`` for the images, ``benchmark_imglist/<benchmark>/*.txt`` for the lists;
+paths as in ``openood/evaluation_api/datasets.py``). They appear in the catalog as ``<prefix>-<set>`` (e.g.
+``c10-tin``) once their list file exists; ``require`` names every missing file in one message.
+
+Protocol (OpenOOD v1.5): ID val is 1,000 images held out of the test split (ImageNet: 5 per class); the validation
+OOD set is for tuning only; near/far summaries are the unweighted means of the per-set metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import OODLabError
+from . import config
+from .registry_file import DatasetEntry
+
+CLASSIC, LARGE, LISTS = "images_classic", "images_largescale", "benchmark_imglist"
+
+
+@dataclass(frozen=True)
+class OODSet:
+    """One OOD set: its short name, image folder and image list (relative to the data root)."""
+
+    name: str
+    images: str
+    imglist: str
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A protocol: ID splits (image lists per split), near/far test OOD sets, validation OOD sets, the paper-defaults
+    key of its methods and the ID-train share extracted by default."""
+
+    name: str
+    prefix: str
+    id_name: str
+    classes: int
+    images: str
+    id_lists: dict[str, str]
+    near: tuple[OODSet, ...]
+    far: tuple[OODSet, ...]
+    validation: tuple[OODSet, ...]
+    paper_key: str
+    train_share: float = 1.0
+
+    @property
+    def id_dataset(self) -> str:
+        return f"{self.prefix}-{self.id_name}" if self.prefix else self.id_name
+
+    def dataset(self, ood: OODSet) -> str:
+        return f"{self.prefix}-{ood.name}" if self.prefix else ood.name
+
+    @property
+    def ood_datasets(self) -> tuple[str, ...]:
+        """The test OOD sets, near first."""
+        return tuple(self.dataset(s) for s in (*self.near, *self.far))
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """``near`` / ``far`` → dataset names (for the summary rows of a report)."""
+        return {
+            "near": tuple(self.dataset(s) for s in self.near),
+            "far": tuple(self.dataset(s) for s in self.far),
+        }
+
+    def files(self) -> list[str]:
+        """Every image list and image folder the benchmark reads, relative to the data root (none for the demo's
+        built-in sets)."""
+        if not self.id_lists:
+            return []
+        listed = [
+            *self.id_lists.values(),
+            *(s.imglist for s in (*self.near, *self.far, *self.validation)),
+        ]
+        folders = sorted(
+            {
+                self.images,
+                *(s.images for s in (*self.near, *self.far, *self.validation)),
+            }
+        )
+        return [*listed, *folders]
+
+    def entries(self) -> list[DatasetEntry]:
+        """The benchmark's datasets as registry entries (kind ``imglist``; none for the demo's built-in sets)."""
+        if not self.id_lists:
+            return []
+        split_lists = dict(self.id_lists)
+        found = [
+            DatasetEntry(
+                self.id_dataset, "imglist", self.images, split_lists, tuple(split_lists),
+                f"{self.name}: ID ({self.classes} classes)", "OpenOOD v1.5 image lists",
+            )
+        ]  # fmt: skip
+        for group, sets in (
+            ("near-OOD", self.near),
+            ("far-OOD", self.far),
+            ("validation OOD", self.validation),
+        ):
+            for s in sets:
+                found.append(
+                    DatasetEntry(
+                        self.dataset(s), "imglist", s.images, {"test": s.imglist}, ("test",),
+                        f"{self.name}: {group} {s.name}", "OpenOOD v1.5 image lists",
+                    )
+                )  # fmt: skip
+        return found
+
+
+def _cifar(
+    name: str, prefix: str, classes: int, near: tuple[str, str], val_tin: str
+) -> Benchmark:
+    folder = f"{LISTS}/{name}"
+    far = ("mnist", "svhn", "texture", "places365")
+    return Benchmark(
+        name=f"openood-{name}",
+        prefix=prefix,
+        id_name=name,
+        classes=classes,
+        images=CLASSIC,
+        id_lists={
+            split: f"{folder}/{split}_{name}.txt" for split in ("train", "val", "test")
+        },
+        near=tuple(OODSet(s, CLASSIC, f"{folder}/test_{s}.txt") for s in near),
+        far=tuple(OODSet(s, CLASSIC, f"{folder}/test_{s}.txt") for s in far),
+        validation=(OODSet("val-tin", CLASSIC, f"{folder}/{val_tin}"),),
+        paper_key=name,
+    )
+
+
+def _imagenet(name: str, prefix: str, classes: int, train_share: float) -> Benchmark:
+    folder = f"{LISTS}/{name}"
+    return Benchmark(
+        name=f"openood-{name}",
+        prefix=prefix,
+        id_name=name,
+        classes=classes,
+        images=LARGE,
+        id_lists={
+            split: f"{folder}/{split}_{name}.txt" for split in ("train", "val", "test")
+        },
+        near=tuple(
+            OODSet(s, LARGE, f"{folder}/test_{s}.txt") for s in ("ssb_hard", "ninco")
+        ),
+        far=(
+            OODSet("inaturalist", LARGE, f"{folder}/test_inaturalist.txt"),
+            OODSet("textures", CLASSIC, f"{folder}/test_textures.txt"),
+            OODSet("openimage_o", LARGE, f"{folder}/test_openimage_o.txt"),
+        ),
+        validation=(OODSet("val-openimage_o", LARGE, f"{folder}/val_openimage_o.txt"),),
+        paper_key="imagenet",
+        train_share=train_share,
+    )
+
+
+DEMO = Benchmark(
+    name="demo",
+    prefix="",
+    id_name="digits",
+    classes=10,
+    images="",
+    id_lists={},
+    near=(OODSet("letters", "", ""),),
+    far=tuple(OODSet(s, "", "") for s in ("textures", "photos", "faces", "noise")),
+    validation=(),
+    paper_key="",
+)
+
+BENCHMARKS = {
+    b.name: b
+    for b in (
+        DEMO,
+        _cifar("cifar10", "c10", 10, ("cifar100", "tin"), "val_tin.txt"),
+        _cifar("cifar100", "c100", 100, ("cifar10", "tin"), "val_tin.txt"),
+        _imagenet("imagenet200", "in200", 200, 0.1),
+        _imagenet(
+            "imagenet", "in1k", 1000, 0.01
+        ),  # OpenOOD's KNN uses 1 % of ImageNet train
+    )
+}
+
+
+def get(name: str) -> Benchmark:
+    if name not in BENCHMARKS:
+        raise OODLabError(
+            f"unknown benchmark '{name}'; choose one of: {', '.join(BENCHMARKS)}"
+        )
+    return BENCHMARKS[name]
+
+
+def missing(benchmark: Benchmark) -> list[str]:
+    """The benchmark's files that are not under the data root."""
+    root = config.data_root()
+    return [path for path in benchmark.files() if not (root / path).exists()]
+
+
+def require(benchmark: Benchmark) -> None:
+    """One message listing every missing file, and where it goes, if the benchmark is not complete."""
+    absent = missing(benchmark)
+    if absent:
+        root = config.data_root()
+        raise OODLabError(
+            f"benchmark {benchmark.name} needs {len(absent)} more file(s) under the data root {root} "
+            f"(OpenOOD v1.5 layout: scripts/download/download.py of OpenOOD, or set OOD_LAB_DATA_ROOT):\n  "
+            + "\n  ".join(absent)
+        )
+
+
+def available_entries() -> list[DatasetEntry]:
+    """Registry entries of every benchmark dataset whose image lists are all present under the data root."""
+    root = config.data_root()
+    return [
+        entry
+        for benchmark in BENCHMARKS.values()
+        for entry in benchmark.entries()
+        if all((root / path).exists() for path in (entry.root, *entry.paths.values()))
+    ]

@@ -75,14 +75,41 @@ def test_missing_files_are_named_in_one_message(openood_root):
     assert cli.main(["report", "--benchmark", "openood-cifar10"]) == 2
 
 
-def test_a_shipped_benchmark_runs_end_to_end_through_report(openood_root, capsys):
-    _fixture_root(openood_root, np.random.default_rng(0))
-    (openood_root / "weights").mkdir()
+def _register_model(root) -> None:
+    (root / "weights").mkdir()
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=10)
     net.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    torch.save(net.state_dict(), openood_root / "weights" / "c10net.pt")
-    (openood_root / "ood_lab.toml").write_text(MODEL)
+    torch.save(net.state_dict(), root / "weights" / "c10net.pt")
+    (root / "ood_lab.toml").write_text(MODEL)
+
+
+def test_the_id_train_split_is_a_seeded_stratified_share(openood_root, monkeypatch):
+    from ood_core.engine.features import feature_set
+
+    _fixture_root(openood_root, np.random.default_rng(1))
+    _register_model(openood_root)
+    full = feature_set("c10net", C10.id_dataset, "train")
+    monkeypatch.setenv("OOD_LAB_TRAIN_SHARE", "0.5")
+    half = feature_set("c10net", C10.id_dataset, "train")
+    assert (
+        len(full) == 12 and len(half) == 10
+    )  # classes 0 and 1 keep one of two images, the rest their one
+    assert sorted(half.labels.tolist()) == list(range(10))
+    assert half.root != full.root and half.meta["dataset"]["train_share"] == 0.5
+    again = feature_set("c10net", C10.id_dataset, "train")
+    assert np.array_equal(again["index"], half["index"])  # seeded: the same rows
+    assert (
+        len(feature_set("c10net", C10.id_dataset, "test")) == 12
+    )  # only train is subsampled
+    monkeypatch.setenv("OOD_LAB_TRAIN_SHARE", "2")
+    with pytest.raises(OODLabError, match="OOD_LAB_TRAIN_SHARE"):
+        feature_set("c10net", C10.id_dataset, "train")
+
+
+def test_a_shipped_benchmark_runs_end_to_end_through_report(openood_root, capsys):
+    _fixture_root(openood_root, np.random.default_rng(0))
+    _register_model(openood_root)
     out = openood_root / "reports"
     args = ["report", "--benchmark", "openood-cifar10", "--model", "c10net"]
     assert (

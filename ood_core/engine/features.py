@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..inputs import catalog, config
+from ..inputs import benchmarks, catalog, config
 from ..inputs.datasets import ImageSet
 from ..inputs.models import LoadedModel, loaded_model
 from ..inputs.variants import parse_ref
@@ -39,7 +39,16 @@ def dataset_images(ref: str, split: str | None = None) -> tuple[ImageSet, dict]:
     split = split or parsed.split
     registry = config.config_file()
     version = registry.stat().st_mtime_ns if registry.exists() else None
-    key = (parsed.dataset, split, str(config.data_root()), str(registry), version)
+    key = (
+        parsed.dataset,
+        split,
+        str(config.data_root()),
+        str(registry),
+        version,
+        benchmarks.subset_for(
+            parsed.dataset
+        ),  # OOD_LAB_TRAIN_SHARE may change between calls
+    )
     return _listings.get(key, lambda: spec.load(split))
 
 

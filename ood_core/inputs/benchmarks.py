@@ -7,14 +7,23 @@ paths as in ``openood/evaluation_api/datasets.py``). They appear in the catalog 
 
 Protocol (OpenOOD v1.5): ID val is 1,000 images held out of the test split (ImageNet: 5 per class); the validation
 OOD set is for tuning only; near/far summaries are the unweighted means of the per-set metrics.
+
+Storage: the ID *train* split (what fits read: class means, KNN's bank, ReAct's percentiles, …) is extracted on a
+seeded, class-stratified share of its images — all of CIFAR, 10 % of ImageNet-200, 1 % of ImageNet-1K (OpenOOD's
+KNN setting) — so that a ResNet-50's ~15k channels per image do not make ImageNet train a 230 GB cache; set
+``OOD_LAB_TRAIN_SHARE`` to choose another share.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
 
 from ..errors import OODLabError
+from ..rows import stratified_rows
 from . import config
+from .datasets import DatasetSpec, ImageSet
 from .registry_file import DatasetEntry
 
 CLASSIC, LARGE, LISTS = "images_classic", "images_largescale", "benchmark_imglist"
@@ -205,6 +214,60 @@ def require(benchmark: Benchmark) -> None:
             f"(OpenOOD v1.5 layout: scripts/download/download.py of OpenOOD, or set OOD_LAB_DATA_ROOT):\n  "
             + "\n  ".join(absent)
         )
+
+
+TRAIN_SHARE_SEED = 0
+
+
+def train_share(benchmark: Benchmark) -> float:
+    """The share of ID train images extracted: ``OOD_LAB_TRAIN_SHARE`` (0 < share ≤ 1) or the benchmark's default
+    (1 on CIFAR; 10 % on ImageNet-200; 1 % on ImageNet-1K, as OpenOOD's KNN)."""
+    text = os.environ.get("OOD_LAB_TRAIN_SHARE")
+    if text is None:
+        return benchmark.train_share
+    try:
+        share = float(text)
+    except ValueError:
+        share = float("nan")
+    if not 0 < share <= 1:
+        raise OODLabError(
+            f"OOD_LAB_TRAIN_SHARE must be a number in (0, 1], got {text!r}"
+        )
+    return share
+
+
+def id_train_subset(spec: DatasetSpec, share: float) -> DatasetSpec:
+    """``spec`` whose train split is a seeded, class-stratified ``share`` of its images (other splits unchanged);
+    the share, seed and row count enter the split's identity, so each share is its own cache entry."""
+    if share >= 1:
+        return spec
+
+    def build(split: str):
+        images, identity = spec.build(split)
+        if split != "train":
+            return images, identity
+        rows = stratified_rows(images.labels, share, TRAIN_SHARE_SEED)
+        subset = ImageSet(
+            lambda r: images.image(int(rows[r])),
+            images.labels[rows],
+            [images.names[int(r)] for r in rows],
+        )
+        return subset, {
+            **identity,
+            "train_share": share,
+            "seed": TRAIN_SHARE_SEED,
+            "rows": len(rows),
+        }
+
+    return dataclasses.replace(spec, build=build)
+
+
+def subset_for(name: str) -> float:
+    """The train share of the benchmark whose ID dataset is ``name`` (1 for any other dataset)."""
+    for benchmark in BENCHMARKS.values():
+        if benchmark.prefix and benchmark.id_dataset == name:
+            return train_share(benchmark)
+    return 1.0
 
 
 def available_entries() -> list[DatasetEntry]:

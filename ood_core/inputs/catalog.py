@@ -76,7 +76,10 @@ def problems() -> list[Problem]:
 
 def datasets() -> dict[str, DatasetSpec]:
     registered = {
-        entry.name: dataset_spec(entry) for entry in benchmarks.available_entries()
+        entry.name: benchmarks.id_train_subset(
+            dataset_spec(entry), benchmarks.subset_for(entry.name)
+        )
+        for entry in benchmarks.available_entries()
     } | {name: dataset_spec(entry) for name, entry in _registry().datasets.items()}
     return {**DEMO_DATASETS, **registered, **synthetic.dataset_specs()}
 

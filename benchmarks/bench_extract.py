@@ -7,7 +7,13 @@ Prints, measured side by side in one run (interleaved repetitions, medians):
 - cache bytes per entry / bytes of a float32 dump of the probed blocks' full activation maps — target ≤ 1/50,
   for the demo model and, computed from shapes, for a CIFAR-style ResNet-18.
 
-Usage: python benchmarks/bench_extract.py [--repeats 7] [--batch-size 256] [--device auto]
+Then, on the device at hand (random inputs, interleaved repeats): images/s of a bare forward and of the forward with
+every probed block's statistics, for a torchvision ResNet-18 (CIFAR stem, 32 px) and ResNet-50 (224 px); the cache
+bytes per image of each model (float32, and float16 statistics) and, from those and the measured throughput, the
+cache size and extraction time of each shipped benchmark (OpenOOD v1.5 set sizes; ID train at the benchmark's
+share); and the wall time of `python -m ood_core extract` on the demo in one process vs `torchrun` with 2 processes.
+
+Usage: python benchmarks/bench_extract.py [--repeats 7] [--batch-size 256] [--device auto] [--skip-demo]
 """
 
 from __future__ import annotations
@@ -30,6 +36,28 @@ from ood_core.engine.extract import (
 )
 from ood_core.engine.features import feature_set, model_named
 from ood_core.inputs import catalog
+from ood_core.inputs.benchmarks import BENCHMARKS
+from ood_core.inputs.probes import find_probes
+
+# Test-time set sizes of OpenOOD v1.5 (ID test, ID val, near, far, validation OOD) and full ID train sizes.
+SET_ROWS = {
+    "openood-cifar10": (
+        50_000,
+        9_000 + 1_000 + 9_000 + 7_793 + 70_000 + 26_032 + 5_640 + 35_195 + 1_000,
+    ),
+    "openood-cifar100": (
+        50_000,
+        9_000 + 1_000 + 10_000 + 6_526 + 70_000 + 26_032 + 5_640 + 33_773 + 972,
+    ),
+    "openood-imagenet200": (
+        256_000,
+        9_000 + 1_000 + 49_000 + 5_879 + 10_000 + 5_160 + 15_869 + 1_763,
+    ),
+    "openood-imagenet": (
+        1_281_167,
+        45_000 + 5_000 + 49_000 + 5_879 + 10_000 + 5_160 + 15_869 + 1_763,
+    ),
+}
 
 
 def full_map_floats(
@@ -61,8 +89,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--skip-demo", action="store_true")
     args = parser.parse_args()
     device = pick_device(args.device)
+    if not args.skip_demo:
+        demo(args, device)
+    throughputs = model_throughput(device, max(3, args.repeats // 2))
+    storage_table(throughputs)
+    torchrun_demo()
+
+
+def demo(args, device) -> None:
     loaded = model_named("demo")
     model, probes = loaded.module.to(device).eval(), loaded.probes
     spec = catalog.get_dataset("digits")
@@ -151,6 +188,128 @@ def main() -> None:
     print(
         f"ResNet-18 (CIFAR stem, 32x32, 8 blocks), from shapes: cache {per_image_cache} B/img vs dump {per_image_dump} B/img: "
         f"ratio 1/{per_image_dump / per_image_cache:.0f}"
+    )
+
+
+def _resnet(depth: int, classes: int, cifar: bool) -> torch.nn.Module:
+    import torchvision
+
+    net = getattr(torchvision.models, f"resnet{depth}")(num_classes=classes)
+    if cifar:
+        net.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        net.maxpool = torch.nn.Identity()
+    return net.eval()
+
+
+def per_image_bytes(net: torch.nn.Module, probes, classes: int, stat_bytes: int) -> int:
+    """Cache bytes per image: 3 statistics per probed channel, penultimate and logits (float32), label + index."""
+    channels = sum(_channels(net, b) for b in probes.blocks)
+    dim = net.fc.in_features
+    return stat_bytes * 3 * channels + 4 * (dim + classes) + 16
+
+
+def _channels(net: torch.nn.Module, block: str) -> int:
+    module = net.get_submodule(block)
+    last = module.conv3 if hasattr(module, "conv3") else module.conv2
+    return last.out_channels
+
+
+def model_throughput(device: torch.device, repeats: int) -> dict:
+    """images/s of a bare forward and of extraction (forward + statistics) per model; bytes per image."""
+    from ood_core.engine.extract import MemorySink, run_batches
+
+    results = {}
+    for name, depth, classes, size, batch in (
+        ("ResNet-18 (CIFAR stem, 32 px)", 18, 10, 32, 128),
+        ("ResNet-50 (224 px)", 50, 1000, 224, 16),
+    ):
+        net = _resnet(depth, classes, size == 32).to(device)
+        probes = find_probes(net, torch.zeros(1, 3, size, size, device=device))
+        x = torch.randn(batch, 3, size, size, device=device)
+        batches = [(x, torch.zeros(batch, dtype=torch.int64), torch.arange(batch))]
+
+        def bare(net=net, x=x):
+            with torch.inference_mode():
+                net(x).float().cpu()
+
+        def stats(net=net, probes=probes, batches=batches, batch=batch):
+            run_batches(net, probes, batches, MemorySink(), batch, device)
+
+        bare(), stats()
+        times = {"bare": [], "stats": []}
+        for _ in range(repeats):
+            times["bare"].append(timed(bare))
+            times["stats"].append(timed(stats))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        bytes32 = per_image_bytes(net, probes, classes, 4)
+        bytes16 = per_image_bytes(net, probes, classes, 2)
+        results[name] = {
+            "img/s": batch / med["stats"],
+            "bytes32": bytes32,
+            "bytes16": bytes16,
+        }
+        print(
+            f"{name:<30} {len(probes.blocks)} blocks: bare {batch / med['bare']:7.1f} img/s, with statistics "
+            f"{batch / med['stats']:7.1f} img/s, RATIO {med['stats'] / med['bare']:.3f}; cache {bytes32:,} B/img "
+            f"(float16 statistics: {bytes16:,} B/img)"
+        )
+    return results
+
+
+def storage_table(throughputs: dict) -> None:
+    """Cache size and extraction time per shipped benchmark (ID train at its share)."""
+    model_of = {
+        "openood-cifar10": "ResNet-18 (CIFAR stem, 32 px)",
+        "openood-cifar100": "ResNet-18 (CIFAR stem, 32 px)",
+        "openood-imagenet200": "ResNet-50 (224 px)",
+        "openood-imagenet": "ResNet-50 (224 px)",
+    }
+    print(
+        "\n| benchmark | model | ID train share | images | cache (float32) | cache (float16 stats) | extraction here |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, (train, rest) in SET_ROWS.items():
+        share = BENCHMARKS[name].train_share
+        rows = round(train * share) + rest
+        model = throughputs[model_of[name]]
+        seconds = rows / model["img/s"]
+        print(
+            f"| {name} | {model_of[name]} | {share:g} | {rows:,} | {rows * model['bytes32'] / 1e9:.1f} GB | "
+            f"{rows * model['bytes16'] / 1e9:.1f} GB | {seconds / 3600:.1f} h |"
+        )
+
+
+def torchrun_demo() -> None:
+    """Wall time of the demo extraction (digits train/test/jigsaw, letters, noise): 1 process vs torchrun 2."""
+    import os
+    import subprocess
+    import tempfile
+
+    args = [
+        "-m",
+        "ood_core",
+        "extract",
+        "--ood",
+        "letters",
+        "noise",
+        "--batch-size",
+        "64",
+    ]
+    walls = {}
+    for label, prefix, threads in (
+        ("1 process, 2 threads", [sys.executable], "2"),
+        ("torchrun, 2 processes x 1 thread", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                               "--nproc_per_node=2"], "1"),
+    ):  # fmt: skip
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "OOD_LAB_CACHE_DIR": cache, "OMP_NUM_THREADS": threads}
+            start = time.perf_counter()
+            subprocess.run([*prefix, *args], env=env, check=True, capture_output=True)
+            walls[label] = time.perf_counter() - start
+        print(f"demo extraction, {label:<34} {walls[label]:6.1f} s wall")
+    one, two = walls.values()
+    print(
+        f"RATIO torchrun-2 / single process = {two / one:.2f} (2 CPU cores; process start-up included)"
     )
 
 

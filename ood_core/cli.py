@@ -6,6 +6,7 @@ Every value is checked before any work; a bad one is one line on stderr and exit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from collections.abc import Sequence
@@ -229,6 +230,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract every set of the workspace; under ``torchrun`` each rank extracts a shard (``engine.distributed``)
     and only rank 0 reports."""
     settings = ExtractionSettings(args.batch_size, args.device, args.amp, args.workers)
+    if args.float16_stats:
+        settings = dataclasses.replace(settings, float16_stats=True)
     workspace = _workspace(args)
     targets = workspace.sets()
     ranks = distributed.launched()
@@ -643,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (cuda if available), cpu, cuda, cuda:1",
     )
     extract.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
+    extract.add_argument(
+        "--float16-stats",
+        action="store_true",
+        help="store block statistics as float16 (half the cache; see benchmarks/bench_float16.py for the effect "
+        "on every metric); set OOD_LAB_FLOAT16_STATS=1 to extract and read such entries everywhere (app, evaluate)",
+    )
     extract.add_argument(
         "--workers",
         type=non_negative_int,

@@ -99,7 +99,11 @@ class FeatureSet:
         self.root, self.meta, self._arrays, self.notes = root, meta, arrays, notes or []
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._arrays[name]
+        """The array ``name``; statistics stored as float16 (``extract --float16-stats``) are read as float32."""
+        array = self._arrays[name]
+        if array.dtype == np.float16:
+            array = self._arrays[name] = array.astype(np.float32)
+        return array
 
     def __contains__(self, name: object) -> bool:
         return name in self._arrays
@@ -136,7 +140,7 @@ class FeatureSet:
 
     def stat(self, block: str, stat: str) -> np.ndarray:
         """Per-channel statistic ``max``/``mean``/``l2`` [N,C] of ``block``'s post-ReLU output."""
-        return self._arrays[f"blocks/{block}/{stat}"]
+        return self[f"blocks/{block}/{stat}"]
 
     def __len__(self) -> int:
         return int(self.meta["rows"])

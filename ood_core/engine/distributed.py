@@ -113,7 +113,7 @@ def _extract_shard(
     sink = MemorySink()
     readable = run_batches(
         on_device(model, device), probes, loader, sink, len(rows), device, settings.amp,
-        progress, settings.batch_size, first_row=rows.start,
+        progress, settings.batch_size, first_row=rows.start, float16_stats=settings.float16_stats,
     )  # fmt: skip
     sink.truncate(int(readable.sum()))
     folder.mkdir(parents=True, exist_ok=True)

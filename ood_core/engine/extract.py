@@ -9,9 +9,10 @@ written to a sink (``cache.EntryWriter`` or ``MemorySink``).
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -63,9 +64,10 @@ class ExtractionSettings:
     device: str = "auto"
     amp: bool = False  # float16 autocast, CUDA only; statistics are always accumulated in float32
     num_workers: int = 0
-
-
-DEFAULT_SETTINGS = ExtractionSettings()
+    # Store the per-channel block statistics as float16 (half the cache); default: OOD_LAB_FLOAT16_STATS=1.
+    float16_stats: bool = field(
+        default_factory=lambda: os.environ.get("OOD_LAB_FLOAT16_STATS") == "1"
+    )
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -154,6 +156,7 @@ def run_batches(
     progress: Progress | None = None,
     batch_size: int | None = None,
     first_row: int = 0,
+    float16_stats: bool = False,
 ) -> np.ndarray:
     """The engine's inner loop over ``(x, labels, rows)`` batches (``None`` for an all-unreadable batch).
 
@@ -178,6 +181,8 @@ def run_batches(
                         x.to(device, non_blocking=True)
                     ).float()
                     for name, value in hooks.batch.items():
+                        if float16_stats and name.startswith("blocks/"):
+                            value = value.half()  # computed in float32, stored rounded
                         sink.write(name, written, value.cpu().numpy(), total)
                     sink.write("labels", written, labels.numpy(), total)
                     sink.write("index", written, rows.numpy(), total)
@@ -196,7 +201,7 @@ def extract(
     probes: Probes,
     images: ImageSet,
     sink: Sink,
-    settings: ExtractionSettings = DEFAULT_SETTINGS,
+    settings: ExtractionSettings | None = None,
     progress: Progress | None = None,
 ) -> dict:
     """Run ``model`` over ``images`` (transformed) and write every array to ``sink``; return a report for meta.json.
@@ -205,6 +210,7 @@ def extract(
     ``blocks/<block>/{max,mean,l2} [N,C]``, ``head/weight [K,D]``, ``head/bias [K]``. Unreadable images are skipped:
     N is the number of readable ones, and the report lists the skipped names.
     """
+    settings = settings or ExtractionSettings()
     device = pick_device(settings.device)
     total = len(images)
     loader = torch.utils.data.DataLoader(
@@ -226,6 +232,7 @@ def extract(
         settings.amp,
         progress,
         settings.batch_size,
+        float16_stats=settings.float16_stats,
     )
     written = int(readable.sum())
     if written == 0:

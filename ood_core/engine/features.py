@@ -15,7 +15,7 @@ from ..inputs.variants import parse_ref
 from ..memo import BoundedMemo
 from . import distributed
 from .cache import CacheKey, CorruptEntry, FeatureCache, FeatureSet
-from .extract import DEFAULT_SETTINGS, ExtractionSettings, extract
+from .extract import ExtractionSettings, extract
 
 Progress = Callable[[int, int], None]
 _listings: BoundedMemo[tuple[ImageSet, dict]] = BoundedMemo(64)
@@ -58,14 +58,19 @@ def forget_datasets() -> None:
 
 
 def cache_key(
-    model: LoadedModel, dataset: str, split: str | None = None
+    model: LoadedModel,
+    dataset: str,
+    split: str | None = None,
+    float16_stats: bool = False,
 ) -> tuple[CacheKey, ImageSet]:
-    """The cache key of ``dataset:split`` under ``model`` and the (untransformed) images."""
+    """The cache key of ``dataset:split`` under ``model`` and the (untransformed) images (float16 statistics are
+    their own entry)."""
     images, identity = dataset_images(dataset, split)
     identity = {
         **identity,
         "transform": model.spec.preprocessing,
         "probes": list(model.probes.blocks),
+        **({"stats_dtype": "float16"} if float16_stats else {}),
     }
     return CacheKey.create(model.fingerprint(), identity), images
 
@@ -76,13 +81,14 @@ def feature_set(
     split: str | None = None,
     *,
     cache: FeatureCache | None = None,
-    settings: ExtractionSettings = DEFAULT_SETTINGS,
+    settings: ExtractionSettings | None = None,
     progress: Progress | None = None,
 ) -> FeatureSet:
     """The cached features of ``dataset:split`` under ``model_name``, extracting them first if needed."""
     cache = cache or FeatureCache()
+    settings = settings or ExtractionSettings()
     model = model_named(model_name)
-    key, images = cache_key(model, dataset, split)
+    key, images = cache_key(model, dataset, split, settings.float16_stats)
     if model.spec.synthetic_blocks:
         return cache.get_or_create(
             key, lambda writer: _generate(writer, key.dataset, progress)
@@ -138,7 +144,9 @@ def lookup_feature_set(
     """
     if catalog.get_model(model_name).needs_training():
         return None, "missing"
-    key, _ = cache_key(model_named(model_name), dataset, split)
+    key, _ = cache_key(
+        model_named(model_name), dataset, split, ExtractionSettings().float16_stats
+    )
     try:
         found = (cache or FeatureCache()).load(key)
     except CorruptEntry as exc:

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from ..inputs.datasets import ImageSet
 from .cache import CacheKey, FeatureCache, FeatureSet
 from .extract import (
-    DEFAULT_SETTINGS,
     ExtractionSettings,
     collate_readable,
     on_device,
@@ -92,7 +91,7 @@ def odin_feature_set(
             model.spec.std,
             temperature,
             eps,
-            DEFAULT_SETTINGS,
+            ExtractionSettings(),
             progress,
         )
         writer.put("odin", scores)

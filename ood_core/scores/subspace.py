@@ -124,6 +124,7 @@ VIM = Method(
         name="vim-residuals",
         fn=prepare_vim,
         needs=("logits", "penultimate"),
+        version=2,  # 1 stored the residuals only
         store=True,
     ),
 )

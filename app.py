@@ -41,6 +41,7 @@ navigation = st.navigation(
         ),
     ],
     position="top" if present else "sidebar",
+    expanded=True,  # every page listed in the sidebar, none behind "View more"
 )
 sidebar_workspace()
 if present:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import reports, tuning
 from .engine import distributed
 from .engine.cache import FeatureCache
-from .engine.extract import ExtractionSettings
+from .engine.extract import AMP_MODES, ExtractionSettings
 from .engine.features import feature_set, model_named
 from .errors import OODLabError
 from .inputs import benchmarks, catalog
@@ -148,6 +148,22 @@ def _workspace_arguments(
             if ood_default
             else "test OOD sets to report regret on (default: none; tuning never looks at them)"
         ),
+    )
+
+
+def _method_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--methods`` (specs) and ``--config`` (tuned values), shared by evaluate and report."""
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=DEFAULT_METHODS,
+        help="e.g. msp energy:T=2 nap-energy:lambda=0.4 react:p=90 (default: every method scored from the cache; "
+        "ODIN re-runs the model and the heatmap decoder trains, so name them to include them)",
+    )
+    parser.add_argument(
+        "--config",
+        type=existing_file,
+        help="tuned.json from `tune`: its values for every method given without explicit parameters",
     )
 
 
@@ -645,7 +661,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (cuda if available), cpu, cuda, cuda:1",
     )
-    extract.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
+    extract.add_argument(
+        "--amp",
+        nargs="?",
+        const="fp16",
+        default="off",
+        choices=AMP_MODES,
+        help="autocast: fp16 (CUDA; the default of a bare --amp) or bf16 (CUDA or CPU); statistics stay float32",
+    )
     extract.add_argument(
         "--float16-stats",
         action="store_true",
@@ -663,19 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="print the metrics table (extracts what is missing)"
     )
     _workspace_arguments(evaluate_)
-    evaluate_.add_argument(
-        "--methods",
-        nargs="+",
-        default=DEFAULT_METHODS,
-        help="e.g. msp energy:T=2 nap-energy:lambda=0.4 react:p=90 (default: every method scored from the cache; "
-        "ODIN re-runs the model and the heatmap decoder trains, so name them to include them)",
-    )
+    _method_arguments(evaluate_)
     _csv_argument(evaluate_)
-    evaluate_.add_argument(
-        "--config",
-        type=existing_file,
-        help="tuned.json from `tune`: its values for every method given without explicit parameters",
-    )
     evaluate_.set_defaults(run=cmd_evaluate)
     report = sub.add_parser(
         "report",
@@ -683,15 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _workspace_arguments(report)
     report.set_defaults(benchmark="demo")
-    report.add_argument(
-        "--methods",
-        nargs="+",
-        default=DEFAULT_METHODS,
-        help="method specs as for evaluate (default: every method scored from the cache)",
-    )
-    report.add_argument(
-        "--config", type=existing_file, help="tuned.json from `tune` (as for evaluate)"
-    )
+    _method_arguments(report)
     report.add_argument(
         "--fpr",
         choices=["id", "ood"],

@@ -80,6 +80,32 @@ epochs = columns[2].slider(
 settings = BackgroundSettings(alpha=alpha, k=k, epochs=epochs)
 name = finetune.background_model_name(base, settings)
 after_ws = Workspace(name, ws.id_dataset, ws.ood_datasets)
+
+
+def fine_tune_and_extract(chosen: BackgroundSettings, model: str):
+    """Fine-tune the base model with ``chosen`` settings (registered as ``model``) and extract its features, with
+    progress; the loaded workspace of the new model."""
+    with st.status(f"Fine-tuning {base} into {model} …", expanded=True) as status:
+        bar = st.progress(0.0)
+        finetune.background_fine_tune(
+            base,
+            ws.id_dataset,
+            chosen,
+            lambda step, steps, loss: bar.progress(
+                step / steps, f"step {step}/{steps} · loss {loss:.3f}"
+            ),
+        )
+        status.update(label=f"Extracting features of {model} …")
+        loaded = load_workspace(
+            Workspace(model, ws.id_dataset, ws.ood_datasets),
+            progress=lambda label, done, total: bar.progress(
+                done / total, f"{label}: {done}/{total}"
+            ),
+        )
+        status.update(label=f"{model} is ready", state="complete")
+    return loaded
+
+
 after = cached_workspace(after_ws) if name in catalog.models() else None
 if after is None:
     st.info(
@@ -87,24 +113,7 @@ if after is None:
     )
     if not st.button("Fine-tune and extract", type="primary", key="bg_train"):
         st.stop()
-    with st.status(f"Fine-tuning {base} …", expanded=True) as status:
-        bar = st.progress(0.0)
-        finetune.background_fine_tune(
-            base,
-            ws.id_dataset,
-            settings,
-            lambda step, steps, loss: bar.progress(
-                step / steps, f"step {step}/{steps} · loss {loss:.3f}"
-            ),
-        )
-        status.update(label=f"Extracting features of {name} …")
-        after = load_workspace(
-            after_ws,
-            progress=lambda label, done, total: bar.progress(
-                done / total, f"{label}: {done}/{total}"
-            ),
-        )
-        status.update(label=f"{name} is ready", state="complete")
+    after = fine_tune_and_extract(settings, name)
 
 report = finetune.report(name)
 st.caption(
@@ -148,17 +157,7 @@ if (
         f"Train the α = 0 control (k = {k}, {epochs} epochs)", key="bg_control"
     )
 ):
-    with st.status(f"Fine-tuning the control {control_name} …", expanded=True):
-        bar = st.progress(0.0)
-        finetune.background_fine_tune(
-            base,
-            ws.id_dataset,
-            control_settings,
-            lambda step, steps, loss: bar.progress(
-                step / steps, f"step {step}/{steps}"
-            ),
-        )
-        load_workspace(Workspace(control_name, ws.id_dataset, ws.ood_datasets))
+    fine_tune_and_extract(control_settings, control_name)
     st.rerun()
 st.dataframe(
     table.style.format(precision=1),

@@ -11,7 +11,7 @@ import streamlit as st
 
 from ood_core import observations as notes
 from ood_core.errors import OODLabError
-from ood_core.inputs import catalog
+from ood_core.inputs import benchmarks, catalog
 from ood_core.observations import Observation, at_chance
 from ood_core.pictures.export import metric_cards as cards_png
 from ood_core.scores.method import BLOCK_SEPARATOR, Method, block_set
@@ -263,6 +263,7 @@ def sidebar_workspace() -> None:
             help="Sets the detector should reject.",
             key="ood_sets",
         )
+        _benchmark_picker(datasets)
         chosen_workspace = Workspace(model, id_dataset, tuple(ood))
         st.session_state["workspace"] = chosen_workspace
         st.session_state["_widgets_show"] = chosen_workspace
@@ -271,6 +272,42 @@ def sidebar_workspace() -> None:
             key="present",
             help="For a lecture at 1280×720: large type and thumbnails, pages in a top bar, no sidebar or toolbars. "
             "Leave it with the button at the bottom of each page, or link with ?present=1.",
+        )
+
+
+def _choose_benchmark() -> None:
+    """Put the chosen benchmark's ID set and test OOD sets into the sidebar's widgets."""
+    name = st.session_state.get("ws_benchmark")
+    if name in benchmarks.BENCHMARKS:
+        chosen = benchmarks.BENCHMARKS[name]
+        st.session_state["ws_id"] = chosen.id_dataset
+        st.session_state["ood_sets"] = list(chosen.ood_datasets)
+
+
+def _benchmark_picker(datasets: dict) -> None:
+    """A shipped benchmark whose datasets are all available sets the ID and OOD sets in one click; the others are
+    listed with what is missing."""
+    ready = [
+        b.name
+        for b in benchmarks.BENCHMARKS.values()
+        if {b.id_dataset, *b.ood_datasets} <= set(datasets)
+    ]
+    st.selectbox(
+        "Benchmark",
+        ["—", *ready],
+        key="ws_benchmark",
+        on_change=_choose_benchmark,
+        help="A shipped protocol (OpenOOD v1.5, or the demo): sets the ID dataset and the near/far OOD sets. "
+        "OpenOOD benchmarks appear once their image lists are under the data root (see README).",
+    )
+    absent = [b for b in benchmarks.BENCHMARKS.values() if b.name not in ready]
+    if absent:
+        st.caption(
+            "Not available yet: "
+            + ", ".join(
+                f"{b.name} ({len(benchmarks.missing(b))} files missing)" for b in absent
+            )
+            + " — `python -m ood_core report --benchmark <name>` lists them."
         )
 
 

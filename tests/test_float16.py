@@ -39,3 +39,33 @@ def test_float16_statistics_are_stored_half_and_read_as_float32(
     )["AUROC"]
     rounded = ood_metrics(nap.score(test), nap.score(half))["AUROC"]
     assert abs(exact - rounded) < 0.05
+
+
+def test_bfloat16_autocast_on_cpu_keeps_float32_statistics_close_to_float32(demo_model):
+    from ood_core.engine.extract import MemorySink, extract
+    from ood_core.engine.features import dataset_images
+
+    images, _ = dataset_images("noise")
+    images = images.with_transform(demo_model.transform)
+    runs = {}
+    for amp in ("off", "bf16"):
+        sink = MemorySink()
+        report = extract(
+            demo_model.module,
+            demo_model.probes,
+            images,
+            sink,
+            ExtractionSettings(amp=amp),
+        )
+        runs[amp] = (sink.arrays, report)
+    exact, rounded = runs["off"][0], runs["bf16"][0]
+    assert runs["bf16"][1]["amp"] == "torch.bfloat16" and runs["off"][1]["amp"] == "off"
+    for name in ("logits", "penultimate", "blocks/layer4.0/max"):
+        assert rounded[name].dtype == np.float32
+        scale = np.abs(exact[name]).max()
+        assert (
+            np.abs(rounded[name] - exact[name]).max() < 0.05 * scale
+        )  # bfloat16 has an 8-bit mantissa
+        assert not np.array_equal(
+            rounded[name], exact[name]
+        )  # the autocast did run in bfloat16

@@ -185,3 +185,29 @@ def test_the_reports_page_shows_saved_reports_side_by_side(
     summary = at.dataframe[0].value
     assert list(summary.index) == ["Energy", "NAP"]
     assert summary.shape[1] == 4  # 2 reports × (near, far)
+
+
+def test_the_sidebar_benchmark_sets_the_id_and_ood_sets(demo_model):
+    from streamlit.testing.v1 import AppTest
+
+    from ood_core.workspace import Workspace as W
+
+    at = AppTest.from_file(
+        str(reports.Path(cli.__file__).parents[1] / "app.py"), default_timeout=120
+    )
+    at.session_state["workspace"] = W("demo", "digits", ("noise",))
+    at.run()
+    assert at.multiselect(key="ood_sets").value == ["noise"]
+    assert at.selectbox(key="ws_benchmark").options == [
+        "—",
+        "demo",
+    ]  # no OpenOOD files here
+    at.selectbox(key="ws_benchmark").set_value("demo").run()
+    assert at.multiselect(key="ood_sets").value == [
+        "letters",
+        "textures",
+        "photos",
+        "faces",
+        "noise",
+    ]
+    assert "openood-cifar10" in at.sidebar.caption[-1].value

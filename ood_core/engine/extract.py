@@ -8,6 +8,7 @@ written to a sink (``cache.EntryWriter`` or ``MemorySink``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -62,7 +63,8 @@ class MemorySink:
 class ExtractionSettings:
     batch_size: int = 256
     device: str = "auto"
-    amp: bool = False  # float16 autocast, CUDA only; statistics are always accumulated in float32
+    # Autocast: "off", "fp16" (CUDA) or "bf16" (CUDA or CPU); statistics are always accumulated in float32.
+    amp: str = "off"
     num_workers: int = 0
     # Store the per-channel block statistics as float16 (half the cache); default: OOD_LAB_FLOAT16_STATS=1.
     float16_stats: bool = field(
@@ -75,6 +77,20 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+AMP_MODES = ("off", "fp16", "bf16")
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` on ``device``: float16 on CUDA only, bfloat16 on CUDA or CPU, else ``None``."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, not {amp!r}")
+    if amp == "fp16" and device.type == "cuda":
+        return torch.float16
+    if amp == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.bfloat16
+    return None
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -152,7 +168,7 @@ def run_batches(
     sink: Sink,
     total: int,
     device: torch.device,
-    amp: bool = False,
+    amp: str = "off",
     progress: Progress | None = None,
     batch_size: int | None = None,
     first_row: int = 0,
@@ -166,13 +182,13 @@ def run_batches(
     """
     model.eval()
     hooks = _StatHooks(model, probes)
-    use_amp = amp and device.type == "cuda"
+    dtype = autocast_dtype(amp, device)
     written, seen = 0, 0
     readable = np.zeros(total, bool)
     try:
         with (
             torch.inference_mode(),
-            torch.autocast("cuda", torch.float16, enabled=use_amp),
+            torch.autocast(device.type, dtype) if dtype else contextlib.nullcontext(),
         ):
             for batch in batches:
                 if batch is not None:
@@ -247,7 +263,7 @@ def extract(
         "probes": list(probes.blocks),
         "probe_kind": probes.kind,
         "device": str(device),
-        "amp": settings.amp and device.type == "cuda",
+        "amp": str(autocast_dtype(settings.amp, device) or "off"),
         "seconds": round(time.perf_counter() - start, 3),
         "skipped": len(skipped),
         "skipped_names": [images.names[i] for i in skipped[:50]],

@@ -176,7 +176,8 @@ def test_an_unwritable_cache_is_a_clear_error_and_existing_entries_stay_browsabl
             "cannot write to the feature cache" in e and "OOD_LAB_CACHE_DIR" in e
             for e in errors
         ), errors
-        assert "entries in" in at.main.caption[-1].value  # the inventory is still listed
+        inventory = at.main.caption[-1].value  # the inventory is still listed
+        assert "entries in" in inventory
         assert len(at.dataframe[-1].value) == len(FeatureCache().entries()) > 0
     finally:
         for command in reversed(undo):

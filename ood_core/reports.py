@@ -83,16 +83,20 @@ def build(
         .reset_index()
         .assign(ood_set=lambda f: f["group"] + " mean")
     )
-    parts = []
-    for method in per_set["method"].unique():
-        for group in groups:
-            parts.append(per_set[(per_set.method == method) & (per_set.group == group)])
-            parts.append(
-                summaries[(summaries.method == method) & (summaries.group == group)]
-            )
-    table = pd.concat(parts, ignore_index=True)[
-        ["method", "group", "ood_set", *COLUMNS]
-    ]
+    rank = {  # methods in their order, groups near then far, each group's mean after its sets
+        "method": {m: i for i, m in enumerate(per_set["method"].unique())},
+        "group": {g: i for i, g in enumerate(groups)},
+    }
+    table = pd.concat([per_set, summaries], ignore_index=True).sort_values(
+        ["method", "group", "ood_set"],
+        key=lambda column: (
+            column.map(rank[column.name])
+            if column.name in rank
+            else column.str.endswith(" mean")
+        ),
+        kind="stable",
+        ignore_index=True,
+    )[["method", "group", "ood_set", *COLUMNS]]
     return Report(
         benchmark.name, str(features.model), convention, table, features.accuracy
     )

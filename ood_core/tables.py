@@ -179,14 +179,14 @@ def paired_before_after(
     """AUROC (%) of each method at its defaults before and after fine-tuning, paired per (method, OOD set):
     columns ``before``, ``after``, ``Δ``; with the α = 0 ``control`` model also ``Δ control`` and
     ``Δ − Δ control`` (what the fine-tuning's extra loss term adds beyond fine-tuning itself)."""
-    tables = {"before": before, "after": after} | (
+    workspaces = {"before": before, "after": after} | (
         {"control": control} if control else {}
     )
     auroc = {
         name: metrics_table({m.label: features.scores(m) for m in methods}).set_index(
             ["method", "ood_set"]
         )["AUROC"]
-        for name, features in tables.items()
+        for name, features in workspaces.items()
     }
     frame = pd.DataFrame({"before": auroc["before"], "after": auroc["after"]})
     frame["Δ"] = frame["after"] - frame["before"]

@@ -18,14 +18,10 @@ from ood_core.scores.method import BLOCK_SEPARATOR, Method, block_set
 from ood_core.workspace import LoadedWorkspace, Workspace, cached_workspace
 
 PRIMER = "/primer"
-PRIMER_HELP = {
-    "AUROC": f"Area under the ROC curve: the chance that a random ID image scores higher than a random OOD image "
-    f"(50 = coin flip, 100 = perfect). [Primer]({PRIMER}#auroc)",
-    "FPR95": f"FPR95, the seed papers' convention: the share of OOD images accepted at the threshold that keeps 95 % "
-    f"of ID images (lower is better). OpenOOD counts the other way round. [Primer]({PRIMER}#fpr95)",
-    "AUPR": f"Area under the precision–recall curve, with ID (In) or OOD (Out) as the positive class. "
-    f"[Primer]({PRIMER}#aupr)",
-}
+AUROC_HELP = (
+    "Area under the ROC curve: the chance that a random ID image scores higher than a random OOD image "
+    f"(50 = coin flip, 100 = perfect). [Primer]({PRIMER}#auroc)"
+)
 ID_COLOUR = "#1f77b4"
 PSEUDO_OOD_COLOUR = "#7f7f7f"
 OOD_COLOURS = px.colors.qualitative.Set2
@@ -148,10 +144,8 @@ def _apply_link() -> None:
     nap_x:nap-react:lambda=0.4``), once per distinct link."""
     params = st.query_params
     link = tuple(sorted((k, params.get(k)) for k in params if k != "present"))
-    if not link:
-        st.session_state["_link_applied"] = (
-            None  # the same link, clicked again later, applies again
-        )
+    if not link:  # the same link, clicked again later, applies again
+        st.session_state["_link_applied"] = None
         return
     if st.session_state.get("_link_applied") == link:
         return
@@ -206,9 +200,8 @@ h1 { font-size: 2.1rem !important; }
 
 def presentation_style() -> None:
     """Large type and thumbnails, no sidebar or toolbars, the full width of a 1280×720 screen."""
-    st.html(
-        PRESENTATION_CSS
-    )  # a constant style sheet: no user data reaches the browser as HTML
+    # A constant style sheet: no user data reaches the browser as HTML.
+    st.html(PRESENTATION_CSS)
 
 
 def sidebar_workspace() -> None:
@@ -463,11 +456,12 @@ def metric_cards(
     against a reference at chance level is grey (it is not progress). ``export`` names a PNG download of the
     cards (for slides)."""
     rows = table.set_index("ood_set")
+    bases = None if reference is None else reference.set_index("ood_set")["AUROC"]
     columns = st.columns(len(rows))
     for column, (name, row) in zip(columns, rows.iterrows()):
         delta, colour_mode = None, "normal"
-        if reference is not None:
-            base = reference.set_index("ood_set").loc[name, "AUROC"]
+        if bases is not None:
+            base = bases[name]
             delta = f"{row['AUROC'] - base:+.2f} vs {reference_label}"
             if at_chance(base) or at_chance(row["AUROC"]):
                 delta += " (at chance)"
@@ -477,7 +471,7 @@ def metric_cards(
             f"{row['AUROC']:.2f}",
             delta,
             delta_color=colour_mode,
-            help=PRIMER_HELP["AUROC"],
+            help=AUROC_HELP,
         )
         column.caption(f"FPR95 {row['FPR95']:.2f} %")
     if export:

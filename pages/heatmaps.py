@@ -111,8 +111,12 @@ if state is None:
             state = features.state(HEATMAP, params, progress=show)
             status.update(label="Decoder trained and cached", state="complete")
 
-decoder = state.trained if state is not None else None
-if state is not None:
+if state is None:  # the gallery still shows Grad-CAM and NAP peaks, ranked by Energy
+    decoder, score_name = None, "Energy score"
+    id_scores, ood_scores = features.scores(get_method("energy"))
+    scores_by_set = {"ID": id_scores, **ood_scores}
+else:
+    decoder, score_name = state.trained, "heatmap score"
     history = state.history
     st.caption(
         f"Trained on {history['id_samples']:,} ID and {history['oe_samples']:,} outlier-exposure images from "
@@ -160,14 +164,6 @@ if state is not None:
         "heatmap_metrics.csv",
         key="heatmap_csv",
     )
-
-
-if decoder is None:  # the gallery still shows Grad-CAM and NAP peaks, ranked by Energy
-    score_name = "Energy score"
-    id_scores, ood_scores = features.scores(get_method("energy"))
-    scores_by_set = {"ID": id_scores, **ood_scores}
-else:
-    score_name = "heatmap score"
 
 
 @st.fragment

@@ -36,7 +36,7 @@ from .extract import (
     ExtractionSettings,
     MemorySink,
     Progress,
-    collate_readable,
+    data_loader,
     on_device,
     run_batches,
 )
@@ -100,16 +100,7 @@ def _extract_shard(
     progress: Progress | None,
 ) -> None:
     """This rank's rows through the model, saved as ``<array>.npy`` files plus ``report.json`` in ``folder``."""
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(images, rows),
-        batch_size=settings.batch_size,
-        shuffle=False,
-        collate_fn=collate_readable,
-        num_workers=settings.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        prefetch_factor=4 if settings.num_workers else None,
-    )
+    loader = data_loader(torch.utils.data.Subset(images, rows), settings, device)
     sink = MemorySink()
     readable = run_batches(
         on_device(model, device), probes, loader, sink, len(rows), device, settings.amp,
@@ -135,14 +126,10 @@ def _merge(
     if written == 0:
         raise DataPathError(f"none of the {len(images)} images could be read")
     start = 0
-    for folder in folders:
-        files = sorted(folder.glob("*.npy"))
-        rows = 0
-        for file in files:
-            array = np.load(file)
-            rows = len(array)
-            writer.write(file.stem.replace("__", "/"), start, array, written)
-        start += rows
+    for folder, report in zip(folders, reports):
+        for file in folder.glob("*.npy"):
+            writer.write(file.stem.replace("__", "/"), start, np.load(file), written)
+        start += report["rows"] - len(report["skipped"])
     weight, bias = linear_head(model, probes)
     writer.put("head/weight", weight)
     writer.put("head/bias", bias)

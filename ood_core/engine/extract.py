@@ -212,6 +212,24 @@ def run_batches(
     return readable
 
 
+def data_loader(
+    dataset: torch.utils.data.Dataset,
+    settings: ExtractionSettings,
+    device: torch.device,
+) -> torch.utils.data.DataLoader:
+    """Batches in order, unreadable images dropped; worker processes prefetch 4 batches each, and batches are pinned
+    when they go to a GPU."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=settings.batch_size,
+        shuffle=False,
+        collate_fn=collate_readable,
+        num_workers=settings.num_workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if settings.num_workers else None,
+    )
+
+
 def extract(
     model: nn.Module,
     probes: Probes,
@@ -229,14 +247,7 @@ def extract(
     settings = settings or ExtractionSettings()
     device = pick_device(settings.device)
     total = len(images)
-    loader = torch.utils.data.DataLoader(
-        images,
-        batch_size=settings.batch_size,
-        shuffle=False,
-        collate_fn=collate_readable,
-        num_workers=settings.num_workers,
-        pin_memory=device.type == "cuda",
-    )
+    loader = data_loader(images, settings, device)
     start = time.perf_counter()
     readable = run_batches(
         on_device(model, device),

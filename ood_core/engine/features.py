@@ -45,9 +45,7 @@ def dataset_images(ref: str, split: str | None = None) -> tuple[ImageSet, dict]:
         str(config.data_root()),
         str(registry),
         version,
-        benchmarks.subset_for(
-            parsed.dataset
-        ),  # OOD_LAB_TRAIN_SHARE may change between calls
+        benchmarks.subset_for(parsed.dataset),  # OOD_LAB_TRAIN_SHARE may change
     )
     return _listings.get(key, lambda: spec.load(split))
 

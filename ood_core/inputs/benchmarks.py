@@ -40,8 +40,8 @@ class OODSet:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A protocol: ID splits (image lists per split), near/far test OOD sets, validation OOD sets, the paper-defaults
-    key of its methods and the ID-train share extracted by default."""
+    """A protocol: ID splits (image lists per split), near/far test OOD sets, validation OOD sets and the ID-train
+    share extracted by default."""
 
     name: str
     prefix: str
@@ -52,7 +52,6 @@ class Benchmark:
     near: tuple[OODSet, ...]
     far: tuple[OODSet, ...]
     validation: tuple[OODSet, ...]
-    paper_key: str
     train_share: float = 1.0
 
     @property
@@ -65,7 +64,13 @@ class Benchmark:
     @property
     def ood_datasets(self) -> tuple[str, ...]:
         """The test OOD sets, near first."""
-        return tuple(self.dataset(s) for s in (*self.near, *self.far))
+        groups = self.groups()
+        return (*groups["near"], *groups["far"])
+
+    @property
+    def ood_sets(self) -> tuple[OODSet, ...]:
+        """Every OOD set the benchmark reads: near, far and validation."""
+        return (*self.near, *self.far, *self.validation)
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """``near`` / ``far`` → dataset names (for the summary rows of a report)."""
@@ -79,16 +84,8 @@ class Benchmark:
         built-in sets)."""
         if not self.id_lists:
             return []
-        listed = [
-            *self.id_lists.values(),
-            *(s.imglist for s in (*self.near, *self.far, *self.validation)),
-        ]
-        folders = sorted(
-            {
-                self.images,
-                *(s.images for s in (*self.near, *self.far, *self.validation)),
-            }
-        )
+        listed = [*self.id_lists.values(), *(s.imglist for s in self.ood_sets)]
+        folders = sorted({self.images, *(s.images for s in self.ood_sets)})
         return [*listed, *folders]
 
     def entries(self) -> list[DatasetEntry]:
@@ -134,7 +131,6 @@ def _cifar(
         near=tuple(OODSet(s, CLASSIC, f"{folder}/test_{s}.txt") for s in near),
         far=tuple(OODSet(s, CLASSIC, f"{folder}/test_{s}.txt") for s in far),
         validation=(OODSet("val-tin", CLASSIC, f"{folder}/{val_tin}"),),
-        paper_key=name,
     )
 
 
@@ -158,7 +154,6 @@ def _imagenet(name: str, prefix: str, classes: int, train_share: float) -> Bench
             OODSet("openimage_o", LARGE, f"{folder}/test_openimage_o.txt"),
         ),
         validation=(OODSet("val-openimage_o", LARGE, f"{folder}/val_openimage_o.txt"),),
-        paper_key="imagenet",
         train_share=train_share,
     )
 
@@ -173,7 +168,6 @@ DEMO = Benchmark(
     near=(OODSet("letters", "", ""),),
     far=tuple(OODSet(s, "", "") for s in ("textures", "photos", "faces", "noise")),
     validation=(),
-    paper_key="",
 )
 
 BENCHMARKS = {

@@ -34,9 +34,8 @@ TRAIN_MEAN = Fit(
 )
 
 
-def _distances_to_mean(h: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """``‖h − μ‖₂`` [N] (float32 arithmetic, float64 result; at least 10⁻¹²)."""
-    centred = np.asarray(h, np.float32) - np.asarray(mean, np.float32)
+def _norms(centred: np.ndarray) -> np.ndarray:
+    """Row norms ``‖h − μ‖₂`` [N] of centred features, as float64 and at least 10⁻¹²."""
     return np.maximum(np.linalg.norm(centred, axis=1).astype(np.float64), 1e-12)
 
 
@@ -55,9 +54,12 @@ def boundary_distances(logits: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 def fdbd(features: Arrays, state: TrainMean) -> np.ndarray:
     """fDBD [N]: boundary distances over the distance to the ID-train mean feature."""
-    return boundary_distances(
-        features["logits"], features["head/weight"]
-    ) / _distances_to_mean(features["penultimate"], state.mean)
+    centred = np.asarray(features["penultimate"], np.float32) - np.asarray(
+        state.mean, np.float32
+    )  # float32: the one N × D pass of a parameter-free score
+    return boundary_distances(features["logits"], features["head/weight"]) / _norms(
+        centred
+    )
 
 
 FDBD = Method(
@@ -82,9 +84,7 @@ def prepare_nci(features: Arrays, state: TrainMean) -> dict[str, np.ndarray]:
     weight = np.asarray(features["head/weight"], np.float64)
     predicted = np.asarray(features["logits"]).argmax(axis=1)
     centred = h - state.mean
-    proximity = (centred * weight[predicted]).sum(axis=1) / _distances_to_mean(
-        h, state.mean
-    )
+    proximity = (centred * weight[predicted]).sum(axis=1) / _norms(centred)
     return {"nci/proximity": proximity, "nci/l1": np.abs(h).sum(axis=1)}
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .block_norm import NORMRATIO_PAPER, feature_norm
 from .method import ALL_BLOCKS, BLOCK_SEPARATOR, Arrays, Fit, Method, Param, TrainData
-from .nap import EPS, NAP_PAPER, nap
+from .nap import EPS, NAP, NAP_PAPER
 
 BLOCK_SET = Param(
     "block_set",
@@ -51,9 +51,7 @@ def standardised_mean(
 
 
 def _nap_score(eps: float) -> Callable:
-    return lambda f, block: nap(
-        f[f"blocks/{block}/max"], f[f"blocks/{block}/mean"], eps
-    )
+    return lambda f, block: NAP.score_fn(f, None, block=block, eps=eps)
 
 
 def fit_nap_moments(train: TrainData, eps: float) -> BlockStandardisation:

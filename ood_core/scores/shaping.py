@@ -285,11 +285,16 @@ def kept_count(dim: int, percentile: float) -> int:
 ASH_MODES = {"p": kernels.ASH_P, "b": kernels.ASH_B, "s": kernels.ASH_S}
 
 
+def top_k_score(features: Arrays, percentile: float, mode: int) -> np.ndarray:
+    """``prefix_scores`` in ``mode`` (ASH-P/B/S or SCALE) at the kept count ``kept_count(D, percentile)``."""
+    keep = kept_count(features["sorted/values"].shape[1], percentile)
+    return prefix_scores(features, mode, keep=keep)
+
+
 def ash_score(features: Arrays, percentile: float, variant: str) -> np.ndarray:
     """``logsumexp(W·ASH(h) + b)`` [N] from the running sums at the kept count k: ASH-P ``Σ W_j v_j``, ASH-B
     ``(s1/k)·Σ W_j``, ASH-S ``exp(s1/s2)·Σ W_j v_j`` (s2 = the kept sum; factor 1 for an all-zero row), + b."""
-    keep = kept_count(features["sorted/values"].shape[1], percentile)
-    return prefix_scores(features, ASH_MODES[variant], keep=keep)
+    return top_k_score(features, percentile, ASH_MODES[variant])
 
 
 ASH_PAPER = arxiv(
@@ -337,9 +342,7 @@ SCALE = Method(
         "ICLR 2024",
         "2310.00227",
     ),
-    score_fn=lambda f, state, p: prefix_scores(
-        f, kernels.SCALE, keep=kept_count(f["sorted/values"].shape[1], p)
-    ),
+    score_fn=lambda f, state, p: top_k_score(f, p, kernels.SCALE),
     params=(
         Param(
             "p",

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
 from ..errors import OODLabError
 from .method import Arrays, Fit, Method, Param, Prepare, TrainData, arxiv
+from .output import energy
 
 SHARE = Param(
     "share",
@@ -93,7 +93,7 @@ def vim(features: Arrays, state: PrincipalSpace, share: float) -> np.ndarray:
 def prepare_vim(features: Arrays, state: PrincipalSpace) -> dict[str, np.ndarray]:
     """Per scored set: the energy and the residual norms at every share of the grid (float32)."""
     return {
-        "vim/energy": logsumexp(np.asarray(features["logits"], np.float64), axis=1),
+        "vim/energy": energy(features["logits"]),
         "vim/residuals": residual_norms(features["penultimate"], state).astype(
             np.float32
         ),

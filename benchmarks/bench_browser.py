@@ -101,16 +101,16 @@ def main() -> None:
     try:
         with sync_playwright() as playwright:
             browser = streamlit_server.launch_chromium(playwright)
-            for page_name, label, ready, watch_text in (
-                ("nap", "λ", "AUROC vs λ", True),
-                ("line", "p_a (activation pruning)", "Sweep (p_a, p_w)", True),
-                ("compare", "p", "ROC, ID vs", False),
+            for page_name, label, ready, watch_text, extra in (
+                ("nap", "λ", "AUROC vs λ", True, ""),
+                ("line", "p_a (activation pruning)", "Sweep (p_a, p_w)", True, ""),
+                ("compare", "p", "ROC, ID vs", False, "&compare_tuned=ReAct"),
             ):
                 if args.page and page_name != args.page:
                     continue
                 page = browser.new_page(viewport={"width": 1400, "height": 1800})
                 start = time.perf_counter()
-                page.goto(f"{url}/{page_name}?{link}")
+                page.goto(f"{url}/{page_name}?{link}{extra}")
                 page.get_by_text(ready, exact=False).first.wait_for(timeout=IDLE)
                 wait_idle(page)
                 opened = time.perf_counter() - start

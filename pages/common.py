@@ -370,6 +370,36 @@ def intro(text: str, method: Method) -> None:
     )
 
 
+def _shown_params(
+    method: Method, skip: tuple[str, ...], only: tuple[str, ...] | None
+) -> list:
+    """The parameters that get a widget: numbers, a block, a block set (minus ``skip``, within ``only``)."""
+    return [
+        p
+        for p in method.params
+        if p.name not in skip
+        and (only is None or p.name in only)
+        and (p.numeric or p.kind in ("block", "blocks"))
+    ]
+
+
+def _widget_default(p, method: Method, blocks: list[str], benchmark: str | None):
+    """A parameter widget's initial value: the paper's for ``benchmark`` (OOD Lab's on the demo)."""
+    default = p.default_for(benchmark)
+    if p.kind == "block":
+        return default if default in blocks else blocks[-1]
+    if p.kind == "blocks":
+        return block_set(method.name, default, blocks)
+    return (int if p.kind == "int" else float)(default)
+
+
+def _as_value(p, widget_value, blocks: list[str]):
+    """What a method receives from its widget's value (a block set is joined; an empty one is the last block)."""
+    if p.kind == "blocks":
+        return BLOCK_SEPARATOR.join(widget_value or blocks[-1:])
+    return widget_value
+
+
 def param_controls(
     method: Method,
     blocks: list[str],
@@ -383,42 +413,59 @@ def param_controls(
     box for the block, a multiselect for a block set); defaults are the papers' for ``benchmark`` (OOD Lab's on the
     demo)."""
     values = {}
-    for p in method.params:
-        if (
-            p.name in skip
-            or (only is not None and p.name not in only)
-            or not (p.numeric or p.kind in ("block", "blocks"))
-        ):
-            continue
+    for p in _shown_params(method, skip, only):
         widget_key = f"{key}:{method.name}:{p.name}"
         label = (labels or {}).get(p.name, p.name)
-        default = p.default_for(benchmark)
+        default = _widget_default(p, method, blocks, benchmark)
         if p.kind == "block":
-            index = blocks.index(default) if default in blocks else len(blocks) - 1
-            values[p.name] = st.selectbox(
-                label, blocks, index=index, key=widget_key, help=p.help
+            chosen = st.selectbox(
+                label, blocks, index=blocks.index(default), key=widget_key, help=p.help
             )
         elif p.kind == "blocks":
             chosen = st.multiselect(
-                label,
-                blocks,
-                default=block_set(method.name, default, blocks),
-                key=widget_key,
-                help=p.help,
+                label, blocks, default=default, key=widget_key, help=p.help
             )
-            values[p.name] = BLOCK_SEPARATOR.join(chosen or blocks[-1:])
         else:
             cast = int if p.kind == "int" else float
-            values[p.name] = st.slider(
+            chosen = st.slider(
                 label,
                 cast(p.low),
                 cast(p.high),
-                cast(default),
+                default,
                 cast(p.step),
                 key=widget_key,
                 help=p.help,
             )
+        values[p.name] = _as_value(p, chosen, blocks)
     return values
+
+
+def param_values(
+    method: Method, blocks: list[str], key: str, benchmark: str | None = None
+) -> dict:
+    """The values ``param_controls`` would return, read from the widgets' kept state (or their defaults) without
+    drawing them."""
+    return {
+        p.name: _as_value(
+            p,
+            st.session_state.get(
+                f"{key}:{method.name}:{p.name}",
+                _widget_default(p, method, blocks, benchmark),
+            ),
+            blocks,
+        )
+        for p in _shown_params(method, (), None)
+    }
+
+
+def param_defaults(
+    method: Method, blocks: list[str], benchmark: str | None = None
+) -> dict:
+    """The values ``param_controls`` starts from (the papers' for ``benchmark``)."""
+    return {
+        p.name: _as_value(p, _widget_default(p, method, blocks, benchmark), blocks)
+        for p in _shown_params(method, (), None)
+    }
 
 
 def histogram_figure(

@@ -16,6 +16,8 @@ from pages.common import (
     histogram_figure,
     observations,
     param_controls,
+    param_defaults,
+    param_values,
     require_features,
     reset_button,
 )
@@ -64,19 +66,41 @@ if not trained:
 @st.fragment
 def comparison() -> None:
     results = st.container()
-    params = {}
+    tunable = [m for m in candidates if m.params and m.cost != "training"]
+    # Re-assigned, so that Streamlit keeps the values of the sliders this run does not draw.
+    for key in [k for k in st.session_state if str(k).startswith("compare:")]:
+        st.session_state[key] = st.session_state[key]
     with st.expander(
         "Hyperparameters (paper defaults preset; each slider recomputes its method)",
         expanded=True,
     ):
-        tunable = [m for m in candidates if m.params and m.cost != "training"]
-        for row in range(0, len(tunable), 4):
-            for column, method in zip(st.columns(4), tunable[row : row + 4]):
-                with column.container(border=True):
-                    st.markdown(f"**{method.label}**")
+        chosen = st.selectbox(
+            "Method to tune",
+            [m.label for m in tunable],
+            key="compare_tuned",
+            help="One method's sliders at a time, so that a move redraws little; every method keeps its values.",
+        )
+        params = {}
+        for method in tunable:
+            if method.label == chosen:
+                with st.container(border=True):
                     params[method.name] = param_controls(
                         method, blocks, "compare", benchmark=features.benchmark
                     )
+            else:
+                params[method.name] = param_values(
+                    method, blocks, "compare", benchmark=features.benchmark
+                )
+        moved = [
+            f"{m.label} {described(params[m.name])}"
+            for m in tunable
+            if params[m.name] != param_defaults(m, blocks, features.benchmark)
+        ]
+        st.caption(
+            "Away from the defaults: " + "; ".join(moved)
+            if moved
+            else "Every method at its default."
+        )
     methods = [(m, params.get(m.name, {})) for m in candidates]
     order = [m.label for m, _ in methods]
     sets = [*features.ood, *(["mean"] if len(features.ood) > 1 else [])]

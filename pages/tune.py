@@ -17,6 +17,17 @@ from ood_core.inputs.variants import PSEUDO_OOD
 from ood_core.scores import METHODS
 from pages.common import ensure_app_shell, require_features, reset_button, synthetic
 
+
+def hand_to_compare(values: dict[str, dict]) -> None:
+    """Set Compare's sliders to tuned ``{method: {param: value}}``, show the first method's, and go there."""
+    for name, chosen in values.items():
+        for param, value in chosen.items():
+            st.session_state[f"compare:{name}:{param}"] = value
+    if values:
+        st.session_state["compare_tuned"] = METHODS[next(iter(values))].label
+    st.switch_page("pages/compare.py")
+
+
 ensure_app_shell()
 st.title("Tune hyperparameters honestly")
 reset_button(
@@ -307,10 +318,7 @@ if results:
         help="Reuse with: python -m ood_core evaluate … --config tuned.json",
     )
     if apply.button("Use the tuned values on Compare", key="tune_apply"):
-        for name, r in results.items():
-            for param, value in r.chosen.items():
-                st.session_state[f"compare:{name}:{param}"] = value
-        st.switch_page("pages/compare.py")
+        hand_to_compare({name: r.chosen for name, r in results.items()})
 
 with st.expander("Load a tuned.json (from the CLI or another session)"):
     upload = st.file_uploader("tuned.json", type=["json"], key="tune_upload")
@@ -328,7 +336,4 @@ with st.expander("Load a tuned.json (from the CLI or another session)"):
                 )
                 st.code(json.dumps(loaded.values, indent=1), language="json")
                 if st.button("Use these values on Compare", key="tune_apply_loaded"):
-                    for name, values in loaded.values.items():
-                        for param, value in values.items():
-                            st.session_state[f"compare:{name}:{param}"] = value
-                    st.switch_page("pages/compare.py")
+                    hand_to_compare(loaded.values)

@@ -110,6 +110,7 @@ def test_compare_slider_recomputes_only_its_method(extracted):
         "NAP-Energy",
     } <= set(table.index)
     assert "ODIN" not in table.index
+    at.selectbox(key="compare_tuned").set_value("ReAct").run()
     at.slider(key="compare:react:p").set_value(60.0).run()
     _no_errors(at)
     changed = at.dataframe[0].value.set_index("method")
@@ -123,7 +124,9 @@ def test_compare_lists_every_method_and_moves_the_new_ones(extracted):
     from ood_core.scores import METHODS
 
     assert {m.label for m in METHODS.values() if m.cost == "cache"} <= set(table.index)
+    at.selectbox(key="compare_tuned").set_value("NAP (multi-block)").run()
     at.multiselect(key="compare:nap-multi:block_set").set_value(["layer2.0"]).run()
+    at.selectbox(key="compare_tuned").set_value("ViM").run()
     at.slider(key="compare:vim:share").set_value(10.0).run()
     _no_errors(at)
     changed = at.dataframe[0].value.set_index("method")

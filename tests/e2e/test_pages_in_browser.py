@@ -213,3 +213,28 @@ def test_a_deep_link_on_a_page_gets_the_app_shell(page, app_url):
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("Workspace", exact=True)).to_be_visible()
     assert sidebar.get_by_text("common", exact=True).count() == 0
+
+
+def test_compare_keeps_the_values_of_methods_whose_sliders_are_not_shown(page, app_url):
+    """Compare draws one method's sliders at a time (fragment reruns); every moved value must survive the others'."""
+    _open(page, app_url, "compare", "ROC, ID vs")
+    caption = page.get_by_text("Every method at its default.")
+    expect(caption).to_be_visible()
+    for method, label in (("ReAct", "p"), ("Energy", "T")):
+        page.get_by_test_id("stSelectbox").filter(
+            has=page.get_by_text("Method to tune", exact=True)
+        ).click()
+        page.keyboard.type(
+            method
+        )  # filters the options, so that the one wanted is drawn
+        page.get_by_role("option", name=method, exact=True).click()
+        _wait_idle(page)
+        thumb = _slider(page, label)
+        thumb.wait_for(timeout=IDLE_TIMEOUT)
+        thumb.focus()
+        page.keyboard.press("Home")
+        _wait_idle(page)
+    moved = page.get_by_text("Away from the defaults:", exact=False)
+    expect(moved).to_contain_text("ReAct p=")
+    expect(moved).to_contain_text("Energy T=0.1")
+    _assert_healthy(page)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
+from . import dense, kernels
 from .method import Arrays, Fit, Method, Param, Prepare, arxiv
 
 QUANTILE_GRID = np.linspace(
@@ -96,7 +96,10 @@ def prefix_scores(
     features: Arrays, mode: int, clip: float = 0.0, keep: int = 0
 ) -> np.ndarray:
     """Per row, from the prepared sorted rows and checkpoints: ReAct's energy or LINe's predicted class at clip
-    ``c``, or the energy of ASH-P/B/S and SCALE keeping ``keep`` activations (``kernels.prefix_scores``)."""
+    ``c``, or the energy of ASH-P/B/S and SCALE keeping ``keep`` activations (``kernels.prefix_scores``); without
+    checkpoints (large heads) one matrix product per move (``dense_prefix_scores``)."""
+    if len(features["sorted/weighted"]) != len(features["sorted/values"]):
+        return dense_prefix_scores(features, mode, clip, keep)
     out = np.empty(len(features["sorted/base"]))
     kernels.prefix_scores(
         features["sorted/values"], features["sorted/columns"], features["sorted/marks"], weight_t(features),
@@ -105,6 +108,47 @@ def prefix_scores(
         features["sorted/row_sums"], mode, float(clip), kernels.float32_floor(clip), int(keep), out,
     )  # fmt: skip
     return out
+
+
+def dense_prefix_scores(
+    features: Arrays, mode: int, clip: float = 0.0, keep: int = 0
+) -> np.ndarray:
+    """``prefix_scores`` for heads too large for checkpoints (K = 1,000): the shaped features of each chunk of rows
+    times the head (``dense.head_scores``): ReAct ``min(h, c)``; ASH-P the kept top-k values (the sorted order's
+    first ``keep``, so ties break as in the kernel), ASH-B their indicator scaled by s1/k, ASH-S the kept values
+    scaled by exp(s1/s2). SCALE needs no product: ``exp(s1/s2)·(W·h) + b`` from the stored base logits."""
+    values, columns = features["sorted/values"], features["sorted/columns"]
+    weight, bias = features["head/weight"], np.asarray(features["head/bias"])
+    rows, dim = values.shape
+    row_sums = np.asarray(features["sorted/row_sums"], np.float64)
+    if mode <= kernels.CLIPPED_ARGMAX:
+        h, ceiling = features["penultimate"], np.float32(clip)
+        return dense.head_scores(
+            lambda a, b: np.minimum(np.asarray(h[a:b], np.float32), ceiling),
+            rows,
+            weight,
+            bias,
+            argmax=mode == kernels.CLIPPED_ARGMAX,
+        )
+    kept_sum = np.asarray(values[:, :keep]).sum(axis=1, dtype=np.float64)
+    factor, positive = np.ones(rows), kept_sum > 0  # exp(s1/s2); 1 for an all-zero row
+    factor[positive] = np.exp(row_sums[positive] / kept_sum[positive])
+    if mode == kernels.SCALE:
+        base, b = features["sorted/base"], np.asarray(bias, np.float64)
+        out = np.empty(rows)
+        for a in range(0, rows, dense.ROWS):
+            chunk = slice(a, a + dense.ROWS)
+            out[chunk] = logsumexp(factor[chunk, None] * (base[chunk] - b) + b)
+        return out
+
+    def kept(a: int, b: int) -> np.ndarray:
+        x = np.zeros((b - a, dim), np.float32)
+        top = values[a:b, :keep] if mode != kernels.ASH_B else np.float32(1)
+        np.put_along_axis(x, np.asarray(columns[a:b, :keep], np.intp), top, axis=1)
+        return x
+
+    scale = {kernels.ASH_P: None, kernels.ASH_B: row_sums / keep, kernels.ASH_S: factor}
+    return dense.head_scores(kept, rows, weight, bias, scale=scale[mode])
 
 
 def logsumexp(logits: np.ndarray) -> np.ndarray:
@@ -235,17 +279,13 @@ def dice_score(features: Arrays, state: DiceOrder, p: float) -> np.ndarray:
 def _masked_energy(
     h: np.ndarray, state: DiceOrder, counts: np.ndarray, bias: np.ndarray
 ) -> np.ndarray:
-    """DICE without checkpoints: ``logsumexp(h·(W ⊙ M)ᵀ + b)`` as a float32 matrix product (BLAS) in row chunks,
-    the log-sum-exp in float64."""
+    """DICE without checkpoints: ``logsumexp(h·(W ⊙ M)ᵀ + b)``, one matrix product per chunk of rows
+    (``dense.head_scores``)."""
     k, d = state.columns.shape
     kept = np.where(np.arange(d)[None, :] < counts[:, None], state.weights, 0.0)
     masked = np.zeros((k, d), np.float32)
     np.put_along_axis(masked, state.columns, kept.astype(np.float32), axis=1)
-    out = np.empty(len(h))
-    for start in range(0, len(h), 8192):
-        logits = np.asarray(h[start : start + 8192], np.float32) @ masked.T
-        out[start : start + 8192] = logsumexp(logits.astype(np.float64) + bias)
-    return out
+    return dense.head_scores(lambda a, b: h[a:b], len(h), masked, bias)
 
 
 DICE_P = Param(

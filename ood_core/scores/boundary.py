@@ -15,7 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .method import Arrays, Fit, Method, Param, Prepare, TrainData, arxiv
+from .method import (
+    Arrays,
+    Fit,
+    Method,
+    Param,
+    Prepare,
+    TrainData,
+    arxiv,
+    stored_scores,
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,8 @@ FDBD = Method(
         "ICML 2024",
         "2312.11536",
     ),
-    score_fn=fdbd,
     fit=TRAIN_MEAN,
+    **stored_scores("fdbd", fdbd, needs=("logits", "penultimate", "head/weight")),
 )
 
 

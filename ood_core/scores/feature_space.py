@@ -14,14 +14,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import OODLabError
-from .method import Fit, Method, Param, Prepare, TrainData, arxiv
+from .method import Fit, Method, Param, Prepare, TrainData, arxiv, stored_scores
 
 KNN_MAX_K = 200
 
@@ -85,22 +84,6 @@ def mahalanobis(h: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.n
     return -quad.min(axis=1)
 
 
-def stored_scores(name: str, fn: Callable[..., np.ndarray]) -> dict:
-    """A parameter-free method's scores as its per-set array, computed once and kept in the cache:
-    ``fn(h, state) -> scores``; returns the ``Method`` fields ``prepare`` and ``score_fn`` that do it."""
-    array = f"{name}/scores"
-    step = Prepare(
-        name=f"{name}-scores",
-        fn=lambda features, state: {array: fn(features["penultimate"], state)},
-        needs=("penultimate",),
-        store=True,
-    )
-    return {
-        "prepare": step,
-        "score_fn": lambda features, state: np.asarray(features[array]),
-    }
-
-
 MAHALANOBIS = Method(
     name="mahalanobis",
     label="Mahalanobis",
@@ -113,7 +96,10 @@ MAHALANOBIS = Method(
         "1807.03888",
     ),
     fit=CLASS_GAUSSIAN,
-    **stored_scores("mahalanobis", lambda h, s: mahalanobis(h, s.means, s.precision)),
+    **stored_scores(
+        "mahalanobis",
+        lambda f, s: mahalanobis(f["penultimate"], s.means, s.precision),
+    ),
 )
 
 MAHALANOBIS_PLUS = Method(
@@ -130,7 +116,7 @@ MAHALANOBIS_PLUS = Method(
     fit=NORMALISED_CLASS_GAUSSIAN,
     **stored_scores(
         "mahalanobis-pp",
-        lambda h, s: mahalanobis(l2_normalise(h), s.means, s.precision),
+        lambda f, s: mahalanobis(l2_normalise(f["penultimate"]), s.means, s.precision),
     ),
 )
 
@@ -181,7 +167,7 @@ RMDS = Method(
         needs=("penultimate", "labels", "head/weight"),
         state=RelativeGaussian,
     ),
-    **stored_scores("rmds", relative_mahalanobis),
+    **stored_scores("rmds", lambda f, s: relative_mahalanobis(f["penultimate"], s)),
 )
 
 

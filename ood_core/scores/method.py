@@ -166,6 +166,26 @@ class Prepare:
     params: tuple[str, ...] = ()
 
 
+def stored_scores(
+    name: str,
+    fn: Callable[..., np.ndarray],
+    needs: tuple[str, ...] = ("penultimate",),
+) -> dict:
+    """A parameter-free method's scores as its per-set array, computed once and kept in the cache:
+    ``fn(features, state) -> scores``; returns the ``Method`` fields ``prepare`` and ``score_fn`` that do it."""
+    array = f"{name}/scores"
+    step = Prepare(
+        name=f"{name}-scores",
+        fn=lambda features, state: {array: fn(features, state)},
+        needs=needs,
+        store=True,
+    )
+    return {
+        "prepare": step,
+        "score_fn": lambda features, state: np.asarray(features[array]),
+    }
+
+
 @dataclass(frozen=True)
 class Method:
     """One detector: its record (names, formula, paper, parameters, arrays) and its pure functions.

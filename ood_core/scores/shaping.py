@@ -37,7 +37,7 @@ def base_logits(h: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarr
     )
 
 
-CHECKPOINTS = 16  # running sums stored at 17 positions per row (every D/16 entries) when memory allows
+CHECKPOINTS = 32  # running sums stored at 33 positions per row (every D/32 entries) when memory allows
 CHECKPOINT_BUDGET = (
     1 << 30
 )  # bytes; beyond this (e.g. K = 1,000) slider moves walk each row from the start
@@ -84,7 +84,11 @@ def prepare_sorted_rows(
 
 
 SORTED_ROWS = Prepare(
-    name="sorted-rows", fn=prepare_sorted_rows, needs=("penultimate", *HEAD), store=True
+    name="sorted-rows",
+    fn=prepare_sorted_rows,
+    needs=("penultimate", *HEAD),
+    store=True,
+    version=2,  # 1 had 16 checkpoints per row
 )
 
 
@@ -237,7 +241,7 @@ DICE_ORDER = Fit(
 )
 
 
-DICE_CHECKPOINTS = 32  # per class: every D/32 weights (the walk between checkpoints is what a slider move costs)
+DICE_CHECKPOINTS = 64  # per class: every D/64 weights (the walk between checkpoints is what a slider move costs)
 
 
 def dice_stride(dim: int) -> int:
@@ -246,7 +250,7 @@ def dice_stride(dim: int) -> int:
 
 def prepare_dice(features: Arrays, state: DiceOrder) -> dict[str, np.ndarray]:
     """Per scored set: each row's running logit of every class over that class's weights in contribution order,
-    at 33 checkpoints; an empty array when that exceeds ``CHECKPOINT_BUDGET`` (ImageNet: K = 1,000), and the score
+    at 65 checkpoints; an empty array when that exceeds ``CHECKPOINT_BUDGET`` (ImageNet: K = 1,000), and the score
     then uses one masked matrix product per move instead."""
     h = features["penultimate"]
     k, d = state.columns.shape
@@ -312,7 +316,11 @@ DICE = Method(
     params=(DICE_P,),
     fit=DICE_ORDER,
     prepare=Prepare(
-        name="dice-checkpoints", fn=prepare_dice, needs=("penultimate",), store=True
+        name="dice-checkpoints",
+        fn=prepare_dice,
+        needs=("penultimate",),
+        store=True,
+        version=2,  # 1 had 32 checkpoints per class
     ),
 )
 

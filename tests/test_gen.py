@@ -30,8 +30,12 @@ def test_equals_a_per_sample_loop_including_ties(gamma, m):
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (257, 10)).astype(np.float32)
     logits[:5] = 1.0  # all classes tied
+    logits[5] = 0.0
+    logits[5, 3] = (
+        800.0  # p = 1 in float64: its term is 0; the loop's e^-800 underflows where p^γ = e^-80γ
+    )
     np.testing.assert_allclose(
-        gen(logits, gamma, m), _loop(logits, gamma, m), rtol=1e-12
+        gen(logits, gamma, m), _loop(logits, gamma, m), rtol=1e-12, atol=1e-30
     )
 
 
@@ -43,5 +47,5 @@ def test_matches_pytorch_ood_up_to_its_averaging_and_sign(m):
     count = (
         12 if m is None else m
     )  # pytorch-ood averages over the top M and calls OOD higher
-    ours = get_method("gen").score_fn({"logits": logits}, None, gamma=0.1, M=count)
+    ours = get_method("gen").score({"logits": logits}, blocks=[], gamma=0.1, M=count)
     np.testing.assert_allclose(ours, -count * theirs, rtol=1e-5)

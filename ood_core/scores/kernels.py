@@ -50,32 +50,6 @@ def energy_rows(logits: np.ndarray, temperature: float, out: np.ndarray) -> None
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
-def gen_rows(logits: np.ndarray, gamma: float, m: int, out: np.ndarray) -> None:
-    """``out[i] = −Σ_{j∈top-m} p_ij^γ (1 − p_ij)^γ`` with ``p_i = softmax(z_i)`` (all classes when m ≥ K)."""
-    n, k = logits.shape
-    size = (n + CHUNKS - 1) // CHUNKS
-    for chunk in prange(CHUNKS):
-        p = np.empty(k)
-        for i in range(chunk * size, min(n, (chunk + 1) * size)):
-            top = np.float64(logits[i, 0])
-            for q in range(k):
-                p[q] = np.float64(logits[i, q])
-                top = max(top, p[q])
-            total = 0.0
-            for q in range(k):
-                p[q] = np.exp(p[q] - top)
-                total += p[q]
-            for q in range(k):
-                p[q] /= total
-            if m < k:
-                p[:] = np.sort(p)[::-1]
-            acc = 0.0
-            for q in range(min(m, k)):
-                acc += (p[q] * (1.0 - p[q])) ** gamma
-            out[i] = -acc
-
-
-@njit(parallel=True, cache=True, fastmath=FAST)
 def lse_rows(logits: np.ndarray, out: np.ndarray) -> None:
     """``out[i] = logsumexp(logits_i)`` (float64 logits)."""
     n, k = logits.shape

@@ -23,7 +23,7 @@ from scipy.special import log_softmax
 
 from ..errors import OODLabError
 from . import kernels
-from .method import Fit, Method, Paper, Param, TrainData, arxiv
+from .method import Fit, Method, Paper, Param, Prepare, TrainData, arxiv
 
 
 def msp(logits: np.ndarray) -> np.ndarray:
@@ -97,12 +97,23 @@ ENERGY = Method(
 )
 
 
+def gen_terms(logits: np.ndarray) -> np.ndarray:
+    """``log(p_j (1 − p_j))`` [N, K] of ``p = softmax(z)`` with each row in decreasing order of ``p`` (float64;
+    ``−inf`` where the product is 0): everything of GEN that does not depend on γ or M, computed once per set."""
+    log_p = -np.sort(-log_softmax(np.asarray(logits, np.float64), axis=1), axis=1)
+    with np.errstate(divide="ignore"):
+        return log_p + np.log1p(-np.exp(log_p))
+
+
+def gen_from_terms(terms: np.ndarray, gamma: float, m: int) -> np.ndarray:
+    """``−Σ_{j<M} exp(γ·terms_j)`` [N]: GEN from ``gen_terms`` (M larger than the number of classes means all)."""
+    return -np.exp(gamma * np.asarray(terms)[:, : int(m)]).sum(axis=1)
+
+
 def gen(logits: np.ndarray, gamma: float = 0.1, m: int = 100) -> np.ndarray:
     """``−Σ_{j∈top-M} p_j^γ (1 − p_j)^γ`` [N] of ``p = softmax(z)`` (the paper's sum, negated so higher = more ID;
-    M larger than the number of classes means all of them); float64 accumulation."""
-    out = np.empty(len(logits))
-    kernels.gen_rows(np.ascontiguousarray(logits), float(gamma), int(m), out)
-    return out
+    M larger than the number of classes means all of them), as ``exp(γ·log(p(1 − p)))`` in float64."""
+    return gen_from_terms(gen_terms(logits), gamma, m)
 
 
 GEN = Method(
@@ -117,7 +128,15 @@ GEN = Method(
         "https://openaccess.thecvf.com/content/CVPR2023/html/Liu_GEN_Pushing_the_Limits_of_Softmax-Based_"
         "Out-of-Distribution_Detection_CVPR_2023_paper.html",
     ),
-    score_fn=lambda features, state, gamma, M: gen(features["logits"], gamma, M),
+    score_fn=lambda features, state, gamma, M: gen_from_terms(
+        features["gen/terms"], gamma, M
+    ),
+    prepare=Prepare(
+        name="gen-terms",
+        fn=lambda features, state: {"gen/terms": gen_terms(features["logits"])},
+        needs=("logits",),
+        store=True,
+    ),
     params=(
         Param(
             "gamma",

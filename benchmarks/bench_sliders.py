@@ -166,8 +166,8 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
     sets = {"ID": features.id_test, **features.ood}
     h = {name: torch.from_numpy(np.array(f.penultimate)) for name, f in sets.items()}
     logits = {name: torch.from_numpy(np.array(f.logits)) for name, f in sets.items()}
-    weight = torch.from_numpy(np.asarray(features.id_test["head/weight"], np.float32))
-    bias = torch.from_numpy(np.asarray(features.id_test["head/bias"], np.float32))
+    weight = torch.from_numpy(np.array(features.id_test["head/weight"], np.float32))
+    bias = torch.from_numpy(np.array(features.id_test["head/bias"], np.float32))
     head = torch.nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         head.weight.copy_(weight)

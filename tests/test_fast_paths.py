@@ -303,3 +303,30 @@ def test_pytorch_ood_knn_and_mahalanobis_rank_the_same():
     assert _auroc(*ours) == pytest.approx(
         _auroc(*theirs), abs=1e-6
     )  # pytorch-ood rescales, ranks agree
+
+
+def test_row_chunked_preparations_equal_the_whole_array(features, monkeypatch):
+    """Mahalanobis, GEN's terms, the base logits and the sorted rows are built a chunk of rows at a time (memory at
+    ImageNet size); chunks of 7 rows must give what one chunk gives."""
+    from ood_core.scores import dense
+    from ood_core.scores.feature_space import mahalanobis
+    from ood_core.scores.output import gen_terms
+
+    h, w, b = features["penultimate"], features["head/weight"], features["head/bias"]
+    means = RNG.normal(0, 1, (6, h.shape[1]))
+    precision = np.eye(h.shape[1]) + 0.1
+    whole = (
+        mahalanobis(h, means, precision),
+        gen_terms(features["logits"]),
+        shaping.base_logits(h, w, b),
+    )
+    monkeypatch.setattr(dense, "ROWS", 7)
+    chunked = (
+        mahalanobis(h, means, precision),
+        gen_terms(features["logits"]),
+        shaping.base_logits(h, w, b),
+    )
+    for one, many in zip(whole, chunked):
+        np.testing.assert_allclose(many, one, rtol=1e-12)
+    for one, many in zip(kernels.sorted_rows(h), kernels.sorted_rows(h, rows=7)):
+        np.testing.assert_array_equal(many, one)

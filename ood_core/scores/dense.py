@@ -19,6 +19,14 @@ import torch
 ROWS = 8192  # rows per product: 8192 × 2,048 float32 features are 64 MB
 
 
+def by_rows(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``fn`` applied to ``ROWS`` rows of ``x`` at a time, results stacked: what is built per row (float64 copies,
+    products with K = 1,000 columns) then never exists for all rows at once."""
+    if len(x) <= ROWS:
+        return fn(x)
+    return np.concatenate([fn(x[a : a + ROWS]) for a in range(0, len(x), ROWS)])
+
+
 def score_device() -> torch.device:
     """The GPU when one is present, unless ``OOD_LAB_SCORE_DEVICE`` names another device."""
     chosen = os.environ.get("OOD_LAB_SCORE_DEVICE")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import OODLabError
+from . import dense
 from .method import Fit, Method, Param, Prepare, TrainData, arxiv, stored_scores
 
 KNN_MAX_K = 200
@@ -73,15 +74,15 @@ NORMALISED_CLASS_GAUSSIAN = Fit(
 
 
 def mahalanobis(h: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` [N]."""
-    h = np.asarray(h, np.float64)
-    hp = h @ precision
-    quad = (
-        (hp * h).sum(1)[:, None]
-        - 2 * hp @ means.T
-        + np.einsum("kd,de,ke->k", means, precision, means)
-    )
-    return -quad.min(axis=1)
+    """``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` [N] (float64, a chunk of rows at a time)."""
+    constant = np.einsum("kd,de,ke->k", means, precision, means)
+
+    def rows(chunk: np.ndarray) -> np.ndarray:
+        x = np.asarray(chunk, np.float64)
+        xp = x @ precision
+        return -((xp * x).sum(1)[:, None] - 2 * xp @ means.T + constant).min(axis=1)
+
+    return dense.by_rows(rows, h)
 
 
 MAHALANOBIS = Method(

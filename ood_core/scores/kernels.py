@@ -127,13 +127,18 @@ def line_energy(
             out[i] = _lse(acc, k)
 
 
-def sorted_rows(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's values in descending order (float32) and their columns (ties: lower column first)."""
-    h = np.ascontiguousarray(h, np.float32)
-    columns = np.argsort(-h, axis=1, kind="stable")
-    values = np.take_along_axis(h, columns, axis=1)
-    dtype = np.int16 if h.shape[1] < 2**15 else np.int32
-    return values, columns.astype(dtype)
+def sorted_rows(h: np.ndarray, rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's values in descending order (float32) and their columns (ties: lower column first), sorted
+    ``rows`` rows at a time (the int64 argsort of all rows at once would be 8 bytes per entry)."""
+    n, d = h.shape
+    values = np.empty((n, d), np.float32)
+    columns = np.empty((n, d), np.int16 if d < 2**15 else np.int32)
+    for start in range(0, n, rows):
+        chunk = np.asarray(h[start : start + rows], np.float32)
+        order = np.argsort(-chunk, axis=1, kind="stable")
+        values[start : start + rows] = np.take_along_axis(chunk, order, axis=1)
+        columns[start : start + rows] = order
+    return values, columns
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)

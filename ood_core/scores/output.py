@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import OODLabError
-from . import kernels
+from . import dense, kernels
 from .method import Fit, Method, Paper, Param, Prepare, TrainData, arxiv
 
 
@@ -129,9 +129,13 @@ ENERGY = Method(
 def gen_terms(logits: np.ndarray) -> np.ndarray:
     """``log(p_j (1 − p_j))`` [N, K] of ``p = softmax(z)`` with each row in decreasing order of ``p`` (float64;
     ``−inf`` where the product is 0): everything of GEN that does not depend on γ or M, computed once per set."""
-    log_p = -np.sort(-softmax_rows(logits)[1], axis=1)
-    with np.errstate(divide="ignore"):
-        return log_p + np.log1p(-np.exp(log_p))
+
+    def rows(chunk: np.ndarray) -> np.ndarray:
+        log_p = -np.sort(-softmax_rows(chunk)[1], axis=1)
+        with np.errstate(divide="ignore"):
+            return log_p + np.log1p(-np.exp(log_p))
+
+    return dense.by_rows(rows, logits)
 
 
 def gen_from_terms(terms: np.ndarray, gamma: float, m: int) -> np.ndarray:

@@ -31,10 +31,9 @@ HEAD = ("head/weight", "head/bias")
 
 
 def base_logits(h: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``W·h + b`` [N, K] in float64."""
-    return np.asarray(h, np.float64) @ np.asarray(weight, np.float64).T + np.asarray(
-        bias, np.float64
-    )
+    """``W·h + b`` [N, K] in float64 (a chunk of rows at a time)."""
+    w_t, b = np.asarray(weight, np.float64).T, np.asarray(bias, np.float64)
+    return dense.by_rows(lambda rows: np.asarray(rows, np.float64) @ w_t + b, h)
 
 
 CHECKPOINTS = 32  # running sums stored at 33 positions per row (every D/32 entries) when memory allows
@@ -73,7 +72,7 @@ def prepare_sorted_rows(
     return {
         "sorted/values": values,
         "sorted/columns": columns,
-        "sorted/row_sums": np.asarray(h, np.float64).sum(axis=1),
+        "sorted/row_sums": np.asarray(h).sum(axis=1, dtype=np.float64),
         "sorted/base": base_logits(h, features["head/weight"], features["head/bias"]),
         "sorted/weighted": weighted,
         "sorted/counted": counted,

@@ -327,6 +327,6 @@ def test_row_chunked_preparations_equal_the_whole_array(features, monkeypatch):
         shaping.base_logits(h, w, b),
     )
     for one, many in zip(whole, chunked):
-        np.testing.assert_allclose(many, one, rtol=1e-12)
+        np.testing.assert_allclose(many, one, rtol=1e-12, atol=1e-12)
     for one, many in zip(kernels.sorted_rows(h), kernels.sorted_rows(h, rows=7)):
         np.testing.assert_array_equal(many, one)

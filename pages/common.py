@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -102,9 +103,10 @@ def kept(key: object) -> bool:
     )
 
 
-def keep_widget_state() -> None:
-    """Re-assign every kept widget value, so that Streamlit keeps it while its page is not shown."""
-    for key in [k for k in st.session_state if kept(k)]:
+def keep_widget_state(prefix: str = "") -> None:
+    """Re-assign every kept widget value (those whose key starts with ``prefix``), so that Streamlit keeps it while
+    its page, or the part of a page that draws it, is not shown."""
+    for key in [k for k in st.session_state if kept(k) and k.startswith(prefix)]:
         st.session_state[key] = st.session_state[key]
 
 
@@ -441,14 +443,19 @@ def param_controls(
 
 
 def param_values(
-    method: Method, blocks: list[str], key: str, benchmark: str | None = None
+    method: Method,
+    blocks: list[str],
+    key: str,
+    benchmark: str | None = None,
+    state: Mapping | None = None,
 ) -> dict:
-    """The values ``param_controls`` would return, read from the widgets' kept state (or their defaults) without
-    drawing them."""
+    """The values ``param_controls`` would return, read from the widgets' kept ``state`` (the session's by default;
+    a widget without one gives its default) without drawing them."""
+    state = st.session_state if state is None else state
     return {
         p.name: _as_value(
             p,
-            st.session_state.get(
+            state.get(
                 f"{key}:{method.name}:{p.name}",
                 _widget_default(p, method, blocks, benchmark),
             ),
@@ -462,10 +469,7 @@ def param_defaults(
     method: Method, blocks: list[str], benchmark: str | None = None
 ) -> dict:
     """The values ``param_controls`` starts from (the papers' for ``benchmark``)."""
-    return {
-        p.name: _as_value(p, _widget_default(p, method, blocks, benchmark), blocks)
-        for p in _shown_params(method, (), None)
-    }
+    return param_values(method, blocks, "", benchmark, state={})
 
 
 def histogram_figure(

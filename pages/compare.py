@@ -14,6 +14,7 @@ from ood_core.tuning import described
 from pages.common import (
     ensure_app_shell,
     histogram_figure,
+    keep_widget_state,
     observations,
     param_controls,
     param_defaults,
@@ -67,9 +68,9 @@ if not trained:
 def comparison() -> None:
     results = st.container()
     tunable = [m for m in candidates if m.params and m.cost != "training"]
-    # Re-assigned, so that Streamlit keeps the values of the sliders this run does not draw.
-    for key in [k for k in st.session_state if str(k).startswith("compare:")]:
-        st.session_state[key] = st.session_state[key]
+    keep_widget_state(
+        "compare:"
+    )  # the sliders this run does not draw keep their values
     with st.expander(
         "Hyperparameters (paper defaults preset; each slider recomputes its method)",
         expanded=True,

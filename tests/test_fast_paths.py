@@ -328,5 +328,5 @@ def test_row_chunked_preparations_equal_the_whole_array(features, monkeypatch):
     )
     for one, many in zip(whole, chunked):
         np.testing.assert_allclose(many, one, rtol=1e-12, atol=1e-12)
-    for one, many in zip(kernels.sorted_rows(h), kernels.sorted_rows(h, rows=7)):
+    for one, many in zip(kernels.sorted_rows(h, len(h)), kernels.sorted_rows(h, 7)):
         np.testing.assert_array_equal(many, one)

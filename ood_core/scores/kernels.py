@@ -127,7 +127,7 @@ def line_energy(
             out[i] = _lse(acc, k)
 
 
-def sorted_rows(h: np.ndarray, rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def sorted_rows(h: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's values in descending order (float32) and their columns (ties: lower column first), sorted
     ``rows`` rows at a time (the int64 argsort of all rows at once would be 8 bytes per entry)."""
     n, d = h.shape

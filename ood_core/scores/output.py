@@ -196,9 +196,8 @@ GEN = Method(
 
 def negative_entropy(logits: np.ndarray) -> np.ndarray:
     """``Σ_k p_k log p_k`` [N] of ``p = softmax(z)`` (float64, ``0·log 0 = 0``)."""
-    values, _ = shifted(
-        logits
-    )  # d = z − max z: Σ p log p = Σ e^d·d / Σ e^d − log Σ e^d
+    # With d = z − max z: Σ p log p = Σ e^d·d / Σ e^d − log Σ e^d.
+    values, _ = shifted(logits)
     exponentials = np.exp(values)
     totals = row_sums(exponentials)
     return row_sums(exponentials * values) / totals - np.log(totals)

@@ -48,7 +48,7 @@ def prepare_sorted_rows(
     """Per scored set, once: rows sorted in descending order, their columns, row sums, the base logits ``W·h + b``,
     and checkpoints of each row's running sums over that order (see ``kernels.prefix_checkpoints``)."""
     h = features["penultimate"]
-    values, columns = kernels.sorted_rows(h)
+    values, columns = kernels.sorted_rows(h, dense.ROWS)
     n, d = values.shape
     k = len(features["head/bias"])
     stride = max(1, -(-d // CHECKPOINTS))
@@ -123,7 +123,6 @@ def dense_prefix_scores(
     values, columns = features["sorted/values"], features["sorted/columns"]
     weight, bias = features["head/weight"], np.asarray(features["head/bias"])
     rows, dim = values.shape
-    row_sums = np.asarray(features["sorted/row_sums"], np.float64)
     if mode <= kernels.CLIPPED_ARGMAX:
         h, ceiling = features["penultimate"], np.float32(clip)
         return dense.head_scores(
@@ -133,6 +132,7 @@ def dense_prefix_scores(
             bias,
             argmax=mode == kernels.CLIPPED_ARGMAX,
         )
+    row_sums = np.asarray(features["sorted/row_sums"], np.float64)
     kept_sum = np.asarray(values[:, :keep]).sum(axis=1, dtype=np.float64)
     factor, positive = np.ones(rows), kept_sum > 0  # exp(s1/s2); 1 for an all-zero row
     factor[positive] = np.exp(row_sums[positive] / kept_sum[positive])

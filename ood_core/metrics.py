@@ -21,24 +21,27 @@ the distinct score values; "ID positive" predicts ID for ``s >= t``.
 Ties: all samples with the same score share one threshold, exactly like sklearn (whose thresholds are the
 distinct score values); ``-0.0 == 0.0`` is one value. Every value is returned in percent.
 
-dtype: float32 scores are sorted and compared as float32 (results equal sklearn on the same values cast to
-float64, since the cast keeps order and ties); any other dtype, or a float32/float64 mix, is compared in
-float64. NaN or ±inf anywhere raises ``ValueError``, as does an empty score set.
+Scores of any real dtype are compared in float64 (the cast keeps order and ties, so the results equal sklearn on the
+same values). NaN or ±inf anywhere raises ``ValueError``, as does an empty score set.
 
-``IDReference(id_scores)`` sorts ID once; ``.metrics(ood_scores)`` sorts that OOD set once, merges the two
-sorted arrays (a stable sort of their concatenation: one linear merge of two runs, ID first on ties) to get,
-for every sample, the other set's count below it, and computes all five values from those counts over the
-distinct values, with integer counts throughout (no per-sample Python loop, no ``np.searchsorted`` per sample).
-``set_metrics`` / ``metrics_table`` reuse one ``IDReference`` for all OOD sets of a method.
+``IDReference(id_scores)`` sorts ID once; ``.metrics(ood_scores)`` sorts that OOD set once (a radix sort) and one
+linear merge of the two sorted arrays counts, over the distinct values, everything the five values need, with
+integer counts throughout (``metric_kernels``). ``set_metrics`` / ``metrics_table`` reuse one ``IDReference`` for all
+OOD sets of a method and score the sets on threads side by side (the compiled parts release the GIL).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
+
+from . import metric_kernels
 
 METRICS = ("AUROC", "FPR95", "AUPR-In", "AUPR-Out")
 FPR95_OOD = "FPR95 (OOD+)"
@@ -51,27 +54,13 @@ _FPR95_KEY = {"id": "FPR95", "ood": FPR95_OOD}
 
 
 def _sorted_scores(scores: np.ndarray, what: str) -> np.ndarray:
-    """Flattened, sorted ascending, float32 kept else float64; raises on empty, NaN or ±inf."""
-    x = np.asarray(scores)
-    x = x.ravel() if x.dtype == np.float32 else x.astype(np.float64).ravel()
+    """Flattened float64, sorted ascending; raises on empty, NaN or ±inf."""
+    x = np.ascontiguousarray(scores, np.float64).ravel()
     if x.size == 0:
         raise ValueError(f"{what} scores are empty")
-    x = np.sort(x)
-    # After sorting, -inf sits first and NaN / +inf last: two checks cover the whole array.
-    if not (np.isfinite(x[0]) and np.isfinite(x[-1])):
+    if not np.isfinite(x).all():
         raise ValueError(f"{what} scores contain NaN or infinity")
-    return x
-
-
-def _groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Runs of equal values in sorted ``x``: (start index, length) of each, or ``None`` when all are distinct."""
-    new = np.empty(x.size, dtype=bool)
-    new[0] = True
-    np.not_equal(x[1:], x[:-1], out=new[1:])
-    if new.all():
-        return None
-    starts = np.flatnonzero(new)
-    return starts, np.diff(starts, append=x.size)
+    return metric_kernels.radix_sort(x)
 
 
 def _min_count(rate: float, total: int) -> int:
@@ -94,79 +83,25 @@ class IDReference:
     """
 
     def __init__(self, id_scores: np.ndarray):
-        self._set(_sorted_scores(id_scores, "ID"))
-
-    def _set(self, sorted_scores: np.ndarray) -> None:
-        self.sorted = sorted_scores
-        self.n = sorted_scores.size
-        # Distinct ID values: first index and count (None: all distinct, each sample its own value).
-        self._groups = _groups(sorted_scores)
-        starts = np.arange(self.n) if self._groups is None else self._groups[0]
-        self._tp = (self.n - starts).astype(np.float64)  # #ID >= each distinct value
-        # For each ID sample, the index of the first ID sample with the same value (ties only).
-        self._first = None if self._groups is None else np.repeat(*self._groups)
-        self._f64: IDReference | None = None
-
-    def _as_float64(self) -> IDReference:
-        """The same reference in float64 (the cast keeps order and ties), for OOD scores of another dtype."""
-        if self.sorted.dtype == np.float64:
-            return self
-        if self._f64 is None:
-            self._f64 = IDReference.__new__(IDReference)
-            self._f64._set(self.sorted.astype(np.float64))
-        return self._f64
-
-    def _with(self, ood_scores: np.ndarray) -> tuple[IDReference, np.ndarray]:
-        b = _sorted_scores(ood_scores, "OOD")
-        if b.dtype != self.sorted.dtype:
-            return self._as_float64(), b.astype(np.float64)
-        return self, b
+        self.sorted = _sorted_scores(id_scores, "ID")
+        self.n = self.sorted.size
 
     def metrics(self, ood_scores: np.ndarray) -> dict[str, float]:
         """AUROC, FPR95 (both conventions) and AUPR-In/Out of ``ood_scores`` against this ID set, in percent.
 
         Keys in ``ALL_METRICS`` order: ``AUROC, FPR95, FPR95 (OOD+), AUPR-In, AUPR-Out``.
         """
-        ref, b = self._with(ood_scores)
-        a, p, n = ref.sorted, ref.n, b.size
-        # Merge the two sorted arrays: a stable sort of their concatenation is one linear merge of two runs,
-        # and on equal values it keeps ID before OOD. Then, for each sample, the other set's count below it:
-        order = np.concatenate([a, b]).argsort(kind="stable")
-        from_id = order < p
-        ood_lt = np.flatnonzero(from_id) - np.arange(p)  # ood_lt[i] = #OOD < a[i]
-        id_le = np.flatnonzero(~from_id) - np.arange(n)  # id_le[j] = #ID <= b[j]
-        # ID positive, at each distinct ID value v: TP = #ID >= v, FP = #OOD >= v; weight = #ID == v.
-        if ref._groups is None:
-            aupr_in = np.sum(ref._tp / (ref._tp + (n - ood_lt))) / p
-        else:
-            g, c = ref._groups
-            aupr_in = np.dot(c, ref._tp / (ref._tp + (n - ood_lt[g]))) / p
-        # OOD positive on -s, at each distinct OOD value w: TP = #OOD <= w, FP = #ID <= w; weight = #OOD == w.
-        runs = _groups(b)
-        if runs is None:
-            tp_out, fp_out, b_w = np.arange(1.0, n + 1), id_le, b
-            aupr_out = np.sum(tp_out / (tp_out + fp_out)) / n
-        else:
-            h, d = runs
-            tp_out, fp_out, b_w = (h + d).astype(np.float64), id_le[h], b[h]
-            aupr_out = np.dot(d, tp_out / (tp_out + fp_out)) / n
-        # Mann-Whitney: pairs with ID above OOD, plus half the tied pairs (#ID equal to each OOD value w).
-        last = np.maximum(fp_out - 1, 0)  # the largest ID sample <= w, if any
-        tied = (fp_out > 0) & (a[last] == b_w)
-        id_eq = (
-            tied if ref._first is None else np.where(tied, fp_out - ref._first[last], 0)
+        b = _sorted_scores(ood_scores, "OOD")
+        p, n = self.n, b.size
+        twice_u, aupr_in, aupr_out, fp_id, fp_ood = metric_kernels.merge_counts(
+            self.sorted, b, _min_count(0.95, p), _min_count(0.95, n)
         )
-        ties = int(id_eq.sum() if runs is None else np.dot(id_eq, runs[1]))
-        auroc = (2 * int(ood_lt.sum()) + ties) / (2.0 * p * n)
-        # FPR95: the first threshold from the top keeping k ID is the k-th largest ID score a[p - k];
-        # OOD+: the first threshold from the bottom detecting k OOD is the k-th smallest OOD score b[k - 1].
-        k_id, k_ood = _min_count(0.95, p), _min_count(0.95, n)
         return {
-            "AUROC": 100 * auroc,
-            "FPR95": 100 * float(n - ood_lt[p - k_id]) / n,
-            FPR95_OOD: 100 * float(id_le[k_ood - 1]) / p,
-            "AUPR-In": 100 * float(aupr_in),
-            "AUPR-Out": 100 * float(aupr_out),
+            "AUROC": 100 * twice_u / (2.0 * p * n),
+            "FPR95": 100 * fp_id / n,
+            FPR95_OOD: 100 * fp_ood / p,
+            "AUPR-In": 100 * aupr_in / p,
+            "AUPR-Out": 100 * aupr_out / n,
         }
 
     def fpr_at_tpr(
@@ -174,9 +109,8 @@ class IDReference:
     ) -> float:
         """FPR (a fraction, not %) at the first threshold whose TPR reaches ``tpr``, in ``convention``."""
         _fpr95_key(convention)
-        ref, b = self._with(ood_scores)
         fpr = _fpr_id if convention == "id" else _fpr_ood
-        return fpr(ref.sorted, b, tpr)
+        return fpr(self.sorted, _sorted_scores(ood_scores, "OOD"), tpr)
 
 
 def _fpr_id(a: np.ndarray, b: np.ndarray, tpr: float) -> float:
@@ -198,9 +132,17 @@ def _fpr_ood(a: np.ndarray, b: np.ndarray, tpr: float) -> float:
 def set_metrics(
     id_scores: np.ndarray, ood_sets: Mapping[str, np.ndarray]
 ) -> dict[str, dict[str, float]]:
-    """``{name: IDReference(id_scores).metrics(scores)}``: all five metrics (%) per OOD set, ID sorted once."""
+    """``{name: IDReference(id_scores).metrics(scores)}``: all five metrics (%) per OOD set, ID sorted once and the
+    OOD sets scored on threads side by side."""
     ref = IDReference(id_scores)
-    return {name: ref.metrics(scores) for name, scores in ood_sets.items()}
+    if len(ood_sets) < 2:
+        return {name: ref.metrics(scores) for name, scores in ood_sets.items()}
+    return dict(zip(ood_sets, _threads().map(ref.metrics, ood_sets.values())))
+
+
+@functools.cache
+def _threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="metrics")
 
 
 def fpr_at_tpr(

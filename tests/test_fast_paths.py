@@ -65,9 +65,14 @@ def features(request):
     return _features(ties=request.param)
 
 
-@pytest.fixture(params=["checkpoints", "one product per move"])
+@pytest.fixture(params=["checkpoints", "coarse checkpoints", "one product per move"])
 def checkpoint_mode(request, monkeypatch):
-    if request.param != "checkpoints":
+    if request.param == "coarse checkpoints":
+        # Strides of 16 weights (D = 48): walks of up to 8 entries, forward from the checkpoint below or backward
+        # from the one above.
+        monkeypatch.setattr(shaping, "CHECKPOINTS", 3)
+        monkeypatch.setattr(shaping, "DICE_CHECKPOINTS", 3)
+    if request.param == "one product per move":
         monkeypatch.setattr(shaping, "CHECKPOINT_BUDGET", 0)
     return request.param
 
@@ -79,7 +84,7 @@ def test_react_equals_clip_then_energy(features, checkpoint_mode, p):
     h, w, b = _f64(features)
     reference = logsumexp(np.minimum(h, state.threshold(p)) @ w.T + b, axis=1)
     fast = get_method("react").score(features, state, blocks=[], p=p)
-    (_same if checkpoint_mode == "checkpoints" else _same_float32)(fast, reference)
+    (_same if "checkpoints" in checkpoint_mode else _same_float32)(fast, reference)
 
 
 @pytest.mark.parametrize("p", [0.0, 1.0, 50.0, 90.0, 99.0])
@@ -98,7 +103,7 @@ def test_dice_equals_masked_head(features, checkpoint_mode, p):
     mask = contribution > np.percentile(contribution, p)
     fast = method.score(features, state, blocks=[], p=p)
     reference = logsumexp(h @ (w * mask).T + b, axis=1)
-    (_same if checkpoint_mode == "checkpoints" else _same_float32)(fast, reference)
+    (_same if "checkpoints" in checkpoint_mode else _same_float32)(fast, reference)
 
 
 @pytest.mark.parametrize("variant", ["p", "b", "s"])
@@ -106,6 +111,8 @@ def test_dice_equals_masked_head(features, checkpoint_mode, p):
 def test_ash_without_checkpoints_equals_with(features, variant, p, monkeypatch):
     method = get_method(f"ash-{variant}")
     with_checkpoints = method.score(features, blocks=[], p=p)
+    monkeypatch.setattr(shaping, "CHECKPOINTS", 3)  # walks of up to 8 entries, both ways
+    _same(method.score(features, blocks=[], p=p), with_checkpoints)
     monkeypatch.setattr(shaping, "CHECKPOINT_BUDGET", 0)
     _same_float32(method.score(features, blocks=[], p=p), with_checkpoints)
 

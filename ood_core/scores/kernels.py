@@ -14,6 +14,10 @@ from numba import njit, prange
 
 # Rows are processed in this many contiguous chunks (scratch allocated once per chunk, not per row).
 CHUNKS = 256
+# ``prefix_scores`` locates this many rows' positions before walking any of them (see there).
+BATCH = 16
+# ``class_walk_energy`` works on this many rows at a time (its [K, rows] accumulator stays in cache).
+ROW_BLOCK = 1024
 # Reassociation lets the compiler vectorise the sums (FMA contraction too); NaN/inf semantics are kept, so a
 # non-finite input still gives a non-finite score that the workspace reports.
 FAST = {"reassoc", "contract", "nsz"}
@@ -147,33 +151,27 @@ def prefix_checkpoints(
     columns: np.ndarray,
     weight_t: np.ndarray,
     stride: int,
-    weighted: np.ndarray,
-    counted: np.ndarray,
-    summed: np.ndarray,
+    sums: np.ndarray,
 ) -> None:
-    """Checkpoints of each row's running sums over its descending order, every ``stride`` positions:
-    ``weighted[i, s] = Σ_{r < s·stride} W_{j_r} v_r`` [K], ``counted[i, s] = Σ_{r < s·stride} W_{j_r}`` [K] and
-    ``summed[i, s] = Σ_{r < s·stride} v_r``."""
+    """Checkpoints of each row's running sums over its descending order, every ``stride`` positions, slot-major
+    ``[slot, row, 2K + 1]`` (a move reads neighbouring rows at nearby slots, so the reads stream):
+    ``sums[s, i, :K] = Σ_{r < s·stride} W_{j_r} v_r``, ``sums[s, i, K:2K] = Σ_{r < s·stride} W_{j_r}`` and
+    ``sums[s, i, 2K] = Σ_{r < s·stride} v_r``."""
     n, d = values.shape
     k = weight_t.shape[1]
     for i in prange(n):
-        for q in range(k):
-            weighted[i, 0, q] = 0.0
-            counted[i, 0, q] = 0.0
-        summed[i, 0] = 0.0
-        for s in range(1, weighted.shape[1]):
-            for q in range(k):
-                weighted[i, s, q] = weighted[i, s - 1, q]
-                counted[i, s, q] = counted[i, s - 1, q]
-            total = summed[i, s - 1]
+        for q in range(2 * k + 1):
+            sums[0, i, q] = 0.0
+        for s in range(1, sums.shape[0]):
+            for q in range(2 * k + 1):
+                sums[s, i, q] = sums[s - 1, i, q]
             for r in range((s - 1) * stride, min(d, s * stride)):
                 v = np.float64(values[i, r])
                 j = columns[i, r]
-                total += v
+                sums[s, i, 2 * k] += v
                 for q in range(k):
-                    weighted[i, s, q] += weight_t[j, q] * v
-                    counted[i, s, q] += weight_t[j, q]
-            summed[i, s] = total
+                    sums[s, i, q] += weight_t[j, q] * v
+                    sums[s, i, k + q] += weight_t[j, q]
 
 
 # What ``prefix_scores`` returns per row.
@@ -187,9 +185,7 @@ def prefix_scores(
     marks: np.ndarray,
     weight_t: np.ndarray,
     stride: int,
-    weighted: np.ndarray,
-    counted: np.ndarray,
-    summed: np.ndarray,
+    sums: np.ndarray,
     base: np.ndarray,
     bias: np.ndarray,
     row_sums: np.ndarray,
@@ -199,7 +195,8 @@ def prefix_scores(
     keep: int,
     out: np.ndarray,
 ) -> None:
-    """One pass over the rows for the running-sum methods (rows in descending order, checkpoints every ``stride``):
+    """One pass over the rows for the running-sum methods (rows in descending order, checkpoints ``sums`` every
+    ``stride`` positions, see ``prefix_checkpoints``):
 
     - ``REACT_ENERGY``: ``logsumexp(W·min(h, c) + b)`` with ``W·min(h, c) = W·h − Σ_{v>c} W_j v_j + c·Σ_{v>c} W_j``;
     - ``CLIPPED_ARGMAX``: ``argmax_k (W·min(h, c) + b)_k`` (LINe's predicted class);
@@ -207,62 +204,86 @@ def prefix_scores(
       set to s1/k, scaled by exp(s1/s2), or the whole row scaled by exp(s1/s2) (SCALE).
 
     Each row's position (the number of entries above c, or ``keep``) is found from its checkpoint ``marks`` (the
-    values at every ``stride``-th position) and the walk from the checkpoint below visits at most ``stride − 1``
-    entries. A single all-zero checkpoint row (``weighted.shape[0] == 1``) means: walk from the start.
+    values at every ``stride``-th position); the walk from the nearer checkpoint, below or above, visits at most
+    ``stride / 2`` entries.
     """
     n, d = values.shape
     k = weight_t.shape[1]
-    last = weighted.shape[0] - 1
+    slots = sums.shape[0]
     size = (n + CHUNKS - 1) // CHUNKS
     for chunk in prange(CHUNKS):
         w_acc = np.empty(k)
         c_acc = np.empty(k)
-        for i in range(chunk * size, min(n, (chunk + 1) * size)):
-            if mode <= CLIPPED_ARGMAX:
-                s = 0
-                if last > 0:
+        below = np.empty(BATCH, np.int64)
+        for first in range(chunk * size, min(n, (chunk + 1) * size), BATCH):
+            last = min(n, first + BATCH, (chunk + 1) * size)
+            # Each row's checkpoint below its position; then one read of each row's entries there, so that the
+            # batch's cache misses overlap instead of stalling row by row (~3× faster than the plain loop).
+            touched = 0.0
+            for i in range(first, last):
+                s = keep // stride
+                if mode <= CLIPPED_ARGMAX:
+                    s = 0
                     while s + 1 < marks.shape[1] and marks[i, s + 1] > clip32:
                         s += 1
-                m = s * stride
-                while m < d and values[i, m] > clip32:
-                    m += 1
-            else:
+                below[i - first] = s
+                touched += (
+                    values[i, min(d - 1, s * stride)]
+                    + columns[i, min(d - 1, s * stride)]
+                )
+            out[first] = touched
+            for i in range(first, last):
+                s = below[i - first]
                 m = keep
-                s = m // stride if last > 0 else 0
-            row = np.int64(i) if last > 0 else np.int64(0)
-            for q in range(k):
-                w_acc[q] = weighted[row, s, q]
-                c_acc[q] = counted[row, s, q]
-            kept_sum = summed[row, s]
-            for r in range(s * stride, m):
-                v = np.float64(values[i, r])
-                j = columns[i, r]
-                kept_sum += v
-                for q in range(k):
-                    w_acc[q] += weight_t[j, q] * v
-                    c_acc[q] += weight_t[j, q]
-            scale = 1.0
-            if mode >= ASH_S:
-                scale = np.exp(row_sums[i] / kept_sum) if kept_sum > 0 else 1.0
-            for q in range(k):
                 if mode <= CLIPPED_ARGMAX:
-                    w_acc[q] = base[i, q] - w_acc[q] + clip * c_acc[q]
-                elif mode == ASH_P:
-                    w_acc[q] = w_acc[q] + bias[q]
-                elif mode == ASH_B:
-                    w_acc[q] = row_sums[i] / keep * c_acc[q] + bias[q]
-                elif mode == ASH_S:
-                    w_acc[q] = scale * w_acc[q] + bias[q]
-                else:
-                    w_acc[q] = scale * (base[i, q] - bias[q]) + bias[q]
-            if mode == CLIPPED_ARGMAX:
-                best = 0
-                for q in range(1, k):
-                    if w_acc[q] > w_acc[best]:
-                        best = q
-                out[i] = best
-            else:
-                out[i] = _lse(w_acc, k)
+                    m = s * stride
+                    while m < d and values[i, m] > clip32:
+                        m += 1
+                # Walk from the nearer checkpoint: forward from slot s, or backward (subtracting) from s + 1.
+                start, end, sign = s * stride, m, 1.0
+                if s + 1 < slots and min(d, (s + 1) * stride) - m < m - start:
+                    s, start, end, sign = s + 1, m, min(d, (s + 1) * stride), -1.0
+                for q in range(k):
+                    w_acc[q] = sums[s, i, q]
+                    c_acc[q] = sums[s, i, k + q]
+                kept_sum = sums[s, i, 2 * k]
+                for r in range(start, end):
+                    v = np.float64(values[i, r])
+                    j = columns[i, r]
+                    kept_sum += sign * v
+                    for q in range(k):
+                        w_acc[q] += sign * (weight_t[j, q] * v)
+                        c_acc[q] += sign * weight_t[j, q]
+                out[i] = _row_score(
+                    w_acc, c_acc, kept_sum, base[i], bias, row_sums[i], mode, clip, keep
+                )
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _row_score(w_acc, c_acc, kept_sum, base, bias, row_sum, mode, clip, keep):
+    """One row of ``prefix_scores`` from its running sums at the row's position."""
+    k = len(bias)
+    scale = 1.0
+    if mode >= ASH_S:
+        scale = np.exp(row_sum / kept_sum) if kept_sum > 0 else 1.0
+    for q in range(k):
+        if mode <= CLIPPED_ARGMAX:
+            w_acc[q] = base[q] - w_acc[q] + clip * c_acc[q]
+        elif mode == ASH_P:
+            w_acc[q] = w_acc[q] + bias[q]
+        elif mode == ASH_B:
+            w_acc[q] = row_sum / keep * c_acc[q] + bias[q]
+        elif mode == ASH_S:
+            w_acc[q] = scale * w_acc[q] + bias[q]
+        else:
+            w_acc[q] = scale * (base[q] - bias[q]) + bias[q]
+    if mode == CLIPPED_ARGMAX:
+        best = 0
+        for q in range(1, k):
+            if w_acc[q] > w_acc[best]:
+                best = q
+        return best
+    return _lse(w_acc, k)
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
@@ -273,43 +294,53 @@ def class_checkpoints(
     stride: int,
     out: np.ndarray,
 ) -> None:
-    """``out[i, k, s] = Σ_{r < s·stride} w_kr · h_i[j_kr]``: each row's running logit of class k over class k's
-    weights in their own order (DICE: decreasing contribution), every ``stride`` weights."""
+    """``out[k, s, i] = Σ_{r < s·stride} w_kr · h_i[j_kr]``: each row's running logit of class k over class k's
+    weights in their own order (DICE: decreasing contribution), every ``stride`` weights; rows last, so that a
+    move reads each class's slot as one contiguous run."""
     n = h.shape[0]
     k, d = order_columns.shape
     for i in prange(n):
         for q in range(k):
             total = 0.0
-            out[i, q, 0] = 0.0
-            for s in range(1, out.shape[2]):
+            out[q, 0, i] = 0.0
+            for s in range(1, out.shape[1]):
                 for r in range((s - 1) * stride, min(d, s * stride)):
                     total += order_weights[q, r] * np.float64(h[i, order_columns[q, r]])
-                out[i, q, s] = total
+                out[q, s, i] = total
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
-def class_prefix_energy(
-    h: np.ndarray,
-    order_columns: np.ndarray,
-    order_weights: np.ndarray,
-    stride: int,
+def class_walk_energy(
     checkpoints: np.ndarray,
-    counts: np.ndarray,
+    slot: np.ndarray,
+    columns_t: np.ndarray,
+    walk_class: np.ndarray,
+    walk_column: np.ndarray,
+    walk_weight: np.ndarray,
     bias: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """``out_i = logsumexp_k(b_k + Σ_{r < counts[k]} w_kr · h_i[j_kr])``: each class keeps its first ``counts[k]``
-    weights (from the checkpoint below plus at most ``stride − 1`` more)."""
-    n = h.shape[0]
-    k = order_columns.shape[0]
-    size = (n + CHUNKS - 1) // CHUNKS
-    for chunk in prange(CHUNKS):
-        acc = np.empty(k)
-        for i in range(chunk * size, min(n, (chunk + 1) * size)):
+    """``out_i = logsumexp_k(b_k + checkpoints[k, slot[k], i] + Σ_{e: class e = k} w_e · h_i[column e])``: every
+    class starts from one checkpoint and walks the same few columns in every row, so the rows are read in blocks as
+    contiguous runs of the checkpoints and of the transposed activations ``columns_t`` [D, N]."""
+    k = bias.shape[0]
+    n = out.shape[0]
+    for block in prange((n + ROW_BLOCK - 1) // ROW_BLOCK):
+        first = block * ROW_BLOCK
+        rows = min(n, first + ROW_BLOCK) - first
+        acc = np.empty((k, rows))
+        for q in range(k):
+            for i in range(rows):
+                acc[q, i] = checkpoints[q, slot[q], first + i] + bias[q]
+        for e in range(walk_class.size):
+            q, column, weight = walk_class[e], walk_column[e], walk_weight[e]
+            for i in range(rows):
+                acc[q, i] += weight * np.float64(columns_t[column, first + i])
+        for i in range(rows):
+            m = acc[0, i]
+            for q in range(1, k):
+                m = max(m, acc[q, i])
+            total = 0.0
             for q in range(k):
-                s = counts[q] // stride
-                total = checkpoints[i, q, s]
-                for r in range(s * stride, counts[q]):
-                    total += order_weights[q, r] * np.float64(h[i, order_columns[q, r]])
-                acc[q] = total + bias[q]
-            out[i] = _lse(acc, k)
+                total += np.exp(acc[q, i] - m)
+            out[first + i] = m + np.log(total)

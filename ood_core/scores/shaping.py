@@ -53,20 +53,11 @@ def prepare_sorted_rows(
     k = len(features["head/bias"])
     stride = max(1, -(-d // CHECKPOINTS))
     slots = -(-d // stride) + 1
-    if n * slots * k * 16 > CHECKPOINT_BUDGET:
-        stride, slots, rows = d + 1, 1, 1
-    else:
-        rows = n
-    weighted, counted, summed = (
-        np.zeros((rows, slots, k)),
-        np.zeros((rows, slots, k)),
-        np.zeros((rows, slots)),
-    )
+    rows = n if n * slots * (2 * k + 1) * 8 <= CHECKPOINT_BUDGET else 0
+    sums = np.zeros((slots, rows, 2 * k + 1))
     marks = np.full((rows, slots), -np.inf, np.float32)
-    if rows == n:
-        kernels.prefix_checkpoints(
-            values, columns, weight_t(features), stride, weighted, counted, summed
-        )
+    if rows:
+        kernels.prefix_checkpoints(values, columns, weight_t(features), stride, sums)
         positions = np.arange(0, d, stride)
         marks[:, : len(positions)] = values[:, positions]
     return {
@@ -74,9 +65,7 @@ def prepare_sorted_rows(
         "sorted/columns": columns,
         "sorted/row_sums": np.asarray(h).sum(axis=1, dtype=np.float64),
         "sorted/base": base_logits(h, features["head/weight"], features["head/bias"]),
-        "sorted/weighted": weighted,
-        "sorted/counted": counted,
-        "sorted/summed": summed,
+        "sorted/sums": sums,
         "sorted/marks": marks,
         "sorted/stride": np.array([stride]),
     }
@@ -87,7 +76,7 @@ SORTED_ROWS = Prepare(
     fn=prepare_sorted_rows,
     needs=("penultimate", *HEAD),
     store=True,
-    version=2,  # 1 had 16 checkpoints per row
+    version=3,  # 1 had 16 checkpoints per row, 2 stored them row-major
 )
 
 
@@ -101,13 +90,13 @@ def prefix_scores(
     """Per row, from the prepared sorted rows and checkpoints: ReAct's energy or LINe's predicted class at clip
     ``c``, or the energy of ASH-P/B/S and SCALE keeping ``keep`` activations (``kernels.prefix_scores``); without
     checkpoints (large heads) one matrix product per move (``dense_prefix_scores``)."""
-    if len(features["sorted/weighted"]) != len(features["sorted/values"]):
+    if features["sorted/sums"].shape[1] != len(features["sorted/values"]):
         return dense_prefix_scores(features, mode, clip, keep)
     out = np.empty(len(features["sorted/base"]))
     kernels.prefix_scores(
         features["sorted/values"], features["sorted/columns"], features["sorted/marks"], weight_t(features),
-        int(features["sorted/stride"][0]), features["sorted/weighted"], features["sorted/counted"],
-        features["sorted/summed"], features["sorted/base"], np.asarray(features["head/bias"], np.float64),
+        int(features["sorted/stride"][0]), features["sorted/sums"], features["sorted/base"],
+        np.asarray(features["head/bias"], np.float64),
         features["sorted/row_sums"], mode, float(clip), kernels.float32_floor(clip), int(keep), out,
     )  # fmt: skip
     return out
@@ -240,7 +229,7 @@ DICE_ORDER = Fit(
 )
 
 
-DICE_CHECKPOINTS = 64  # per class: every D/64 weights (the walk between checkpoints is what a slider move costs)
+DICE_CHECKPOINTS = 32  # per class: every D/32 weights (the walk between checkpoints is what a slider move costs)
 
 
 def dice_stride(dim: int) -> int:
@@ -248,18 +237,23 @@ def dice_stride(dim: int) -> int:
 
 
 def prepare_dice(features: Arrays, state: DiceOrder) -> dict[str, np.ndarray]:
-    """Per scored set: each row's running logit of every class over that class's weights in contribution order,
-    at 65 checkpoints; an empty array when that exceeds ``CHECKPOINT_BUDGET`` (ImageNet: K = 1,000), and the score
-    then uses one masked matrix product per move instead."""
+    """Per scored set: each row's running logit of every class over that class's weights in contribution order, at
+    33 checkpoints ([K, slot, N]), and the activations transposed ([D, N], so that the few columns a move walks are
+    contiguous runs). Empty arrays when the checkpoints exceed ``CHECKPOINT_BUDGET`` (ImageNet: K = 1,000); the
+    score then uses one masked matrix product per move instead."""
     h = features["penultimate"]
     k, d = state.columns.shape
     stride = dice_stride(d)
     slots = -(-d // stride) + 1
     if len(h) * k * slots * 8 > CHECKPOINT_BUDGET:
-        return {"dice/checkpoints": np.zeros((0, k, slots))}
-    out = np.empty((len(h), k, slots))
+        return {
+            "dice/checkpoints": np.zeros((k, slots, 0)),
+            "dice/columns": np.zeros((d, 0), np.float32),
+        }
+    out = np.empty((k, slots, len(h)))
     kernels.class_checkpoints(h, state.columns, state.weights, stride, out)
-    return {"dice/checkpoints": out}
+    columns = np.ascontiguousarray(np.asarray(h, np.float32).T)
+    return {"dice/checkpoints": out, "dice/columns": columns}
 
 
 def dice_score(features: Arrays, state: DiceOrder, p: float) -> np.ndarray:
@@ -269,14 +263,40 @@ def dice_score(features: Arrays, state: DiceOrder, p: float) -> np.ndarray:
     counts = (state.contribution > threshold).sum(axis=1)
     h = features["penultimate"]
     bias = np.asarray(features["head/bias"], np.float64)
-    if len(features["dice/checkpoints"]) != len(h):
+    if features["dice/checkpoints"].shape[2] != len(h):
         return _masked_energy(h, state, counts, bias)
+    slot, walk = _dice_walk(state, counts, features["dice/checkpoints"].shape[1])
     out = np.empty(len(h))
-    kernels.class_prefix_energy(
-        h, state.columns, state.weights, dice_stride(state.columns.shape[1]), features["dice/checkpoints"],
-        counts.astype(np.int64), bias, out,
-    )  # fmt: skip
+    kernels.class_walk_energy(
+        features["dice/checkpoints"], slot, features["dice/columns"], *walk, bias, out
+    )
     return out
+
+
+def _dice_walk(
+    state: DiceOrder, counts: np.ndarray, slots: int
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per class, the checkpoint nearer to its kept count and the weights between the two: added walking forward
+    from the checkpoint below, subtracted walking back from the one above. Returns the slots [K] and the walk's
+    (class, column, signed weight) triples."""
+    k, d = state.columns.shape
+    stride = dice_stride(d)
+    below = counts // stride
+    above = np.minimum(below + 1, slots - 1)
+    back = np.minimum(above * stride, d) - counts < counts - below * stride
+    slot = np.where(back, above, below)
+    classes, columns, weights = [], [], []
+    for q in range(k):
+        lo, hi = sorted((int(counts[q]), int(min(slot[q] * stride, d))))
+        classes.append(np.full(hi - lo, q))
+        columns.append(state.columns[q, lo:hi])
+        weights.append(state.weights[q, lo:hi] * (-1.0 if back[q] else 1.0))
+    walk = (
+        np.concatenate(classes).astype(np.int64),
+        np.concatenate(columns).astype(np.int64),
+        np.concatenate(weights).astype(np.float64),
+    )
+    return slot.astype(np.int64), walk
 
 
 def _masked_energy(
@@ -319,7 +339,7 @@ DICE = Method(
         fn=prepare_dice,
         needs=("penultimate",),
         store=True,
-        version=2,  # 1 had 32 checkpoints per class
+        version=3,  # 1 had 32 checkpoints per class, 2 had 64 and no transposed activations
     ),
 )
 

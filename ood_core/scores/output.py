@@ -12,9 +12,6 @@
   have no template and are skipped.
 - ODIN ``max_k softmax(f(x')/T)_k`` on perturbed inputs x' (Liang et al., ICLR 2018); T = 1000, ε = 0.0014.
   Its array ``odin`` needs the model again, so the workspace computes it once per (T, ε) and caches it.
-
-The parameter-free scores (MSP, MaxLogit, Entropy, KL-Matching) are computed once per scored set and kept in the
-cache (``stored_scores``), as the feature-space ones are.
 """
 
 from __future__ import annotations
@@ -25,16 +22,7 @@ import numpy as np
 
 from ..errors import OODLabError
 from . import dense, kernels
-from .method import (
-    Fit,
-    Method,
-    Paper,
-    Param,
-    Prepare,
-    TrainData,
-    arxiv,
-    stored_scores,
-)
+from .method import Fit, Method, Paper, Param, Prepare, TrainData, arxiv
 
 
 def shifted(
@@ -97,7 +85,7 @@ MSP = Method(
         "ICLR 2017",
         "1610.02136",
     ),
-    **stored_scores("msp", lambda f, s: msp(f["logits"]), needs=("logits",)),
+    score_fn=lambda features, state: msp(features["logits"]),
 )
 
 MAX_LOGIT = Method(
@@ -111,7 +99,7 @@ MAX_LOGIT = Method(
         "ICML 2022",
         "1911.11132",
     ),
-    **stored_scores("maxlogit", lambda f, s: max_logit(f["logits"]), needs=("logits",)),
+    score_fn=lambda features, state: max_logit(features["logits"]),
 )
 
 ENERGY = Method(
@@ -226,9 +214,7 @@ ENTROPY = Method(
         "ICCV 2021",
         "2012.06575",
     ),
-    **stored_scores(
-        "entropy", lambda f, s: negative_entropy(f["logits"]), needs=("logits",)
-    ),
+    score_fn=lambda features, state: negative_entropy(features["logits"]),
 )
 
 
@@ -269,11 +255,7 @@ KL_MATCHING = Method(
     needs=("logits",),
     formula=r"S=-\min_c \mathrm{KL}\left(p \,\middle\|\, d_c\right),\; d_c=\mathbb{E}_{x\in\text{train}:\hat y(x)=c}[p(x)]",
     paper=MAX_LOGIT.paper,
-    **stored_scores(
-        "kl-matching",
-        lambda f, s: kl_matching(f["logits"], s.posteriors),
-        needs=("logits",),
-    ),
+    score_fn=lambda features, state: kl_matching(features["logits"], state.posteriors),
     fit=Fit(
         name="class-posteriors",
         fn=fit_class_posteriors,

@@ -111,7 +111,8 @@ def test_dice_equals_masked_head(features, checkpoint_mode, p):
 def test_ash_without_checkpoints_equals_with(features, variant, p, monkeypatch):
     method = get_method(f"ash-{variant}")
     with_checkpoints = method.score(features, blocks=[], p=p)
-    monkeypatch.setattr(shaping, "CHECKPOINTS", 3)  # walks of up to 8 entries, both ways
+    # Walks of up to 8 entries, both ways:
+    monkeypatch.setattr(shaping, "CHECKPOINTS", 3)
     _same(method.score(features, blocks=[], p=p), with_checkpoints)
     monkeypatch.setattr(shaping, "CHECKPOINT_BUDGET", 0)
     _same_float32(method.score(features, blocks=[], p=p), with_checkpoints)

@@ -53,6 +53,15 @@ def radix_sort(x: np.ndarray) -> np.ndarray:
     return source.view(np.float64)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _run_end(x: np.ndarray, start: int) -> int:
+    """The end of the run of values equal to ``x[start]`` in sorted ``x``."""
+    end = start + 1
+    while end < x.size and x[end] == x[start]:
+        end += 1
+    return end
+
+
 @njit(nogil=True, cache=True)
 def merge_counts(a: np.ndarray, b: np.ndarray, k_id: int, k_ood: int) -> tuple:
     """From ID scores ``a`` and OOD scores ``b``, both sorted ascending:
@@ -66,11 +75,9 @@ def merge_counts(a: np.ndarray, b: np.ndarray, k_id: int, k_ood: int) -> tuple:
     twice_u, aupr_in, fp_id = 0, 0.0, 0
     j = 0
     s = 0
-    while s < p:
+    while s < p:  # each run a[s:e] of one ID value v
         v = a[s]
-        e = s + 1
-        while e < p and a[e] == v:
-            e += 1
+        e = _run_end(a, s)
         while j < n and b[j] < v:
             j += 1
         lt = j
@@ -85,11 +92,9 @@ def merge_counts(a: np.ndarray, b: np.ndarray, k_id: int, k_ood: int) -> tuple:
     aupr_out, fp_ood = 0.0, 0
     i = 0
     h = 0
-    while h < n:
+    while h < n:  # each run b[h:e] of one OOD value w
         w = b[h]
-        e = h + 1
-        while e < n and b[e] == w:
-            e += 1
+        e = _run_end(b, h)
         while i < p and a[i] <= w:
             i += 1
         aupr_out += (e - h) * e / (e + i)

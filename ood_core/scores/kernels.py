@@ -231,7 +231,9 @@ def prefix_scores(
                     values[i, min(d - 1, s * stride)]
                     + columns[i, min(d - 1, s * stride)]
                 )
-            out[first] = touched
+            out[first] = (
+                touched  # kept, so that the compiler keeps the reads; row ``first`` is written below
+            )
             for i in range(first, last):
                 s = below[i - first]
                 m = keep
@@ -337,10 +339,4 @@ def class_walk_energy(
             for i in range(rows):
                 acc[q, i] += weight * np.float64(columns_t[column, first + i])
         for i in range(rows):
-            m = acc[0, i]
-            for q in range(1, k):
-                m = max(m, acc[q, i])
-            total = 0.0
-            for q in range(k):
-                total += np.exp(acc[q, i] - m)
-            out[first + i] = m + np.log(total)
+            out[first + i] = _lse(acc[:, i], k)

@@ -39,7 +39,7 @@ def base_logits(h: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarr
 CHECKPOINTS = 32  # running sums stored at 33 positions per row (every D/32 entries) when memory allows
 CHECKPOINT_BUDGET = (
     1 << 30
-)  # bytes; beyond this (e.g. K = 1,000) slider moves walk each row from the start
+)  # bytes; beyond this (e.g. K = 1,000) a slider move is one matrix product with the head (``dense``)
 
 
 def prepare_sorted_rows(

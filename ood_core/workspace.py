@@ -274,6 +274,8 @@ class LoadedWorkspace:
         """A preparation step's arrays for ``features`` (computed once per set, state and ``params``; stored in the
         cache when ``spec.store``); ``arrays`` are what the step reads (``features`` with earlier steps' arrays)."""
         values = {k: (params or {})[k] for k in spec.params}
+        if not spec.reads_state:
+            state = None
         state_key = _state_key(state)
         memo_key = (
             spec.name,

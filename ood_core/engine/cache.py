@@ -19,6 +19,7 @@ Files and folders are created with the user's umask (group-readable by default),
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -152,29 +153,39 @@ class EntryWriter:
     def __init__(self, root: Path):
         self.root = root
         self._arrays: dict[str, np.memmap] = {}
+        self._whole: dict[str, dict] = {}
 
     def write(self, name: str, start: int, values: np.ndarray, total_rows: int) -> None:
         """Write ``values`` at rows ``start:start+len(values)`` of array ``name`` ([total_rows, ...], created on first use)."""
         if name not in self._arrays:
-            path = self.root / f"{name}.npy"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = self._path(name)
             self._arrays[name] = np.lib.format.open_memmap(
                 path, "w+", values.dtype, (total_rows, *values.shape[1:])
             )
         self._arrays[name][start : start + len(values)] = values
 
     def put(self, name: str, array: np.ndarray) -> None:
-        """Write a whole (small) array at once."""
+        """Write a whole array at once: one sequential write, its checksum taken from memory on the way."""
         array = np.ascontiguousarray(array)
-        self.write(
-            name,
-            0,
-            array if array.ndim else array.reshape(1),
-            len(array) if array.ndim else 1,
-        )
+        if not array.ndim:
+            array = array.reshape(1)
+        sha = hashlib.sha256()
+        with open(self._path(name), "wb") as fh:
+            _Hashing(fh, sha).write_array(array)
+        self._whole[name] = {
+            "shape": list(array.shape),
+            "dtype": str(array.dtype),
+            "bytes": self._path(name).stat().st_size,
+            "sha256": sha.hexdigest(),
+        }
+
+    def _path(self, name: str) -> Path:
+        path = self.root / f"{name}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def truncate(self, rows: int) -> None:
-        """Keep only the first ``rows`` rows of every row-indexed array (after skipped samples)."""
+        """Keep only the first ``rows`` rows of every array written batch by batch (after skipped samples)."""
         for name, array in list(self._arrays.items()):
             if array.shape[0] != rows and not name.startswith("head/"):
                 kept = np.array(array[:rows])
@@ -183,10 +194,10 @@ class EntryWriter:
                 self._arrays[name] = np.load(self.root / f"{name}.npy", mmap_mode="r+")
 
     def finish(self) -> dict[str, dict]:
-        """Flush and describe every file (shape, dtype, bytes, sha256) for meta.json."""
-        files = {}
+        """Describe every file (shape, dtype, bytes, sha256) for meta.json. Memory-mapped writes are not synced to
+        disk here: the sha256 in meta.json catches a file that a crash of the machine left incomplete."""
+        files = dict(self._whole)
         for name, array in self._arrays.items():
-            array.flush()
             path = self.root / f"{name}.npy"
             files[name] = {
                 "shape": list(array.shape),
@@ -195,7 +206,22 @@ class EntryWriter:
                 "sha256": file_sha256(path),
             }
         self._arrays.clear()
+        self._whole.clear()
         return files
+
+
+class _Hashing:
+    """A binary file that also feeds every byte written to a hash."""
+
+    def __init__(self, fh, sha):
+        self.fh, self.sha = fh, sha
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return self.fh.write(data)
+
+    def write_array(self, array: np.ndarray) -> None:
+        np.lib.format.write_array(self, array, allow_pickle=False)
 
 
 @dataclass(frozen=True)

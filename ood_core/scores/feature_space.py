@@ -9,7 +9,8 @@
   Mahalanobis distance to one Gaussian fitted to all ID-train features (its own mean and covariance).
 - KNN (Sun et al., ICML 2022): ``−‖z − z_(k)‖₂`` with ``z = h/‖h‖`` and ``z_(k)`` the k-th nearest normalised ID-train
   feature; default k = 50 (CIFAR-10). The ascending distances to the 200 nearest train features are computed once
-  per scored set (float32 matrix products, chunked) so that moving k is a column lookup.
+  per scored set (exactly, by a bfloat16 screen and an exact re-rank on the CPU: ``neighbours``) so that moving k is
+  a column lookup.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..errors import OODLabError
 from . import dense
 from .method import Fit, Method, Param, Prepare, TrainData, arxiv, stored_scores
+from .neighbours import top_similarities
 
 KNN_MAX_K = 200
 
@@ -33,9 +34,14 @@ def class_means(h: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
         raise OODLabError(
             "class means need class labels (≥ 0) for every ID train sample"
         )
+    from scipy.sparse import csr_array
+
     counts = np.bincount(labels, minlength=classes)
-    sums = np.zeros((classes, h.shape[1]))
-    np.add.at(sums, labels, h)
+    one_hot = csr_array(
+        (np.ones(len(labels)), (labels, np.arange(len(labels)))),
+        shape=(classes, len(labels)),
+    )
+    sums = one_hot @ np.asarray(h, np.float64)
     return sums / np.maximum(counts, 1)[:, None]
 
 
@@ -195,24 +201,12 @@ NEIGHBOUR_BANK = Fit(
 
 
 def nearest_distances(
-    queries: np.ndarray, bank: np.ndarray, k: int = KNN_MAX_K, chunk: int = 2048
+    queries: np.ndarray, bank: np.ndarray, k: int = KNN_MAX_K
 ) -> np.ndarray:
-    """Ascending Euclidean distances [N, min(k, N_bank)] from each unit-length query to its nearest bank rows.
-
-    ``‖z − b‖ = sqrt(2 − 2 z·b)`` for unit vectors: one float32 matrix product and ``topk`` per chunk of queries.
-    """
-    bank_t = torch.as_tensor(np.ascontiguousarray(bank, np.float32))
-    k = min(k, len(bank_t))
-    out = np.empty((len(queries), k), np.float32)
-    for start in range(0, len(queries), chunk):
-        z = torch.as_tensor(
-            np.ascontiguousarray(queries[start : start + chunk], np.float32)
-        )
-        similarity = torch.topk(z @ bank_t.T, k, dim=1, sorted=True).values
-        out[start : start + len(z)] = torch.sqrt(
-            torch.clamp(2 - 2 * similarity, min=0)
-        ).numpy()
-    return out
+    """Ascending Euclidean distances [N, min(k, N_bank)] from each unit-length query to its nearest bank rows:
+    ``‖z − b‖ = sqrt(2 − 2 z·b)`` for unit vectors, from the exact top similarities (``neighbours``)."""
+    similarity = top_similarities(queries, bank, k).astype(np.float64)
+    return np.sqrt(np.clip(2 - 2 * similarity, 0, None)).astype(np.float32)
 
 
 KNN_DISTANCES = Prepare(

@@ -10,6 +10,7 @@ move costs one pass over the entries it actually changes.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numba import njit, prange
 
 # Rows are processed in this many contiguous chunks (scratch allocated once per chunk, not per row).
@@ -133,15 +134,16 @@ def line_energy(
 
 def sorted_rows(h: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's values in descending order (float32) and their columns (ties: lower column first), sorted
-    ``rows`` rows at a time (the int64 argsort of all rows at once would be 8 bytes per entry)."""
+    ``rows`` rows at a time by torch's stable sort (on all cores; numpy's argsort is single-threaded and ~3× slower
+    here)."""
     n, d = h.shape
     values = np.empty((n, d), np.float32)
     columns = np.empty((n, d), np.int16 if d < 2**15 else np.int32)
     for start in range(0, n, rows):
-        chunk = np.asarray(h[start : start + rows], np.float32)
-        order = np.argsort(-chunk, axis=1, kind="stable")
-        values[start : start + rows] = np.take_along_axis(chunk, order, axis=1)
-        columns[start : start + rows] = order
+        chunk = torch.from_numpy(np.asarray(h[start : start + rows], np.float32))
+        negated, order = torch.sort(-chunk, dim=1, stable=True)
+        values[start : start + rows] = -negated.numpy()
+        columns[start : start + rows] = order.numpy()
     return values, columns
 
 

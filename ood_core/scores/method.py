@@ -155,7 +155,8 @@ class Prepare:
     set, the state or one of ``params`` (a subset of the method's parameters, usually none) changes.
 
     They are laid over the arrays the method's score function sees (a method may chain several, each seeing the
-    previous ones); ``store`` keeps them in the feature cache.
+    previous ones); ``store`` keeps them in the feature cache. A step that does not read the state
+    (``reads_state=False``) gets ``None`` for it and is shared by every method that uses it, whatever their fits.
     """
 
     name: str
@@ -164,6 +165,7 @@ class Prepare:
     version: int = 1
     store: bool = False
     params: tuple[str, ...] = ()
+    reads_state: bool = True
 
 
 def stored_scores(
@@ -310,7 +312,11 @@ class Method:
         for step in self.prepares:
             features = Overlay(
                 features,
-                step.fn(features, state, **{k: resolved[k] for k in step.params}),
+                step.fn(
+                    features,
+                    state if step.reads_state else None,
+                    **{k: resolved[k] for k in step.params},
+                ),
             )
         return self.score_fn(features, state, **resolved)
 

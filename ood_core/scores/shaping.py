@@ -77,6 +77,7 @@ SORTED_ROWS = Prepare(
     needs=("penultimate", *HEAD),
     store=True,
     version=3,  # 1 had 16 checkpoints per row, 2 stored them row-major
+    reads_state=False,  # one copy per set for ReAct, ASH, SCALE and LINe
 )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import OODLabError
 from . import dense
 from .method import Fit, Method, Param, Prepare, TrainData, arxiv, stored_scores
-from .neighbours import top_similarities
+from .neighbours import Bank, top_similarities
 
 KNN_MAX_K = 200
 
@@ -186,14 +186,14 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NeighbourBank:
-    """The L2-normalised ID-train features [N_train, D] (float32)."""
+    """The L2-normalised ID-train features [N_train, D] (float32), prepared for the neighbour search."""
 
-    bank: np.ndarray
+    bank: Bank
 
 
 NEIGHBOUR_BANK = Fit(
     name="neighbour-bank",
-    fn=lambda train: NeighbourBank(l2_normalise(train["penultimate"])),
+    fn=lambda train: NeighbourBank(Bank(l2_normalise(train["penultimate"]))),
     needs=("penultimate",),
     state=NeighbourBank,
     store=False,  # as large as the train features and cheap to rebuild
@@ -201,7 +201,7 @@ NEIGHBOUR_BANK = Fit(
 
 
 def nearest_distances(
-    queries: np.ndarray, bank: np.ndarray, k: int = KNN_MAX_K
+    queries: np.ndarray, bank: Bank | np.ndarray, k: int = KNN_MAX_K
 ) -> np.ndarray:
     """Ascending Euclidean distances [N, min(k, N_bank)] from each unit-length query to its nearest bank rows:
     ``‖z − b‖ = sqrt(2 − 2 z·b)`` for unit vectors, from the exact top similarities (``neighbours``)."""

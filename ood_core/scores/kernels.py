@@ -140,8 +140,8 @@ def sorted_rows(h: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     values = np.empty((n, d), np.float32)
     columns = np.empty((n, d), np.int16 if d < 2**15 else np.int32)
     for start in range(0, n, rows):
-        chunk = torch.from_numpy(np.asarray(h[start : start + rows], np.float32))
-        negated, order = torch.sort(-chunk, dim=1, stable=True)
+        negated = torch.from_numpy(-np.asarray(h[start : start + rows], np.float32))
+        negated, order = torch.sort(negated, dim=1, stable=True)
         values[start : start + rows] = -negated.numpy()
         columns[start : start + rows] = order.numpy()
     return values, columns

@@ -22,6 +22,8 @@ On a GPU (``dense.score_device``), or for banks too small to gain, the float32 p
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import torch
 from numba import njit, prange
@@ -60,15 +62,42 @@ KEY_LOW = -32640  # the key of −inf (+inf is 32640; beyond are NaN patterns)
 KEY_VALUES = _key_values()
 
 
+class Bank:
+    """Unit-length bank rows (float32 [M, D]) with what the screen needs of them, prepared once and reused for
+    every scored set: their bfloat16 copy, the largest norm of a row, of its bfloat16 copy and of its rounding
+    error."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = np.ascontiguousarray(rows, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @cached_property
+    def rounded(self) -> torch.Tensor:
+        return torch.from_numpy(self.rows).to(torch.bfloat16)
+
+    @cached_property
+    def norms(self) -> tuple[float, float, float]:
+        """max‖b‖, max‖b − b̂‖, max‖b̂‖ (float64, a chunk of rows at a time)."""
+        largest = np.zeros(3)
+        for start in range(0, len(self.rows), dense.ROWS):
+            exact = self.rows[start : start + dense.ROWS].astype(np.float64)
+            rounded = self.rounded[start : start + dense.ROWS].double().numpy()
+            for slot, x in enumerate((exact, exact - rounded, rounded)):
+                largest[slot] = max(largest[slot], np.sqrt((x * x).sum(1).max()))
+        return tuple(largest)
+
+
 def top_similarities(
-    queries: np.ndarray, bank: np.ndarray, k: int, screen: bool | None = None
+    queries: np.ndarray, bank: Bank | np.ndarray, k: int, screen: bool | None = None
 ) -> np.ndarray:
     """The ``k`` largest ``z·b`` over bank rows b, per query row z, in descending order [N, k] (float32).
 
     ``screen`` forces (True) or forbids (False) the bfloat16 screen; by default it is used on the CPU for banks of
-    at least ``SCREEN_MIN_BANK`` rows when k ≤ M/(2·BLOCK)."""
+    at least ``SCREEN_MIN_BANK`` rows when k ≤ M/(2·BLOCK). Pass a ``Bank`` to prepare the bank only once."""
     queries = np.ascontiguousarray(queries, np.float32)
-    bank = np.ascontiguousarray(bank, np.float32)
+    bank = bank if isinstance(bank, Bank) else Bank(bank)
     k = min(int(k), len(bank))
     device = dense.score_device()
     if screen is None:
@@ -78,7 +107,7 @@ def top_similarities(
             and 2 * BLOCK * k <= len(bank)
         )
     if not screen:
-        return _product_top(queries, bank, k, device)
+        return _product_top(queries, bank.rows, k, device)
     if BLOCK * k > len(bank):
         raise ValueError(
             f"the bfloat16 screen needs at least k·BLOCK = {BLOCK * k} bank rows, not {len(bank)}"
@@ -100,14 +129,10 @@ def _product_top(
     return out
 
 
-def _screened_top(queries: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
-    bank_hat = torch.from_numpy(bank).to(torch.bfloat16)
-    bank_norm = np.linalg.norm(bank.astype(np.float64), axis=1).max()
-    bank_hat64 = bank_hat.double().numpy()
-    bank_error = np.linalg.norm(bank - bank_hat64, axis=1).max()
-    bank_hat_norm = np.linalg.norm(bank_hat64, axis=1).max()
-    del bank_hat64
-    gamma = len(bank[0]) * U_FP32 / (1 - len(bank[0]) * U_FP32)
+def _screened_top(queries: np.ndarray, bank: Bank, k: int) -> np.ndarray:
+    bank_norm, bank_error, bank_hat_norm = bank.norms
+    d = bank.rows.shape[1]
+    gamma = d * U_FP32 / (1 - d * U_FP32)
     rho = U_BF16 / (1 - U_BF16)
     cap = min(len(bank), CAP_FACTOR * k + CAP_EXTRA)
     out = np.empty((len(queries), k), np.float32)
@@ -120,15 +145,15 @@ def _screened_top(queries: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
             np.linalg.norm(z - z_hat64, axis=1) * bank_norm
             + z_hat_norm * (bank_error + gamma * bank_hat_norm)
         ) * (1 + 1e-6) + 1e-12
-        bits = (z_hat @ bank_hat.T).view(torch.int16).numpy()
+        bits = (z_hat @ bank.rounded.T).view(torch.int16).numpy()
         candidates = np.empty((len(z), cap), np.int32)
         counts = np.empty(len(z), np.int64)
         _screen(bits, k, error, rho, KEY_VALUES, candidates, counts)
         top = out[start : start + len(z)]
-        _rerank(z, bank, candidates, counts, TILE_BITS, top)
+        _rerank(z, bank.rows, candidates, counts, TILE_BITS, top)
         failed = counts < 0
         if failed.any():
-            top[failed] = _product_top(z[failed], bank, k, torch.device("cpu"))
+            top[failed] = _product_top(z[failed], bank.rows, k, torch.device("cpu"))
     return out
 
 

@@ -238,14 +238,14 @@ def fit_class_posteriors(train: TrainData) -> ClassPosteriors:
 
 
 def kl_matching(logits: np.ndarray, posteriors: np.ndarray) -> np.ndarray:
-    """``−min_c KL(p ‖ d_c) = −min_c Σ_k p_k (log p_k − log d_ck)`` [N]; a template with ``d_ck = 0`` where
-    ``p_k > 0`` is infinitely far."""
-    p, log_p = softmax_rows(logits)
+    """``−min_c KL(p ‖ d_c) = −min_c Σ_k p_k (log p_k − log d_ck)`` [N] (float64, ``kernels.kl_rows``); a template
+    with ``d_ck = 0`` where ``p_k > 0`` is infinitely far."""
     with np.errstate(divide="ignore"):
-        log_d = np.log(posteriors)
+        log_d = np.log(np.asarray(posteriors, np.float64))
     log_d = np.where(np.isfinite(log_d), log_d, -1e300)
-    divergence = row_sums(p * log_p)[:, None] - p @ log_d.T
-    return -divergence.min(axis=1)
+    out = np.empty(len(logits))
+    kernels.kl_rows(np.ascontiguousarray(logits), log_d, out)
+    return out
 
 
 KL_MATCHING = Method(

@@ -161,6 +161,28 @@ def line_energy(
             out[i] = _lse(acc, k)
 
 
+@njit(parallel=True, cache=True)
+def pruned_head(
+    weight: np.ndarray,
+    importance: np.ndarray,
+    threshold: float,
+    prune: bool,
+    active: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """LINe's head for one class c: ``out[k, j] = W[k, j]`` where ``|Φ_c[j]|·W[k, j] > threshold`` (every weight
+    when not ``prune``) and ``active[j]``, else 0. W is the cached float32 head; the product is taken in float64
+    and exact IEEE (no fastmath), so the mask equals ``line.weight_mask``'s."""
+    k, d = weight.shape
+    for q in prange(k):
+        for j in range(d):
+            w = weight[q, j]
+            keep = active[j] and (
+                not prune or importance[j] * np.float64(w) > threshold
+            )
+            out[q, j] = w if keep else np.float32(0.0)
+
+
 def sorted_rows(h: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's values in descending order (float32) and their columns (ties: lower column first), sorted
     ``rows`` rows at a time by torch's stable sort (on all cores; numpy's argsort is single-threaded and ~3× slower

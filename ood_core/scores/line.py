@@ -25,6 +25,7 @@ from ..memo import BoundedMemo
 from . import kernels
 from .feature_space import class_means
 from .method import Fit, Method, Param, Prepare, TrainData, arxiv
+from .quantiles import percentile_in_place
 from .shaping import SORTED_ROWS, prefix_scores
 
 
@@ -64,19 +65,6 @@ def weight_thresholds(
             return np.concatenate(list(pool.map(block, range(0, len(phi), chunk))))
 
     return _thresholds.get(key, compute)
-
-
-def percentile_in_place(rows: np.ndarray, p: float) -> np.ndarray:
-    """``np.percentile(rows, p, axis=1)`` (linear interpolation, numpy's formula) [n], partitioning ``rows`` in
-    place instead of copying them."""
-    size = rows.shape[1]
-    virtual = (size - 1) * (p / 100)
-    below = int(np.floor(virtual))
-    above = min(below + 1, size - 1)
-    rows.partition(sorted({below, above}), axis=1)
-    a, b, t = rows[:, below], rows[:, above], virtual - below
-    difference = b - a
-    return b - difference * (1 - t) if t >= 0.5 else a + difference * t
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:

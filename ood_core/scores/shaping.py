@@ -23,6 +23,7 @@ import numpy as np
 
 from . import dense, kernels
 from .method import Arrays, Fit, Method, Param, Prepare, arxiv
+from .quantiles import sorted_quantiles
 
 QUANTILE_GRID = np.linspace(
     0, 1, 1001
@@ -164,7 +165,10 @@ class ActivationQuantiles:
 ACTIVATION_QUANTILES = Fit(
     name="activation-quantiles",
     fn=lambda train: ActivationQuantiles(
-        np.quantile(np.asarray(train["penultimate"], np.float64).ravel(), QUANTILE_GRID)
+        sorted_quantiles(
+            np.sort(np.asarray(train["penultimate"], np.float32), axis=None),
+            QUANTILE_GRID,
+        )
     ),
     needs=("penultimate",),
     state=ActivationQuantiles,

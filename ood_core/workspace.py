@@ -284,18 +284,18 @@ class LoadedWorkspace:
             state_key,
             digest(values),
         )
-        key = (
-            self._derived_key(
-                features,
-                f"prep-{spec.name}",
-                {"version": spec.version, "state": state_key, "params": values},
-            )
-            if spec.store
-            else None
-        )
         source = features if arrays is None else arrays
 
         def compute() -> dict[str, np.ndarray]:
+            key = (
+                self._derived_key(
+                    features,
+                    f"prep-{spec.name}",
+                    {"version": spec.version, "state": state_key, "params": values},
+                )
+                if spec.store
+                else None
+            )
             if key is None:
                 return spec.fn(source, state, **values)
             try:

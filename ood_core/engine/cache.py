@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +130,10 @@ class FeatureSet:
     def blocks(self) -> list[str]:
         return list(self.meta.get("probes", []))
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """What the arrays are (their checksums; or the meta's ``created`` for in-memory sets)."""
+        """What the arrays are (their checksums; or the meta's ``created`` for in-memory sets); computed once, as
+        every score and memo lookup asks for it."""
         files = self.meta.get("files")
         if files:
             return digest({name: spec.get("sha256") for name, spec in files.items()})[

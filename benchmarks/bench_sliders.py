@@ -15,8 +15,8 @@ First use: with the workspace's derived cache entries (fits, KNN distances) dele
 fitted state and the full Compare table (all methods at their defaults); a second fresh process then reaches the same
 table from the cache. pytorch-ood 0.4 runs the same moves on the same arrays (its detectors + its OODMetrics) for the
 methods both implement; the ratio is printed per method. A method without a slider (MSP, Entropy, Mahalanobis, …) is
-timed as its whole table from the cached arrays, the median of --repeats runs on both sides (pytorch-ood's KNN,
-DICE, ViM and KL-Matching, which refit on every run, once).
+timed as its whole table from the cached arrays; every anchor row is the median of at least 9 runs per side
+(pytorch-ood's KNN, DICE, ViM and KL-Matching, which refit on every run and take up to a minute: once).
 
 Usage: python benchmarks/bench_sliders.py [--size cifar10|imagenet] [--repeats 3] [--no-anchor] [--no-first-use]
 [--quick]
@@ -340,7 +340,8 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
             if param
             else None
         )
-        count = 1 if label in ("KNN", "DICE", "ViM", "KL-Matching") else repeats
+        # Runs that take milliseconds are noisy on 2 shared cores: at least 9 of them per side.
+        count = 1 if label in ("KNN", "DICE", "ViM", "KL-Matching") else max(9, repeats)
         theirs = []
         for _ in range(count):
             start = time.perf_counter()
@@ -349,7 +350,7 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
         mine = ours.get(label, {}).get("near") if param else None
         if mine is None:  # no slider: every set's scores and the table, from the cache
             mine = statistics.median(
-                _table_time(features, label, method) for _ in range(repeats)
+                _table_time(features, label, method) for _ in range(max(9, repeats))
             )
         print(
             f"  {label:<12} {mine * 1e3:9.1f}   {statistics.median(theirs) * 1e3:15.1f}   {statistics.median(theirs) / mine:6.1f}x"

@@ -320,3 +320,16 @@ def test_every_registered_method_is_covered_here():
     assert (
         set(METHODS) == covered
     )  # msp/maxlogit/energy/nap: test_scores.py; ash-p/b: test_ash_equals_per_sample_sort
+
+
+@pytest.mark.parametrize("rows, dim", [(500, 20), (50, 64)])
+def test_precision_equals_sklearns_pseudo_inverse_even_when_rank_deficient(rows, dim):
+    from sklearn.covariance import EmpiricalCovariance
+
+    from ood_core.scores.feature_space import pseudo_inverse
+
+    x = np.random.default_rng(3).normal(size=(rows, dim))
+    x[:, 3] = x[:, 2]  # a repeated feature: the covariance is singular
+    expected = EmpiricalCovariance().fit(x).precision_
+    ours = pseudo_inverse(np.cov(x.T, bias=True))
+    np.testing.assert_allclose(ours, expected, atol=1e-10 * np.abs(expected).max())

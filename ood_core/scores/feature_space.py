@@ -1,8 +1,8 @@
 """Feature-space detectors on the penultimate feature h (higher = more ID).
 
 - Mahalanobis (Lee et al., NeurIPS 2018): ``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` with the ID-train class means μ_c
-  and one shared covariance Σ of ``h − μ_y`` (sklearn ``EmpiricalCovariance``); penultimate layer only, no input
-  pre-processing.
+  and one shared covariance Σ of ``h − μ_y`` (sklearn ``empirical_covariance``, pseudo-inverted as sklearn's
+  ``EmpiricalCovariance`` does); penultimate layer only, no input pre-processing.
 - Mahalanobis++ (Mueller & Hein, ICML 2025): the same score on L2-normalised features ``h/‖h‖₂`` (means and
   covariance fitted on normalised ID-train features).
 - RMDS, the relative Mahalanobis distance (Ren et al., arXiv 2021): ``−min_c [MD_c(h) − MD_0(h)]``, MD_0 the
@@ -54,15 +54,27 @@ class ClassGaussian:
 
 
 def fit_class_gaussian(train: TrainData, normalise: bool = False) -> ClassGaussian:
-    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.covariance import empirical_covariance
 
     h = np.asarray(train["penultimate"], np.float64)
     if normalise:
         h = l2_normalise(h).astype(np.float64)
     means = class_means(h, train["labels"], train["head/weight"].shape[0])
     labels = np.asarray(train["labels"])
-    covariance = EmpiricalCovariance(assume_centered=True).fit(h - means[labels])
-    return ClassGaussian(means, covariance.precision_)
+    covariance = empirical_covariance(h - means[labels], assume_centered=True)
+    return ClassGaussian(means, pseudo_inverse(covariance))
+
+
+def pseudo_inverse(covariance: np.ndarray) -> np.ndarray:
+    """The precision Σ⁺ of a symmetric covariance, as ``scipy.linalg.pinvh`` (which sklearn's
+    ``EmpiricalCovariance`` uses) computes it: eigenvalues at most ``max|λ|·D·ε`` are dropped. numpy's ``eigh`` is
+    ~7× faster here than the path through ``pinvh`` at D = 2,048."""
+    values, vectors = np.linalg.eigh(covariance)
+    kept = (
+        np.abs(values) > np.abs(values).max() * len(values) * np.finfo(np.float64).eps
+    )
+    vectors = vectors[:, kept]
+    return (vectors / values[kept]) @ vectors.T
 
 
 CLASS_GAUSSIAN = Fit(
@@ -81,7 +93,9 @@ NORMALISED_CLASS_GAUSSIAN = Fit(
 
 def mahalanobis(h: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` [N] (float64, a chunk of rows at a time)."""
-    constant = np.einsum("kd,de,ke->k", means, precision, means)
+    constant = ((means @ precision) * means).sum(
+        axis=1
+    )  # μ_cᵀ Σ⁻¹ μ_c (einsum here was a naive K·D·D loop)
 
     def rows(chunk: np.ndarray) -> np.ndarray:
         x = np.asarray(chunk, np.float64)
@@ -140,12 +154,15 @@ class RelativeGaussian:
 
 
 def fit_relative_gaussian(train: TrainData) -> RelativeGaussian:
-    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.covariance import empirical_covariance
 
     classes = fit_class_gaussian(train)
-    background = EmpiricalCovariance().fit(np.asarray(train["penultimate"], np.float64))
+    h = np.asarray(train["penultimate"], np.float64)
     return RelativeGaussian(
-        classes.means, classes.precision, background.location_, background.precision_
+        classes.means,
+        classes.precision,
+        h.mean(axis=0),
+        pseudo_inverse(empirical_covariance(h)),
     )
 
 

@@ -95,7 +95,7 @@ def top_similarities(
     """The ``k`` largest ``z·b`` over bank rows b, per query row z, in descending order [N, k] (float32).
 
     ``screen`` forces (True) or forbids (False) the bfloat16 screen; by default it is used on the CPU for banks of
-    at least ``SCREEN_MIN_BANK`` rows when k ≤ M/(2·BLOCK). Pass a ``Bank`` to prepare the bank only once."""
+    at least ``SCREEN_MIN_BANK`` rows when k ≤ M/(4·BLOCK) (with fewer rows per neighbour it gains nothing). Pass a ``Bank`` to prepare the bank only once."""
     queries = np.ascontiguousarray(queries, np.float32)
     bank = bank if isinstance(bank, Bank) else Bank(bank)
     k = min(int(k), len(bank))
@@ -104,7 +104,7 @@ def top_similarities(
         screen = (
             device.type == "cpu"
             and len(bank) >= SCREEN_MIN_BANK
-            and 2 * BLOCK * k <= len(bank)
+            and 4 * BLOCK * k <= len(bank)
         )
     if not screen:
         return _product_top(queries, bank.rows, k, device)

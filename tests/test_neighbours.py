@@ -95,10 +95,11 @@ def test_nearest_distances_are_the_ascending_euclidean_distances():
     )
 
 
-def test_this_machines_bfloat16_product_obeys_the_screens_bound():
+@pytest.mark.parametrize("dim", [512, 2048])
+def test_this_machines_bfloat16_product_obeys_the_screens_bound(dim):
     """The screen's guarantee rests on bfloat16 inputs multiplied exactly, summed in float32 and rounded once to
-    bfloat16; a build of torch that summed in bfloat16 would fail here."""
-    queries, bank = _relu_data(256, 2048, 512)
+    bfloat16 (to nearest); a build of torch that summed in bfloat16, or truncated, would fail here."""
+    queries, bank = _relu_data(256, 2048, dim)
     z_hat, b_hat = (torch.from_numpy(x).to(torch.bfloat16) for x in (queries, bank))
     product = (z_hat @ b_hat.T).double().numpy()
     exact = z_hat.double().numpy() @ b_hat.double().numpy().T
@@ -120,4 +121,15 @@ def test_key_order_is_the_bfloat16_value_order():
     assert (np.diff(values[finite][order]) >= 0).all()
     np.testing.assert_array_equal(
         neighbours.KEY_VALUES, np.sort(np.unique(values[finite].astype(np.float64)))
+    )
+
+
+def test_a_query_with_nan_is_left_to_the_product_and_stays_nan():
+    queries, bank = _relu_data(10, 4096, 32)
+    queries[2] = np.nan
+    ours = neighbours.top_similarities(queries, bank, 20, screen=True)
+    assert np.isnan(ours[2]).all()  # the workspace then reports non-finite scores
+    rest = np.delete(queries, 2, axis=0)
+    np.testing.assert_allclose(
+        np.delete(ours, 2, axis=0), _brute_force(rest, bank, 20), atol=1e-6
     )

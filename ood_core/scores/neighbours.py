@@ -223,7 +223,8 @@ def _screen(
     The row is cut into blocks of ``BLOCK``; the k-th largest block maximum t₀ has at least k similarities at or
     above it, so τ ≥ t₀ and every bank row in the true top k has a ≥ hi⁻¹(lo(t₀)): those are collected from the
     blocks whose maximum reaches that floor, then narrowed to a ≥ hi⁻¹(lo(τ)). A row that collects more than the
-    buffer holds (near-duplicate or zero vectors) gets ``counts[i] = −1``: the caller computes it by brute force."""
+    buffer holds (near-duplicate or zero vectors), or fewer than k (NaN similarities), gets ``counts[i] = −1``: the
+    caller computes it by brute force."""
     n, m = bits.shape
     cap = candidates.shape[1]
     blocks = (m + BLOCK - 1) // BLOCK
@@ -249,7 +250,7 @@ def _screen(
                         candidates[i, count] = j
                         found[count] = key
                     count += 1
-        if count > cap:
+        if count > cap or count < k:  # (fewer than k only for non-finite similarities)
             counts[i] = -1
             continue
         tau = _kth_largest(found, count, k)

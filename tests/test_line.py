@@ -51,7 +51,7 @@ def test_masks_equal_a_brute_force_per_class_loop(data):
     weight, _, _, _, phi, _ = data
     for p in (10, 50, 90):
         masks = activation_masks(phi, p)
-        thresholds = weight_thresholds(phi, weight, p, chunk=2)
+        thresholds = weight_thresholds(phi, weight, p)
         for c in range(len(phi)):
             np.testing.assert_array_equal(
                 masks[c], [v > np.percentile(phi[c], p) for v in phi[c]]
@@ -114,6 +114,6 @@ def test_memory_stays_bounded_for_imagenet_sized_heads():
         rng.normal(0, 1, (1000, 2048)).astype(np.float32),
     )
     thresholds = weight_thresholds(
-        phi[:32], weight, 10, chunk=16
-    )  # 16×1000×2048 doubles at a time, not K×K×D
+        phi[:32], weight, 10
+    )  # no class's 1000×2048 products are formed
     assert thresholds.shape == (32,) and np.isfinite(thresholds).all()

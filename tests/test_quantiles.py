@@ -1,22 +1,29 @@
-"""The copy-free quantiles equal numpy's bit for bit: ties, both ends, one value, float32 input."""
+"""Quantiles found without numpy's copies equal numpy's bit for bit: ties, zeros, both ends, float32 input."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ood_core.scores.quantiles import percentile_in_place, sorted_quantiles
+from ood_core.scores import line
+from ood_core.scores.quantiles import sorted_quantiles
 from ood_core.scores.shaping import QUANTILE_GRID
 
 RNG = np.random.default_rng(5)
 
 
-@pytest.mark.parametrize("size", [1, 2, 7, 100, 1001])
+@pytest.mark.parametrize("shape", [(1, 5), (10, 40), (30, 17)])
 @pytest.mark.parametrize("p", [0, 0.1, 33.3, 50, 65, 90, 99.9, 100])
-def test_percentile_in_place_equals_numpy(size, p):
-    rows = RNG.integers(0, 5, (4, size)) * RNG.choice([1.0, 0.1], (4, size))
-    expected = np.percentile(rows, p, axis=1)
-    assert np.array_equal(percentile_in_place(rows.copy(), p), expected)
+def test_line_weight_thresholds_equal_numpy_without_forming_the_products(shape, p):
+    classes, dim = 6, shape[1]
+    phi = RNG.normal(size=(classes, dim))
+    phi[:, 2] = 0  # a neuron without importance: its products are all ±0
+    weight = RNG.integers(-3, 4, shape) * 0.25  # ties, zeros, negative weights
+    expected = [
+        np.percentile(np.abs(phi[c])[None, :] * weight, p) for c in range(classes)
+    ]
+    line._thresholds.clear()
+    assert np.array_equal(line.weight_thresholds(phi, weight, p), expected)
 
 
 @pytest.mark.parametrize("size", [1, 3, 1000, 25_600])

@@ -199,6 +199,89 @@ def pruned_head(
             out[q, j] = w if keep else np.float32(0.0)
 
 
+@njit(cache=True, inline="always")
+def _order_key(value: float, buf: np.ndarray, bits: np.ndarray) -> int:
+    """An int64 that orders float64 values as numbers (−0 just below +0); ``buf``/``bits`` view one float64."""
+    buf[0] = value
+    b = bits[0]
+    return b if b >= 0 else -(b & 0x7FFFFFFFFFFFFFFF) - 1
+
+
+@njit(cache=True, inline="always")
+def _order_value(key: int, buf: np.ndarray, bits: np.ndarray) -> float:
+    bits[0] = key if key >= 0 else (-(key + 1)) | np.int64(-0x8000000000000000)
+    return buf[0]
+
+
+@njit(cache=True, inline="always")
+def _first_above(scale: float, sorted_columns: np.ndarray, j: int, value: float) -> int:
+    """The first row i of column j with ``scale · W[i, j] > value`` (the column is ascending and scale ≥ 0, so its
+    products are too): a binary search."""
+    low, high = 0, sorted_columns.shape[0]
+    while low < high:
+        middle = (low + high) >> 1
+        if scale * sorted_columns[middle, j] <= value:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+@njit(cache=True)
+def _products_at_most(
+    scale: np.ndarray, sorted_columns: np.ndarray, value: float
+) -> int:
+    """``#{(i, j): scale_j · W[i, j] ≤ value}`` (float64 products), one binary search per column."""
+    total = 0
+    for j in range(sorted_columns.shape[1]):
+        total += _first_above(scale[j], sorted_columns, j, value)
+    return total
+
+
+@njit(parallel=True, cache=True)
+def product_order_statistics(
+    scales: np.ndarray, sorted_columns: np.ndarray, rank: int, out: np.ndarray
+) -> None:
+    """``out[c] = (v_rank, v_rank+1)``: the rank-th and next smallest (0-based) of the products
+    ``scales[c, j] · W[i, j]`` over all (i, j), exactly, without forming them (LINe's weight thresholds:
+    ``sorted_columns`` is W with each column sorted, scales ≥ 0). A binary search over the float64 values in
+    their int64 order finds the smallest value with more than ``rank`` products at or below it (≤ 64 steps, each
+    counting column by column); the next one is that value again or the smallest product above it."""
+    k, d = sorted_columns.shape
+    for c in prange(scales.shape[0]):
+        buf = np.empty(1)
+        bits = buf.view(np.int64)
+        scale = scales[c]
+        smallest, largest = np.inf, -np.inf
+        for j in range(d):
+            smallest = min(smallest, scale[j] * sorted_columns[0, j])
+            largest = max(largest, scale[j] * sorted_columns[k - 1, j])
+        low = _order_key(smallest, buf, bits)
+        high = _order_key(largest, buf, bits)
+        while low < high:
+            middle = (low >> 1) + (high >> 1) + (low & high & 1)  # ⌊(low + high)/2⌋
+            count = _products_at_most(
+                scale, sorted_columns, _order_value(middle, buf, bits)
+            )
+            if count > rank:
+                high = middle
+            else:
+                low = middle + 1
+        value = _order_value(low, buf, bits)
+        out[c, 0] = value
+        out[c, 1] = value
+        if (
+            rank + 1 < k * d
+            and _products_at_most(scale, sorted_columns, value) == rank + 1
+        ):
+            following = np.inf
+            for j in range(d):
+                row = _first_above(scale[j], sorted_columns, j, value)
+                if row < k:
+                    following = min(following, scale[j] * sorted_columns[row, j])
+            out[c, 1] = following
+
+
 def sorted_rows(h: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's values in descending order (float32) and their columns (ties: lower column first), sorted
     ``rows`` rows at a time by torch's stable sort (on all cores; numpy's argsort is single-threaded and ~3× slower

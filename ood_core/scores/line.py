@@ -14,7 +14,6 @@ Computed grouped by predicted class with matrix products: one K×D mask at a tim
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,10 +21,9 @@ import torch
 from scipy.special import logsumexp
 
 from ..memo import BoundedMemo
-from . import kernels
+from . import kernels, quantiles
 from .feature_space import class_means
 from .method import Fit, Method, Param, Prepare, TrainData, arxiv
-from .quantiles import percentile_in_place
 from .shaping import SORTED_ROWS, prefix_scores
 
 
@@ -45,24 +43,22 @@ def activation_masks(phi: np.ndarray, p_a: float) -> np.ndarray:
     return _keep_above(phi, np.percentile(phi, p_a, axis=1, keepdims=True), p_a)
 
 
-def weight_thresholds(
-    phi: np.ndarray, weight: np.ndarray, p_w: float, chunk: int = 8
-) -> np.ndarray:
-    """``pct_{p_w}(|Φ[c,:]|·W)`` for every class c [K] (as ``np.percentile``), ``chunk`` classes at a time on two
-    threads (bounded memory), memoised per (Φ, W, p_w): the same for every scored set."""
+def weight_thresholds(phi: np.ndarray, weight: np.ndarray, p_w: float) -> np.ndarray:
+    """``pct_{p_w}(|Φ[c,:]|·W)`` for every class c [K], bit for bit as ``np.percentile``, memoised per (Φ, W, p_w):
+    the same for every scored set. No class's K·D products are formed: W's columns are sorted once and
+    ``kernels.product_order_statistics`` finds the two order statistics numpy interpolates between (at K = 1,000,
+    D = 2,048 ~2 s for all classes, where partitioning 2M products per class took 8–15 s)."""
     phi = np.ascontiguousarray(phi, np.float64)
     weight = np.ascontiguousarray(weight, np.float64)
     key = (_fingerprint(phi, weight), float(p_w))
 
     def compute() -> np.ndarray:
-        abs_phi = np.abs(phi)
-
-        def block(start: int) -> np.ndarray:
-            products = abs_phi[start : start + chunk, None, :] * weight[None]
-            return percentile_in_place(products.reshape(len(products), -1), p_w)
-
-        with ThreadPoolExecutor(2) as pool:
-            return np.concatenate(list(pool.map(block, range(0, len(phi), chunk))))
+        virtual, below, _ = quantiles.positions(weight.size, np.float64(p_w) / 100)
+        stats = np.empty((len(phi), 2))
+        kernels.product_order_statistics(
+            np.abs(phi), np.sort(weight, axis=0), int(below), stats
+        )
+        return quantiles.lerp(stats[:, 0], stats[:, 1], virtual - below)
 
     return _thresholds.get(key, compute)
 

@@ -171,13 +171,13 @@ class EntryWriter:
         array = np.ascontiguousarray(array)
         if not array.ndim:
             array = array.reshape(1)
-        sha = hashlib.sha256()
-        with open(self._path(name), "wb") as fh:
+        path, sha = self._path(name), hashlib.sha256()
+        with open(path, "wb") as fh:
             _Hashing(fh, sha).write_array(array)
         self._whole[name] = {
             "shape": list(array.shape),
             "dtype": str(array.dtype),
-            "bytes": self._path(name).stat().st_size,
+            "bytes": path.stat().st_size,
             "sha256": sha.hexdigest(),
         }
 

@@ -93,9 +93,8 @@ NORMALISED_CLASS_GAUSSIAN = Fit(
 
 def mahalanobis(h: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` [N] (float64, a chunk of rows at a time)."""
-    constant = ((means @ precision) * means).sum(
-        axis=1
-    )  # μ_cᵀ Σ⁻¹ μ_c (einsum here was a naive K·D·D loop)
+    # μ_cᵀ Σ⁻¹ μ_c by BLAS (numpy's einsum ran this as a naive K·D·D loop)
+    constant = ((means @ precision) * means).sum(axis=1)
 
     def rows(chunk: np.ndarray) -> np.ndarray:
         x = np.asarray(chunk, np.float64)

@@ -268,18 +268,17 @@ def product_order_statistics(
             else:
                 low = middle + 1
         value = _order_value(low, buf, bits)
+        at_most, following = (
+            0,
+            np.inf,
+        )  # products ≤ value, and the smallest one above it
+        for j in range(d):
+            row = _first_above(scale[j], sorted_columns, j, value)
+            at_most += row
+            if row < k:
+                following = min(following, scale[j] * sorted_columns[row, j])
         out[c, 0] = value
-        out[c, 1] = value
-        if (
-            rank + 1 < k * d
-            and _products_at_most(scale, sorted_columns, value) == rank + 1
-        ):
-            following = np.inf
-            for j in range(d):
-                row = _first_above(scale[j], sorted_columns, j, value)
-                if row < k:
-                    following = min(following, scale[j] * sorted_columns[row, j])
-            out[c, 1] = following
+        out[c, 1] = following if at_most == rank + 1 and rank + 1 < k * d else value
 
 
 def sorted_rows(h: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:

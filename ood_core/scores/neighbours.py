@@ -95,7 +95,8 @@ def top_similarities(
     """The ``k`` largest ``z·b`` over bank rows b, per query row z, in descending order [N, k] (float32).
 
     ``screen`` forces (True) or forbids (False) the bfloat16 screen; by default it is used on the CPU for banks of
-    at least ``SCREEN_MIN_BANK`` rows when k ≤ M/(4·BLOCK) (with fewer rows per neighbour it gains nothing). Pass a ``Bank`` to prepare the bank only once."""
+    at least ``SCREEN_MIN_BANK`` rows when k ≤ M/(4·BLOCK) (with fewer rows per neighbour it gains nothing). Pass
+    a ``Bank`` to prepare the bank only once."""
     queries = np.ascontiguousarray(queries, np.float32)
     bank = bank if isinstance(bank, Bank) else Bank(bank)
     k = min(int(k), len(bank))

@@ -189,6 +189,17 @@ def test_output_scores_equal_scipy(features, temperature):
     )
 
 
+def test_output_scores_keep_non_finite_rows_non_finite():
+    """A NaN or infinite logit gives a NaN score (which the workspace reports), not a finite number from the
+    row sums; the other rows are unaffected."""
+    z = np.array(
+        [[1, 2, 3], [np.nan, 0, 1], [0, np.nan, 1], [np.inf, 0, 0]], np.float32
+    )
+    for name in ("energy", "msp", "gen", "entropy"):
+        scores = get_method(name).score({"logits": z}, blocks=[])
+        assert np.isfinite(scores[0]) and np.isnan(scores[1:]).all(), name
+
+
 # --- pytorch-ood on the same arrays: the scores are its outlier scores negated (it says higher = more OOD) ------------
 
 

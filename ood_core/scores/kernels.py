@@ -126,6 +126,17 @@ def nap_rows(
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
+def row_sums(values: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = Σ_j values[i, j]`` (float64 values)."""
+    n, c = values.shape
+    for i in prange(n):
+        s = 0.0
+        for j in range(c):
+            s += values[i, j]
+        out[i] = s
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
 def row_means(values: np.ndarray, out: np.ndarray) -> None:
     """``out[i] = mean_j values[i, j]`` in float64."""
     n, c = values.shape

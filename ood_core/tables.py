@@ -3,7 +3,7 @@ histograms, extremes and where uploaded images fall — all from a loaded worksp
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -76,12 +76,19 @@ def block_sweep(
 
 
 def all_methods_table(
-    features: LoadedWorkspace, methods: Sequence[tuple[Method, dict]]
+    features: LoadedWorkspace,
+    methods: Sequence[tuple[Method, dict]],
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> pd.DataFrame:
     """The Compare table: one row per (method, OOD set) plus per-method means, metrics in %; rows are named by
     the methods' labels (each method appears once). Each method's rows are memoised, so a slider move recomputes
-    only the moved method's scores and metrics."""
-    parts = [method_rows(features, m, p) for m, p in methods]
+    only the moved method's scores and metrics. ``progress(done, total, label)`` is called before each method
+    (a method's first use on a workspace fits and stores its train statistics: seconds at benchmark size)."""
+    parts = []
+    for done, (method, params) in enumerate(methods):
+        if progress:
+            progress(done, len(methods), method.label)
+        parts.append(method_rows(features, method, params))
     return pd.concat(parts, ignore_index=True) if parts else metrics_table({})
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -314,6 +316,28 @@ def colour(name: str) -> str:
     if name in ws.ood_datasets:  # each OOD set keeps its colour on every page
         return OOD_COLOURS[ws.ood_datasets.index(name) % len(OOD_COLOURS)]
     return PSEUDO_OOD_COLOUR
+
+
+@contextmanager
+def first_use_progress(
+    after_s: float = 0.5,
+) -> Iterator[Callable[[int, int, str], None]]:
+    """A ``progress(done, total, label)`` callback that draws a progress bar once the work has run ``after_s``
+    (a method's first use at benchmark size fits train statistics for seconds; a cached rerun never shows it)."""
+    placeholder, started, shown = st.empty(), time.perf_counter(), []
+
+    def progress(done: int, total: int, label: str) -> None:
+        if time.perf_counter() - started >= after_s:
+            shown.append(True)
+            placeholder.progress(
+                done / max(total, 1),
+                text=f"Scoring {label} ({done + 1} of {total}): a method's first use on this workspace fits its train "
+                "statistics and stores them in the cache, so later visits and slider moves reuse them.",
+            )
+
+    yield progress
+    if shown:
+        placeholder.empty()
 
 
 def require_features() -> LoadedWorkspace:

@@ -13,6 +13,7 @@ from ood_core.scores import METHODS
 from ood_core.tuning import described
 from pages.common import (
     ensure_app_shell,
+    first_use_progress,
     histogram_figure,
     keep_widget_state,
     observations,
@@ -106,8 +107,8 @@ def comparison() -> None:
     order = [m.label for m, _ in methods]
     sets = [*features.ood, *(["mean"] if len(features.ood) > 1 else [])]
     with results:
-        with st.spinner("Scoring…"):
-            table = tables.all_methods_table(features, methods)
+        with st.spinner("Scoring…"), first_use_progress() as progress:
+            table = tables.all_methods_table(features, methods, progress)
         shown = st.segmented_control(
             "Metric",
             ["AUROC ↑", "FPR95 ↓", "All metrics"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -135,6 +136,15 @@ def test_ab_pairs_two_settings_and_their_difference(extracted):
     assert table.loc["mean", "Δ AUROC (B − A)"] == pytest.approx(
         energy.loc["mean", "AUROC"] - default.loc["mean", "AUROC"]
     )
+
+
+def test_the_compare_table_reports_progress_before_each_method(extracted):
+    features = workspace_features(Workspace())
+    methods = [(get_method(name), {}) for name in ("msp", "energy", "nap-energy")]
+    calls = []
+    table = all_methods_table(features, methods, lambda *call: calls.append(call))
+    assert calls == [(0, 3, "MSP"), (1, 3, "Energy"), (2, 3, "NAP-Energy")]
+    pd.testing.assert_frame_equal(table, all_methods_table(features, methods))
 
 
 @pytest.mark.parametrize(

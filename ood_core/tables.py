@@ -368,8 +368,14 @@ def methods_markdown() -> str:
             )
         if method.parts:
             needs.append(
-                "combines " + " + ".join(part.label for part, _ in method.parts)
-            )
+                "combines "
+                + " + ".join(
+                    part.label
+                    if part.name in METHODS
+                    else f"{part.label} ({extra(part)})"
+                    for part, _ in method.parts
+                )
+            )  # an unlisted part (RMDS's MD₀) says what it fits and stores
         if method.cost != "cache":
             needs.append(
                 {"reinference": "re-runs the model", "training": "trains a network"}[

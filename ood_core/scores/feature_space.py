@@ -142,36 +142,44 @@ MAHALANOBIS_PLUS = Method(
 
 
 @dataclass(frozen=True)
-class RelativeGaussian:
-    """Class means μ_c [K, D] and shared precision Σ⁻¹, plus the background Gaussian of all ID-train features:
-    mean μ_0 [D] and precision Σ_0⁻¹ [D, D]."""
+class BackgroundGaussian:
+    """Mean μ_0 [D] and precision Σ_0⁻¹ [D, D] of all ID-train features (one Gaussian, classes ignored)."""
 
-    means: np.ndarray
+    mean: np.ndarray
     precision: np.ndarray
-    background_mean: np.ndarray
-    background_precision: np.ndarray
 
 
-def fit_relative_gaussian(train: TrainData) -> RelativeGaussian:
+def fit_background_gaussian(train: TrainData) -> BackgroundGaussian:
     from sklearn.covariance import empirical_covariance
 
-    classes = fit_class_gaussian(train)
     h = np.asarray(train["penultimate"], np.float64)
-    return RelativeGaussian(
-        classes.means,
-        classes.precision,
-        h.mean(axis=0),
-        pseudo_inverse(empirical_covariance(h)),
-    )
+    return BackgroundGaussian(h.mean(axis=0), pseudo_inverse(empirical_covariance(h)))
 
 
-def relative_mahalanobis(h: np.ndarray, state: RelativeGaussian) -> np.ndarray:
-    """``−min_c [MD_c(h) − MD_0(h)] = mahalanobis(h) + MD_0(h)`` [N]."""
-    background = -mahalanobis(
-        h, state.background_mean[None, :], state.background_precision
-    )
-    return mahalanobis(h, state.means, state.precision) + background
-
+RMDS_PAPER = arxiv(
+    "A Simple Fix to Mahalanobis Distance for Improving Near-OOD Detection",
+    "arXiv 2021",
+    "2106.09022",
+)
+BACKGROUND_DISTANCE = Method(
+    name="rmds-background",
+    label="MD₀",
+    family="feature",
+    needs=("penultimate",),
+    formula=r"S=MD_0(h)=(h-\mu_0)^\top\Sigma_0^{-1}(h-\mu_0)",
+    paper=RMDS_PAPER,
+    fit=Fit(
+        name="background-gaussian",
+        fn=fit_background_gaussian,
+        needs=("penultimate",),
+        state=BackgroundGaussian,
+    ),
+    **stored_scores(
+        "rmds-background",
+        lambda f, s: -mahalanobis(f["penultimate"], s.mean[None, :], s.precision),
+    ),
+    sign="higher = farther from the ID-train mean",
+)  # RMDS's second part, not registered: alone it is not a detector
 
 RMDS = Method(
     name="rmds",
@@ -179,18 +187,10 @@ RMDS = Method(
     family="feature",
     needs=("penultimate",),
     formula=r"S=-\min_c\left[MD_c(h)-MD_0(h)\right],\; MD_0(h)=(h-\mu_0)^\top\Sigma_0^{-1}(h-\mu_0)",
-    paper=arxiv(
-        "A Simple Fix to Mahalanobis Distance for Improving Near-OOD Detection",
-        "arXiv 2021",
-        "2106.09022",
-    ),
-    fit=Fit(
-        name="relative-gaussian",
-        fn=fit_relative_gaussian,
-        needs=("penultimate", "labels", "head/weight"),
-        state=RelativeGaussian,
-    ),
-    **stored_scores("rmds", lambda f, s: relative_mahalanobis(f["penultimate"], s)),
+    paper=RMDS_PAPER,
+    # −min_c [MD_c − MD_0] = −min_c MD_c + MD_0: Mahalanobis's scores (its fit and stored scores are shared) plus MD_0.
+    score_fn=lambda class_scores, background: class_scores + background,
+    parts=((MAHALANOBIS, ()), (BACKGROUND_DISTANCE, ())),
 )
 
 

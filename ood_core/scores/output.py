@@ -37,9 +37,9 @@ def shifted(
 def exp_shifted(
     logits: np.ndarray, temperature: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``e^{(z − max z)/T}`` [N, K] and ``max z`` [N], in float64."""
+    """``e^{(z − max z)/T}`` [N, K] and ``max z`` [N], in float64, for row sums (``kernels.exp_of_shifted``)."""
     values, top = shifted(logits, temperature)
-    return np.exp(values, out=values), top
+    return kernels.exp_of_shifted(values), top
 
 
 def row_sums(values: np.ndarray) -> np.ndarray:

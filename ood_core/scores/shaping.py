@@ -95,12 +95,16 @@ def prefix_scores(
     if features["sorted/sums"].shape[1] != len(features["sorted/values"]):
         return dense_prefix_scores(features, mode, clip, keep)
     out = np.empty(len(features["sorted/base"]))
+    energy = mode != kernels.CLIPPED_ARGMAX
+    shifted = np.empty((len(out) if energy else 0, len(features["head/bias"])))
     kernels.prefix_scores(
         features["sorted/values"], features["sorted/columns"], features["sorted/marks"], weight_t(features),
         int(features["sorted/stride"][0]), features["sorted/sums"], features["sorted/base"],
         np.asarray(features["head/bias"], np.float64),
-        features["sorted/row_sums"], mode, float(clip), kernels.float32_floor(clip), int(keep), out,
+        features["sorted/row_sums"], mode, float(clip), kernels.float32_floor(clip), int(keep), out, shifted,
     )  # fmt: skip
+    if energy:
+        kernels.finish_energy(kernels.exp_of_shifted(shifted), out)
     return out
 
 

@@ -514,8 +514,10 @@ def class_walk_energy(
     walk_weight: np.ndarray,
     bias: np.ndarray,
     out: np.ndarray,
+    shifted: np.ndarray,
 ) -> None:
-    """``out_i = logsumexp_k(b_k + checkpoints[k, slot[k], i] + Σ_{e: class e = k} w_e · h_i[column e])``: every
+    """The logits ``z_ik = b_k + checkpoints[k, slot[k], i] + Σ_{e: class e = k} w_e · h_i[column e]`` as
+    ``out[i] = max_k z_ik`` and ``shifted[i] = z_i − max_k z_ik`` (``finish_energy`` makes the energy of them): every
     class starts from one checkpoint and walks the same few columns in every row, so the rows are read in blocks as
     contiguous runs of the checkpoints and of the transposed activations ``columns_t`` [D, N]."""
     k = bias.shape[0]
@@ -532,4 +534,11 @@ def class_walk_energy(
             for i in range(rows):
                 acc[q, i] += weight * np.float64(columns_t[column, first + i])
         for i in range(rows):
-            out[first + i] = _lse(acc[:, i], k)
+            best = 0
+            for q in range(1, k):
+                if acc[q, i] > acc[best, i]:
+                    best = q
+            top = acc[best, i]
+            out[first + i] = top
+            for q in range(k):
+                shifted[first + i, q] = acc[q, i] - top

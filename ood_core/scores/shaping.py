@@ -275,10 +275,11 @@ def dice_score(features: Arrays, state: DiceOrder, p: float) -> np.ndarray:
     if features["dice/checkpoints"].shape[2] != len(h):
         return _masked_energy(h, state, counts, bias)
     slot, walk = _dice_walk(state, counts, features["dice/checkpoints"].shape[1])
-    out = np.empty(len(h))
+    out, shifted = np.empty(len(h)), np.empty((len(h), len(bias)))
     kernels.class_walk_energy(
-        features["dice/checkpoints"], slot, features["dice/columns"], *walk, bias, out
-    )
+        features["dice/checkpoints"], slot, features["dice/columns"], *walk, bias, out, shifted
+    )  # fmt: skip
+    kernels.finish_energy(kernels.exp_of_shifted(shifted), out)
     return out
 
 

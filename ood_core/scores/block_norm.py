@@ -35,8 +35,8 @@ def feature_norm(features: Arrays, block: str) -> np.ndarray:
     """``FN_b(x) = mean_c ‖ReLU(A_c)‖₂`` [N] from the cached per-channel L2 norms."""
     l2 = np.ascontiguousarray(features[f"blocks/{block}/l2"])
     out = np.empty(len(l2))
-    kernels.row_means(l2, out)
-    return out
+    kernels.row_sums(l2, out)
+    return out / l2.shape[1]
 
 
 def norm_ratio(

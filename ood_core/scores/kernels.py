@@ -35,6 +35,14 @@ def float32_floor(value: float) -> np.float32:
 EXP_FLOOR = -700.0
 
 
+def finish_energy(shifted: np.ndarray, top: np.ndarray) -> None:
+    """``top[i] += log Σ_k e^{shifted[i, k]}``: the energies from the kernels' row maxima and shifted logits
+    (``shifted`` is overwritten by its exponentials)."""
+    totals = np.empty(len(top))
+    row_sums(exp_of_shifted(shifted), totals)
+    top += np.log(totals)
+
+
 def exp_of_shifted(shifted: np.ndarray) -> np.ndarray:
     """``e^{shifted}`` in place, for rows of ``z − max z`` (≤ 0, a 0 in each) whose exponentials are only summed:
     entries below ``EXP_FLOOR`` are raised to it first (the row sums are bit for bit the same; NaN stays NaN)."""
@@ -139,24 +147,13 @@ def nap_rows(
 
 @njit(parallel=True, cache=True, fastmath=FAST)
 def row_sums(values: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = Σ_j values[i, j]`` (float64 values)."""
-    n, c = values.shape
-    for i in prange(n):
-        s = 0.0
-        for j in range(c):
-            s += values[i, j]
-        out[i] = s
-
-
-@njit(parallel=True, cache=True, fastmath=FAST)
-def row_means(values: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = mean_j values[i, j]`` in float64."""
+    """``out[i] = Σ_j values[i, j]``, accumulated in float64 (float32 or float64 values)."""
     n, c = values.shape
     for i in prange(n):
         s = 0.0
         for j in range(c):
             s += np.float64(values[i, j])
-        out[i] = s / c
+        out[i] = s
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
@@ -448,17 +445,6 @@ def prefix_scores(
                     out[i] = w_acc[best]
                     for q in range(k):
                         shifted[i, q] = w_acc[q] - w_acc[best]
-
-
-@njit(parallel=True, cache=True, fastmath=FAST)
-def finish_energy(exponentials: np.ndarray, top: np.ndarray) -> None:
-    """``top[i] += log Σ_k exponentials[i, k]``: the energy from ``prefix_scores``'s maxima and ``e^{shifted}``."""
-    n, k = exponentials.shape
-    for i in prange(n):
-        total = 0.0
-        for q in range(k):
-            total += exponentials[i, q]
-        top[i] += np.log(total)
 
 
 @njit(cache=True, inline="always", fastmath=FAST)

@@ -104,7 +104,7 @@ def prefix_scores(
         features["sorted/row_sums"], mode, float(clip), kernels.float32_floor(clip), int(keep), out, shifted,
     )  # fmt: skip
     if energy:
-        kernels.finish_energy(kernels.exp_of_shifted(shifted), out)
+        kernels.finish_energy(shifted, out)
     return out
 
 
@@ -279,7 +279,7 @@ def dice_score(features: Arrays, state: DiceOrder, p: float) -> np.ndarray:
     kernels.class_walk_energy(
         features["dice/checkpoints"], slot, features["dice/columns"], *walk, bias, out, shifted
     )  # fmt: skip
-    kernels.finish_energy(kernels.exp_of_shifted(shifted), out)
+    kernels.finish_energy(shifted, out)
     return out
 
 

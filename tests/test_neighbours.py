@@ -133,3 +133,21 @@ def test_a_query_with_nan_is_left_to_the_product_and_stays_nan():
     np.testing.assert_allclose(
         np.delete(ours, 2, axis=0), _brute_force(rest, bank, 20), atol=1e-6
     )
+
+
+def test_the_bank_screens_with_its_rows_less_their_mean():
+    """The screen multiplies by b − c (c the bank's mean row, which ranks a query's bank rows alike); the bound's
+    norms must be those of the centred rows and of their own bfloat16 rounding."""
+    _, rows = _relu_data(1, 3000, 48)
+    bank = neighbours.Bank(rows)
+    centred = rows.astype(np.float64) - rows.astype(np.float64).mean(axis=0)
+    rounded = torch.from_numpy(centred).to(torch.bfloat16).double().numpy()
+    np.testing.assert_allclose(bank.rounded.double().numpy(), rounded, atol=2**-9)
+    expected = [
+        np.linalg.norm(x, axis=1).max()
+        for x in (centred, centred - bank.rounded.double().numpy(), rounded)
+    ]
+    np.testing.assert_allclose(bank.norms, expected, rtol=1e-6)
+    assert (
+        bank.norms[0] < 1
+    )  # ReLU rows share a large mean: every centred row is shorter than the unit rows

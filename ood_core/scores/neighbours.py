@@ -7,8 +7,9 @@ still be among the true top k, by a bound on the rounding errors this query actu
 (float64 sums of the float32 vectors) and the top k of those are returned. The result is the brute-force result,
 not an approximation.
 
-The bound, for query z and any bank row b, with ẑ, b̂ the bfloat16-rounded vectors and a their bfloat16 product
-(float32 accumulation over D terms, then rounded to bfloat16, unit roundoff u = 2⁻⁸):
+The bound, for query z and any bank row b (centred: the bank's mean row subtracted, see ``Bank``), with ẑ, b̂ the
+bfloat16-rounded vectors and a their bfloat16 product (float32 accumulation over D terms, then rounded to bfloat16,
+unit roundoff u = 2⁻⁸):
 
     |a − ẑ·b̂|  ≤ ρ|a| + γ_D ‖ẑ‖ max‖b̂‖          ρ = u/(1 − u),  γ_D = D·2⁻²⁴ / (1 − D·2⁻²⁴)
     |ẑ·b̂ − z·b| ≤ ‖z − ẑ‖ max‖b‖ + ‖ẑ‖ max‖b − b̂‖   (Cauchy–Schwarz, with the errors actually made)
@@ -63,26 +64,38 @@ KEY_VALUES = _key_values()
 
 
 class Bank:
-    """Unit-length bank rows (float32 [M, D]) with what the screen needs of them, prepared once and reused for
-    every scored set: their bfloat16 copy, the largest norm of a row, of its bfloat16 copy and of its rounding
-    error."""
+    """Unit-length bank rows b (float32 [M, D]) with what the screen needs of them, prepared once and reused for every
+    scored set.
+
+    The screen multiplies by the rows less their mean c: z·b = z·(b − c) + z·c, and z·c is the same for every bank
+    row of one query, so it ranks the rows alike. The products z·(b − c) are several times smaller than z·b (ReLU
+    features share a large mean), and so are their rounding errors: fewer candidates to re-score. ``rounded`` is the
+    bfloat16 copy of b − c (exact in float64: c is float32), ``norms`` the largest norm of b − c, of its rounding
+    error and of its bfloat16 copy."""
 
     def __init__(self, rows: np.ndarray):
         self.rows = np.ascontiguousarray(rows, np.float32)
+        self.centre = self.rows.mean(axis=0, dtype=np.float64).astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _centred(self, start: int) -> np.ndarray:
+        return self.rows[start : start + dense.ROWS].astype(np.float64) - self.centre
+
     @cached_property
     def rounded(self) -> torch.Tensor:
-        return torch.from_numpy(self.rows).to(torch.bfloat16)
+        out = torch.empty(self.rows.shape, dtype=torch.bfloat16)
+        for start in range(0, len(self.rows), dense.ROWS):
+            out[start : start + dense.ROWS] = torch.from_numpy(self._centred(start))
+        return out
 
     @cached_property
     def norms(self) -> tuple[float, float, float]:
-        """max‖b‖, max‖b − b̂‖, max‖b̂‖ (float64, a chunk of rows at a time)."""
+        """max‖b − c‖, max‖(b − c) − bf16(b − c)‖, max‖bf16(b − c)‖ (float64, a chunk of rows at a time)."""
         largest = np.zeros(3)
         for start in range(0, len(self.rows), dense.ROWS):
-            exact = self.rows[start : start + dense.ROWS].astype(np.float64)
+            exact = self._centred(start)
             rounded = self.rounded[start : start + dense.ROWS].double().numpy()
             for slot, x in enumerate((exact, exact - rounded, rounded)):
                 largest[slot] = max(largest[slot], np.sqrt((x * x).sum(1).max()))

@@ -54,8 +54,6 @@ def row_sums(values: np.ndarray) -> np.ndarray:
 def softmax_rows(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``p = softmax(z)`` and ``log p`` [N, K] in float64, with one exp per entry."""
     z = np.asarray(logits, np.float64)
-    # numpy, not ``shifted``: a numba parallel region right before KL-Matching's BLAS product makes the two thread
-    # pools contend (measured 4× slower).
     values = z - z.max(axis=1, keepdims=True)
     exponentials = np.exp(values)
     totals = row_sums(exponentials)

@@ -43,9 +43,9 @@ def exp_shifted(
 
 
 def row_sums(values: np.ndarray) -> np.ndarray:
-    """``Σ_k values[i, k]`` [N] (``kernels.row_sums``: 8× faster than ``sum(axis=1)`` on rows of 10; BLAS's
-    matrix-vector product was as fast alone, but its threads and numba's spin against each other on 2 cores, which
-    made every call between two numba kernels ~7 ms)."""
+    """``Σ_k values[i, k]`` [N] (``kernels.row_sums``: 8× faster than ``sum(axis=1)`` on rows of 10). BLAS's
+    matrix-vector product was as fast alone, but between two numba kernels its threads and numba's spun against each
+    other on 2 cores: ~4 ms for each side instead of 0.1–0.3 ms."""
     out = np.empty(len(values))
     kernels.row_sums(np.ascontiguousarray(values, np.float64), out)
     return out

@@ -324,11 +324,12 @@ def first_use_progress(
 ) -> Iterator[Callable[[int, int, str], None]]:
     """A ``progress(done, total, label)`` callback that draws a progress bar once the work has run ``after_s``
     (a method's first use at benchmark size fits train statistics for seconds; a cached rerun never shows it)."""
-    placeholder, started, shown = st.empty(), time.perf_counter(), []
+    placeholder, started, shown = st.empty(), time.perf_counter(), False
 
     def progress(done: int, total: int, label: str) -> None:
+        nonlocal shown
         if time.perf_counter() - started >= after_s:
-            shown.append(True)
+            shown = True
             placeholder.progress(
                 done / max(total, 1),
                 text=f"Scoring {label} ({done + 1} of {total}): a method's first use on this workspace fits its train "

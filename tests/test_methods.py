@@ -322,14 +322,49 @@ def test_every_registered_method_is_covered_here():
     )  # msp/maxlogit/energy/nap: test_scores.py; ash-p/b: test_ash_equals_per_sample_sort
 
 
+@pytest.mark.parametrize("chunk_elements", [7, 64, 1 << 21])
+def test_chunked_class_moments_equal_whole_array_numpy(monkeypatch, chunk_elements):
+    from ood_core.scores import moments
+
+    monkeypatch.setattr(
+        moments, "CHUNK_ELEMENTS", chunk_elements
+    )  # 1 row, 8 rows with a remainder, one chunk
+    rng = np.random.default_rng(4)
+    h = rng.normal(size=(203, 8)).astype(np.float32)
+    labels = rng.integers(0, 4, len(h))
+    labels[labels == 2] = 3  # class 2 has no sample: its mean is zero
+    means = moments.class_means(h, labels, 4)
+    expected = np.stack(
+        [
+            h[labels == c].astype(np.float64).mean(0)
+            if (labels == c).any()
+            else np.zeros(8)
+            for c in range(4)
+        ]
+    )
+    np.testing.assert_allclose(means, expected, rtol=1e-12, atol=1e-15)
+    centred = h.astype(np.float64) - means[labels]
+    ours = moments.covariance(h, lambda a, b: means[labels[a:b]])
+    np.testing.assert_allclose(
+        ours, centred.T @ centred / len(h), rtol=1e-12, atol=1e-15
+    )
+
+
 @pytest.mark.parametrize("rows, dim", [(500, 20), (50, 64)])
 def test_precision_equals_sklearns_pseudo_inverse_even_when_rank_deficient(rows, dim):
-    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.covariance import EmpiricalCovariance, empirical_covariance
 
     from ood_core.scores.feature_space import pseudo_inverse
+    from ood_core.scores.moments import covariance
 
     x = np.random.default_rng(3).normal(size=(rows, dim))
     x[:, 3] = x[:, 2]  # a repeated feature: the covariance is singular
     expected = EmpiricalCovariance().fit(x).precision_
-    ours = pseudo_inverse(np.cov(x.T, bias=True))
+    mean = x.mean(axis=0)
+    ours_covariance = covariance(x, lambda a, b: mean)
+    np.testing.assert_allclose(ours_covariance, empirical_covariance(x), atol=1e-12)
+    assert np.array_equal(
+        x.mean(axis=0), mean
+    )  # the rows were copied, not centred in place
+    ours = pseudo_inverse(ours_covariance)
     np.testing.assert_allclose(ours, expected, atol=1e-10 * np.abs(expected).max())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ood_core.scores import line
-from ood_core.scores.quantiles import sorted_quantiles
+from ood_core.scores.quantiles import merged_order_statistics, quantiles
 from ood_core.scores.shaping import QUANTILE_GRID
 
 RNG = np.random.default_rng(5)
@@ -26,10 +26,29 @@ def test_line_weight_thresholds_equal_numpy_without_forming_the_products(shape, 
     assert np.array_equal(line.weight_thresholds(phi, weight, p), expected)
 
 
-@pytest.mark.parametrize("size", [1, 3, 1000, 25_600])
-def test_sorted_quantiles_equal_numpy_on_the_float64_values(size):
+@pytest.mark.parametrize("size", [1, 2, 3, 1000, 25_600])
+def test_quantiles_equal_numpy_on_the_float64_values(size):
     values = np.maximum(RNG.normal(0.2, 1, size), 0).astype(
         np.float32
     )  # many exact zeros
     expected = np.quantile(values.astype(np.float64), QUANTILE_GRID)
-    assert np.array_equal(sorted_quantiles(np.sort(values), QUANTILE_GRID), expected)
+    assert np.array_equal(quantiles(values.reshape(-1, 1), QUANTILE_GRID), expected)
+
+
+def test_quantiles_of_values_with_a_nan_are_nan_as_numpys():
+    values = RNG.normal(size=101)
+    values[40] = np.nan
+    assert np.isnan(quantiles(values, QUANTILE_GRID)).all()
+    assert np.isnan(np.quantile(values, QUANTILE_GRID)).all()
+
+
+@pytest.mark.parametrize(
+    "sizes", [(0, 5), (5, 0), (1, 1), (7, 300), (300, 7), (64, 64)]
+)
+def test_order_statistics_of_two_sorted_arrays_equal_a_merge(sizes):
+    first, second = (
+        np.sort(RNG.integers(0, 6, n)).astype(np.float32) for n in sizes
+    )  # many ties across them
+    ranks = np.arange(sum(sizes))
+    merged = np.sort(np.concatenate([first, second]))
+    assert np.array_equal(merged_order_statistics(first, second, ranks), merged)

@@ -1,7 +1,7 @@
 """Feature-space detectors on the penultimate feature h (higher = more ID).
 
 - Mahalanobis (Lee et al., NeurIPS 2018): ``−min_c (h − μ_c)ᵀ Σ⁻¹ (h − μ_c)`` with the ID-train class means μ_c
-  and one shared covariance Σ of ``h − μ_y`` (sklearn ``empirical_covariance``, pseudo-inverted as sklearn's
+  and one shared covariance Σ of ``h − μ_y`` (as sklearn's ``empirical_covariance``, pseudo-inverted as sklearn's
   ``EmpiricalCovariance`` does); penultimate layer only, no input pre-processing.
 - Mahalanobis++ (Mueller & Hein, ICML 2025): the same score on L2-normalised features ``h/‖h‖₂`` (means and
   covariance fitted on normalised ID-train features).
@@ -22,27 +22,10 @@ import numpy as np
 from ..errors import OODLabError
 from . import dense
 from .method import Fit, Method, Param, Prepare, TrainData, arxiv, stored_scores
+from .moments import class_means, covariance
 from .neighbours import Bank, top_similarities
 
 KNN_MAX_K = 200
-
-
-def class_means(h: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
-    """Mean feature of each class [K, D] (zeros for a class without samples)."""
-    labels = np.asarray(labels)
-    if (labels < 0).any():
-        raise OODLabError(
-            "class means need class labels (≥ 0) for every ID train sample"
-        )
-    from scipy.sparse import csr_array
-
-    counts = np.bincount(labels, minlength=classes)
-    one_hot = csr_array(
-        (np.ones(len(labels)), (labels, np.arange(len(labels)))),
-        shape=(classes, len(labels)),
-    )
-    sums = one_hot @ np.asarray(h, np.float64)
-    return sums / np.maximum(counts, 1)[:, None]
 
 
 @dataclass(frozen=True)
@@ -54,15 +37,14 @@ class ClassGaussian:
 
 
 def fit_class_gaussian(train: TrainData, normalise: bool = False) -> ClassGaussian:
-    from sklearn.covariance import empirical_covariance
-
-    h = np.asarray(train["penultimate"], np.float64)
+    h = train["penultimate"]
     if normalise:
-        h = l2_normalise(h).astype(np.float64)
-    means = class_means(h, train["labels"], train["head/weight"].shape[0])
+        h = l2_normalise(h)
     labels = np.asarray(train["labels"])
-    covariance = empirical_covariance(h - means[labels], assume_centered=True)
-    return ClassGaussian(means, pseudo_inverse(covariance))
+    means = class_means(h, labels, train["head/weight"].shape[0])
+    return ClassGaussian(
+        means, pseudo_inverse(covariance(h, lambda a, b: means[labels[a:b]]))
+    )
 
 
 def pseudo_inverse(covariance: np.ndarray) -> np.ndarray:
@@ -150,10 +132,9 @@ class BackgroundGaussian:
 
 
 def fit_background_gaussian(train: TrainData) -> BackgroundGaussian:
-    from sklearn.covariance import empirical_covariance
-
-    h = np.asarray(train["penultimate"], np.float64)
-    return BackgroundGaussian(h.mean(axis=0), pseudo_inverse(empirical_covariance(h)))
+    h = train["penultimate"]
+    mean = np.asarray(h).mean(axis=0, dtype=np.float64)
+    return BackgroundGaussian(mean, pseudo_inverse(covariance(h, lambda a, b: mean)))
 
 
 RMDS_PAPER = arxiv(

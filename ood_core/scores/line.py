@@ -22,7 +22,7 @@ from scipy.special import logsumexp
 
 from ..memo import BoundedMemo
 from . import kernels, quantiles
-from .feature_space import class_means
+from .moments import class_means
 from .method import Fit, Method, Param, Prepare, TrainData, arxiv
 from .shaping import SORTED_ROWS, prefix_scores
 

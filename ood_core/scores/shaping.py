@@ -23,7 +23,7 @@ import numpy as np
 
 from . import dense, kernels
 from .method import Arrays, Fit, Method, Param, Prepare, arxiv
-from .quantiles import sorted_quantiles
+from .quantiles import quantiles
 
 QUANTILE_GRID = np.linspace(
     0, 1, 1001
@@ -169,10 +169,7 @@ class ActivationQuantiles:
 ACTIVATION_QUANTILES = Fit(
     name="activation-quantiles",
     fn=lambda train: ActivationQuantiles(
-        sorted_quantiles(
-            np.sort(np.asarray(train["penultimate"], np.float32), axis=None),
-            QUANTILE_GRID,
-        )
+        quantiles(np.asarray(train["penultimate"], np.float32), QUANTILE_GRID)
     ),
     needs=("penultimate",),
     state=ActivationQuantiles,

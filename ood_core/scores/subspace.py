@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import OODLabError
 from .method import Arrays, Fit, Method, Param, Prepare, TrainData, arxiv
+from .moments import covariance
 from .output import energy
 
 SHARE = Param(
@@ -68,12 +69,11 @@ def residual_norms(
 def fit_principal_space(train: TrainData) -> PrincipalSpace:
     weight = np.asarray(train["head/weight"], np.float64)
     bias = np.asarray(train["head/bias"], np.float64)
-    h = np.asarray(train["penultimate"], np.float64)
+    h = train["penultimate"]
     if h.shape[1] < 2:
         raise OODLabError("ViM needs a penultimate feature of at least 2 dimensions")
     origin = -np.linalg.pinv(weight) @ bias
-    centred = h - origin
-    _, vectors = np.linalg.eigh(centred.T @ centred / len(h))
+    _, vectors = np.linalg.eigh(covariance(h, lambda a, b: origin))
     vectors = vectors[:, ::-1].copy()  # decreasing eigenvalue
     unscaled = PrincipalSpace(origin, vectors, np.ones(len(SHARES)))
     max_logit = np.asarray(train["logits"], np.float64).max(axis=1).mean()

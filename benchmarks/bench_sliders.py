@@ -16,8 +16,9 @@ fitted state and KNN's distances (the train-derived statistics, timed on their o
 methods at their defaults, adding every per-set preparation); a second fresh process then reaches the same table
 from the cache. pytorch-ood 0.4 runs the same moves on the same arrays (its detectors + its OODMetrics) for the
 methods both implement; the ratio is printed per method. A method without a slider (MSP, Entropy, Mahalanobis, …) is
-timed as its whole table from the cached arrays; every anchor row is the median of at least 9 runs per side
-(pytorch-ood's KNN, DICE, ViM and KL-Matching, which refit on every run and take up to a minute: once).
+timed as its whole table from the cached arrays. Every anchor row is the median of at least 9 runs per side, the two
+sides alternating with the same slider value (pytorch-ood's KNN, DICE, ViM and KL-Matching, which refit on every run
+and take up to a minute: once).
 
 Usage: python benchmarks/bench_sliders.py [--size cifar10|imagenet] [--repeats 3] [--no-anchor] [--no-first-use]
 [--quick]
@@ -168,7 +169,7 @@ def first_use(size, cache: FeatureCache) -> None:
 # --- pytorch-ood, the speed anchor ----------------------------------------------------------------------------------
 
 
-def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
+def anchor_times(features: LoadedWorkspace, repeats: int) -> None:
     import torch
     from pytorch_ood import detector as pood
     from pytorch_ood.metrics import OODMetrics
@@ -341,7 +342,9 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
         f"{theirs * 1e3:.1f} ms; a method whose scoring costs next to nothing cannot be more than "
         f"{theirs / ours_metrics:.1f}x faster"
     )
-    print("\n  method        ours (ms)   pytorch-ood (ms)   ratio")
+    print(
+        "\n  method        ours (ms)   pytorch-ood (ms)   ratio   (the two sides alternating, same value)"
+    )
     for label, (param, run) in anchors.items():
         method = next(m for m in METHODS.values() if m.label == label)
         value = (
@@ -349,18 +352,19 @@ def anchor_times(features: LoadedWorkspace, repeats: int, ours: dict) -> None:
             if param
             else None
         )
-        # Runs that take milliseconds are noisy on 2 shared cores: at least 9 of them per side.
+        # Runs that take milliseconds are noisy on 2 shared cores: at least 9 of them per side, the two sides
+        # alternating with the same value, so that both see the same moments of the machine.
         count = 1 if label in ("KNN", "DICE", "ViM", "KL-Matching") else max(9, repeats)
-        theirs = []
-        for _ in range(count):
-            start = time.perf_counter()
-            metrics(run(value))
-            theirs.append(time.perf_counter() - start)
-        mine = ours.get(label, {}).get("near") if param else None
-        if mine is None:  # no slider: every set's scores and the table, from the cache
-            mine = statistics.median(
-                _table_time(features, label, method) for _ in range(max(9, repeats))
+        theirs, mine = [], []
+        for run_index in range(max(9, repeats)):
+            if run_index < count:
+                theirs.append(_timed(lambda: metrics(run(value))))  # noqa: B023 (called at once)
+            mine.append(
+                timed_update(features, method, {param: value})
+                if param
+                else _table_time(features, label, method)
             )
+        mine = statistics.median(mine)
         print(
             f"  {label:<12} {mine * 1e3:9.1f}   {statistics.median(theirs) * 1e3:15.1f}   {statistics.median(theirs) / mine:6.1f}x"
         )
@@ -425,7 +429,7 @@ def main() -> None:
         f"  near the default: median over methods {statistics.median(values) * 1e3:.1f} ms, slowest {max(values) * 1e3:.1f} ms"
     )
     if not args.no_anchor:
-        anchor_times(features, args.repeats, ours)
+        anchor_times(features, args.repeats)
     print(f"  peak resident memory of this process: {peak_rss_mb():,.0f} MB")
 
 

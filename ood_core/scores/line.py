@@ -22,8 +22,8 @@ from scipy.special import logsumexp
 
 from ..memo import BoundedMemo
 from . import kernels, quantiles
-from .moments import class_means
 from .method import Fit, Method, Param, Prepare, TrainData, arxiv
+from .moments import class_means
 from .shaping import SORTED_ROWS, prefix_scores
 
 

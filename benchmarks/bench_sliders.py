@@ -17,8 +17,8 @@ methods at their defaults, adding every per-set preparation); a second fresh pro
 from the cache. pytorch-ood 0.4 runs the same moves on the same arrays (its detectors + its OODMetrics) for the
 methods both implement; the ratio is printed per method. A method without a slider (MSP, Entropy, Mahalanobis, …) is
 timed as its whole table from the cached arrays. Every anchor row is the median of at least 9 runs per side, the two
-sides alternating with the same slider value (pytorch-ood's KNN, DICE, ViM and KL-Matching, which refit on every run
-and take up to a minute: once).
+sides alternating with the same slider value, each run after a 50 ms pause (pytorch-ood's KNN, DICE, ViM and
+KL-Matching, which refit on every run and take up to a minute: once).
 
 Usage: python benchmarks/bench_sliders.py [--size cifar10|imagenet] [--repeats 3] [--no-anchor] [--no-first-use]
 [--quick]
@@ -45,6 +45,7 @@ from ood_core.scores.subspace import dimension
 from ood_core.workspace import LoadedWorkspace, Workspace, load_workspace
 
 REPO = Path(__file__).resolve().parent.parent
+PAUSE = 0.05  # seconds between anchor runs, see anchor_times
 FIRST_USE = """
 import sys, time
 start = time.perf_counter()
@@ -353,12 +354,16 @@ def anchor_times(features: LoadedWorkspace, repeats: int) -> None:
             else None
         )
         # Runs that take milliseconds are noisy on 2 shared cores: at least 9 of them per side, the two sides
-        # alternating with the same value, so that both see the same moments of the machine.
+        # alternating with the same value, so that both see the same moments of the machine, each after a pause
+        # (torch's OpenMP threads and numba's spin for milliseconds after their work and would slow the other side;
+        # in the app, moves are that far apart).
         count = 1 if label in ("KNN", "DICE", "ViM", "KL-Matching") else max(9, repeats)
         theirs, mine = [], []
         for run_index in range(max(9, repeats)):
             if run_index < count:
+                time.sleep(PAUSE)
                 theirs.append(_timed(lambda: metrics(run(value))))  # noqa: B023 (called at once)
+            time.sleep(PAUSE)
             mine.append(
                 timed_update(features, method, {param: value})
                 if param

@@ -379,3 +379,14 @@ def test_row_chunked_preparations_equal_the_whole_array(features, monkeypatch):
         np.testing.assert_allclose(many, one, rtol=1e-12, atol=1e-12)
     for one, many in zip(kernels.sorted_rows(h, len(h)), kernels.sorted_rows(h, 7)):
         np.testing.assert_array_equal(many, one)
+
+
+def test_numba_runs_its_parallel_kernels_on_tbb():
+    """requirements.txt installs TBB so that numba picks it over GNU OpenMP (see the comment there): a missing or
+    unloadable TBB would silently fall back to OpenMP and its slow launches after the app idles."""
+    import numba
+
+    kernels.row_sums(
+        np.ones((4, 3)), np.empty(4)
+    )  # the layer is chosen at the first parallel launch
+    assert numba.threading_layer() == "tbb"

@@ -20,11 +20,8 @@ def row_chunks(h: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
     rows = max(1, CHUNK_ELEMENTS // max(1, h.shape[1]))
     for start in range(0, len(h), rows):
         stop = min(len(h), start + rows)
-        yield (
-            start,
-            stop,
-            np.array(h[start:stop], np.float64),
-        )  # a copy, even of float64 rows
+        # a copy even of float64 rows: callers centre it in place
+        yield start, stop, np.array(h[start:stop], np.float64)
 
 
 def class_means(h: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 numpy takes the order statistics at ``floor(h)`` and ``floor(h) + 1`` with ``h = (n − 1)·q`` and interpolates with
 ``a + (b − a)·t`` (``t < 0.5``) or ``b − (b − a)·(1 − t)``. Callers find the same order statistics their own way
-(two sorted halves of the float32 values here; a search over sorted columns for LINe, ``kernels.product_order_statistics``) and
-interpolate with the same formula in float64, so the results are equal bit for bit (tests compare them with
-``np.array_equal``).
+(two sorted halves of the float32 values here; a search over sorted columns for LINe,
+``kernels.product_order_statistics``) and interpolate with the same formula in float64, so the results are equal bit
+for bit (tests compare them with ``np.array_equal``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ def quantiles(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
         first, second = pool.map(
             np.sort, (flat[: len(flat) // 2], flat[len(flat) // 2 :])
         )
-    if (
-        np.isnan(first[-1:]).any() or np.isnan(second[-1:]).any()
-    ):  # sorted last, as np.quantile: all NaN
+    # NaN sorts last; with one, np.quantile gives NaN everywhere
+    if np.isnan(first[-1:]).any() or np.isnan(second[-1:]).any():
         return np.full(len(grid), np.nan)
     virtual, below, above = positions(len(flat), np.asarray(grid, np.float64))
     a = merged_order_statistics(first, second, below)

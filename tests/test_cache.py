@@ -143,6 +143,34 @@ def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, damage):
     assert cache.load(KEY) is not None
 
 
+def test_a_new_entry_is_hashed_once_and_still_checked_when_changed(
+    tmp_path, monkeypatch
+):
+    from ood_core.engine import cache as cache_module
+
+    real, hashed = cache_module.file_sha256, []
+    monkeypatch.setattr(
+        cache_module, "file_sha256", lambda path: hashed.append(path) or real(path)
+    )
+    cache = FeatureCache(tmp_path)
+    cache.get_or_create(KEY, _build)
+    # each of the 7 arrays hashed once, when written; not again by the load
+    assert len(hashed) == len(set(hashed)) == 7
+    hashed.clear()
+    FeatureCache(tmp_path).load(KEY)
+    assert hashed == []
+    logits = cache.path(KEY) / "logits.npy"
+    before = logits.stat().st_mtime_ns
+    data = bytearray(logits.read_bytes())
+    data[-1] ^= 0xFF
+    logits.write_bytes(bytes(data))
+    os.utime(
+        logits, ns=(before + 10**9, before + 10**9)
+    )  # a later mtime even on coarse clocks
+    with pytest.raises(CorruptEntry, match="checksum"):
+        cache.load(KEY)
+
+
 def test_failed_build_leaves_nothing(tmp_path):
     cache = FeatureCache(tmp_path)
 

@@ -4,9 +4,9 @@ Layout: ``<root>/<model_key>/<entry_key>/`` holding ``meta.json`` and one ``.npy
 ``blocks/layer4.0/max.npy`` …). An entry is built in a hidden temp directory beside it and moved in with
 ``os.replace``; a per-key ``filelock`` makes a second process wait and then read the first one's entry. Loads check
 every file's size, shape, dtype and sha256 and memory-map the arrays; an entry that fails the check is reported,
-removed and rebuilt — never a crash. A full sha256 pass is recorded in ``.verified.json`` (size, mtime, inode and
-checksum per file), so later processes re-hash only files that changed since: a 1.6 GB CIFAR-size workspace then
-opens without reading it all.
+removed and rebuilt — never a crash. A full sha256 pass, or the checksums taken while an entry is written, is
+recorded in ``.verified.json`` (size, mtime, inode and checksum per file), so later loads re-hash only files that
+changed since: a 1.6 GB CIFAR-size workspace then opens without reading it all, and a new entry is not read back.
 
 Besides extracted features (``kind: features``) the cache holds *derived* entries (``kind: derived``): fitted method
 states, per-set prepared arrays, ODIN re-inference scores and trained decoders, keyed by what they were made from.
@@ -354,6 +354,9 @@ class FeatureCache:
                 **extra,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+            _write_stamps(
+                tmp, _stamps(tmp, files)
+            )  # just hashed: the load that follows need not re-hash
             _share(tmp)
             os.replace(tmp, self.path(key))
         except BaseException:
@@ -541,7 +544,7 @@ def _verified(folder: Path) -> FeatureSet:
                 raise CorruptEntry(
                     f"{name}.npy is {array.dtype}{list(array.shape)}, expected {spec['dtype']}{spec['shape']}"
                 )
-            stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino, spec["sha256"]]
+            stamp = _stamp(stat, spec)
             # Hash only the files that changed, or were never checked, since the last
             # full verification.
             changed = stamps.get(name) != stamp
@@ -557,6 +560,19 @@ def _verified(folder: Path) -> FeatureSet:
 
 
 STAMPS = ".verified.json"
+
+
+def _stamp(stat: os.stat_result, spec: dict) -> list:
+    """What a verified file is recognised by: its size, mtime, inode and checksum."""
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, spec["sha256"]]
+
+
+def _stamps(folder: Path, files: dict) -> dict:
+    """Stamps of files whose checksums were just taken while writing them (``EntryWriter``)."""
+    return {
+        name: _stamp((folder / f"{name}.npy").stat(), spec)
+        for name, spec in files.items()
+    }
 
 
 def _read_stamps(folder: Path) -> dict:

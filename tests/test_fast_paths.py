@@ -390,3 +390,19 @@ def test_numba_runs_its_parallel_kernels_on_tbb():
         np.ones((4, 3)), np.empty(4)
     )  # the layer is chosen at the first parallel launch
     assert numba.threading_layer() == "tbb"
+
+
+@pytest.mark.parametrize("elements", [1, 7, 50, 1 << 20])
+def test_by_rows_equals_the_whole_array_at_any_chunk_size(monkeypatch, elements):
+    from ood_core.scores import dense
+
+    # chunks of 1 row, of 2 rows with a remainder, …, all rows
+    monkeypatch.setattr(dense, "BY_ROWS_ELEMENTS", elements)
+    x = np.random.default_rng(6).normal(size=(23, 3))
+
+    def per_rows(
+        rows: np.ndarray,
+    ) -> np.ndarray:  # row by row and exact, so any chunking gives the same bits
+        return np.cumsum(rows, axis=1)[:, ::-1] * 2.0
+
+    np.testing.assert_array_equal(dense.by_rows(per_rows, x), per_rows(x))

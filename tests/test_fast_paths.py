@@ -4,6 +4,8 @@ when checkpoints would not fit in memory."""
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 import torch
@@ -381,6 +383,10 @@ def test_row_chunked_preparations_equal_the_whole_array(features, monkeypatch):
         np.testing.assert_array_equal(many, one)
 
 
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64"),
+    reason="requirements.txt installs TBB only on x86-64, where pip has wheels for it",
+)
 def test_numba_runs_its_parallel_kernels_on_tbb():
     """requirements.txt installs TBB so that numba picks it over GNU OpenMP (see the comment there): a missing or
     unloadable TBB would silently fall back to OpenMP and its slow launches after the app idles."""

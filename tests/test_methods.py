@@ -350,6 +350,16 @@ def test_chunked_class_moments_equal_whole_array_numpy(monkeypatch, chunk_elemen
     )
 
 
+def test_class_means_need_one_label_per_row():
+    from ood_core.errors import OODLabError
+    from ood_core.scores.moments import class_means
+
+    h = np.ones((5, 2), np.float32)
+    for labels in (np.zeros(4, int), np.zeros(6, int)):
+        with pytest.raises(OODLabError, match="one label per ID train sample"):
+            class_means(h, labels, 2)
+
+
 @pytest.mark.parametrize("rows, dim", [(500, 20), (50, 64)])
 def test_precision_equals_sklearns_pseudo_inverse_even_when_rank_deficient(rows, dim):
     from sklearn.covariance import EmpiricalCovariance, empirical_covariance

@@ -35,9 +35,12 @@ def test_quantiles_equal_numpy_on_the_float64_values(size):
     assert np.array_equal(quantiles(values.reshape(-1, 1), QUANTILE_GRID), expected)
 
 
-def test_quantiles_of_values_with_a_nan_are_nan_as_numpys():
+@pytest.mark.parametrize(
+    "where", [0, 40, 80, 100]
+)  # in the first half sorted or in the second
+def test_quantiles_of_values_with_a_nan_are_nan_as_numpys(where):
     values = RNG.normal(size=101)
-    values[40] = np.nan
+    values[where] = np.nan
     assert np.isnan(quantiles(values, QUANTILE_GRID)).all()
     assert np.isnan(np.quantile(values, QUANTILE_GRID)).all()
 

@@ -4,9 +4,10 @@ Layout: ``<root>/<model_key>/<entry_key>/`` holding ``meta.json`` and one ``.npy
 ``blocks/layer4.0/max.npy`` …). An entry is built in a hidden temp directory beside it and moved in with
 ``os.replace``; a per-key ``filelock`` makes a second process wait and then read the first one's entry. Loads check
 every file's size, shape, dtype and sha256 and memory-map the arrays; an entry that fails the check is reported,
-removed and rebuilt — never a crash. A full sha256 pass, or the checksums taken while an entry is written, is
+removed and rebuilt — never a crash. A full sha256 pass, or the checksums taken while arrays are written whole, is
 recorded in ``.verified.json`` (size, mtime, inode and checksum per file), so later loads re-hash only files that
-changed since: a 1.6 GB CIFAR-size workspace then opens without reading it all, and a new entry is not read back.
+changed since: a 1.6 GB CIFAR-size workspace then opens without reading it all, and arrays written whole into a new
+entry (fitted states, prepared arrays) are not read back.
 
 Besides extracted features (``kind: features``) the cache holds *derived* entries (``kind: derived``): fitted method
 states, per-set prepared arrays, ODIN re-inference scores and trained decoders, keyed by what they were made from.
@@ -156,6 +157,9 @@ class EntryWriter:
         self.root = root
         self._arrays: dict[str, np.memmap] = {}
         self._whole: dict[str, dict] = {}
+        # Verification stamps of the arrays written whole (``put``): hashed from memory as they were written, then
+        # closed. Arrays written through memory maps get none: the load after the build hashes them from the file.
+        self.stamps: dict[str, list] = {}
 
     def write(self, name: str, start: int, values: np.ndarray, total_rows: int) -> None:
         """Write ``values`` at rows ``start:start+len(values)`` of array ``name`` ([total_rows, ...], created on first use)."""
@@ -174,12 +178,14 @@ class EntryWriter:
         path, sha = self._path(name), hashlib.sha256()
         with open(path, "wb") as fh:
             _Hashing(fh, sha).write_array(array)
+        stat = path.stat()
         self._whole[name] = {
             "shape": list(array.shape),
             "dtype": str(array.dtype),
-            "bytes": path.stat().st_size,
+            "bytes": stat.st_size,
             "sha256": sha.hexdigest(),
         }
+        self.stamps[name] = _stamp(stat, sha.hexdigest())
 
     def _path(self, name: str) -> Path:
         path = self.root / f"{name}.npy"
@@ -355,8 +361,8 @@ class FeatureCache:
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
             _write_stamps(
-                tmp, _stamps(tmp, files)
-            )  # just hashed: the load that follows need not re-hash
+                tmp, writer.stamps
+            )  # the load that follows need not re-hash these
             _share(tmp)
             os.replace(tmp, self.path(key))
         except BaseException:
@@ -544,7 +550,7 @@ def _verified(folder: Path) -> FeatureSet:
                 raise CorruptEntry(
                     f"{name}.npy is {array.dtype}{list(array.shape)}, expected {spec['dtype']}{spec['shape']}"
                 )
-            stamp = _stamp(stat, spec)
+            stamp = _stamp(stat, spec["sha256"])
             # Hash only the files that changed, or were never checked, since the last
             # full verification.
             changed = stamps.get(name) != stamp
@@ -562,17 +568,9 @@ def _verified(folder: Path) -> FeatureSet:
 STAMPS = ".verified.json"
 
 
-def _stamp(stat: os.stat_result, spec: dict) -> list:
+def _stamp(stat: os.stat_result, sha256: str) -> list:
     """What a verified file is recognised by: its size, mtime, inode and checksum."""
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, spec["sha256"]]
-
-
-def _stamps(folder: Path, files: dict) -> dict:
-    """Stamps of files whose checksums were just taken while writing them (``EntryWriter``)."""
-    return {
-        name: _stamp((folder / f"{name}.npy").stat(), spec)
-        for name, spec in files.items()
-    }
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, sha256]
 
 
 def _read_stamps(folder: Path) -> dict:

@@ -26,9 +26,10 @@ BY_ROWS_ELEMENTS = 1 << 20
 
 
 def by_rows(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
-    """``fn`` applied to ~``BY_ROWS_ELEMENTS`` entries of ``x`` at a time (whole rows), results stacked: what is
-    built per row (float64 copies, products with K = 1,000 columns) then never exists for all rows at once."""
-    rows = max(1, BY_ROWS_ELEMENTS // max(1, int(np.prod(x.shape[1:]))))
+    """``fn`` applied to ~``BY_ROWS_ELEMENTS`` entries of ``x`` at a time (whole rows, at most ``ROWS``: narrow rows
+    may have wide results), results stacked: what is built per row (float64 copies, products with K = 1,000 columns)
+    then never exists for all rows at once."""
+    rows = min(ROWS, max(1, BY_ROWS_ELEMENTS // max(1, int(np.prod(x.shape[1:])))))
     if len(x) <= rows:
         return fn(x)
     return np.concatenate([fn(x[a : a + rows]) for a in range(0, len(x), rows)])

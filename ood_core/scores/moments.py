@@ -27,6 +27,10 @@ def row_chunks(h: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
 def class_means(h: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
     """Mean feature of each class [K, D] (float64; zeros for a class without samples)."""
     labels = np.asarray(labels)
+    if len(labels) != len(h):
+        raise OODLabError(
+            f"class means need one label per ID train sample: {len(labels)} labels for {len(h)} samples"
+        )
     if (labels < 0).any():
         raise OODLabError(
             "class means need class labels (≥ 0) for every ID train sample"

@@ -23,6 +23,7 @@ On a GPU (``dense.score_device``), or for banks too small to gain, the float32 p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 
 import numpy as np
@@ -31,6 +32,7 @@ from numba import njit, prange
 
 from . import dense
 from .kernels import FAST
+from .moments import row_chunks
 
 U_BF16 = 2.0**-8
 U_FP32 = 2.0**-24
@@ -80,23 +82,25 @@ class Bank:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _centred(self, start: int) -> np.ndarray:
-        return self.rows[start : start + dense.ROWS].astype(np.float64) - self.centre
+    def _centred(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(start, stop, b − c)`` in float64, a chunk of rows at a time."""
+        for start, stop, exact in row_chunks(self.rows):
+            exact -= self.centre
+            yield start, stop, exact
 
     @cached_property
     def rounded(self) -> torch.Tensor:
         out = torch.empty(self.rows.shape, dtype=torch.bfloat16)
-        for start in range(0, len(self.rows), dense.ROWS):
-            out[start : start + dense.ROWS] = torch.from_numpy(self._centred(start))
+        for start, stop, exact in self._centred():
+            out[start:stop] = torch.from_numpy(exact)
         return out
 
     @cached_property
     def norms(self) -> tuple[float, float, float]:
         """max‖b − c‖, max‖(b − c) − bf16(b − c)‖, max‖bf16(b − c)‖ (float64, a chunk of rows at a time)."""
         largest = np.zeros(3)
-        for start in range(0, len(self.rows), dense.ROWS):
-            exact = self._centred(start)
-            rounded = self.rounded[start : start + dense.ROWS].double().numpy()
+        for start, stop, exact in self._centred():
+            rounded = self.rounded[start:stop].double().numpy()
             for slot, x in enumerate((exact, exact - rounded, rounded)):
                 largest[slot] = max(largest[slot], np.sqrt((x * x).sum(1).max()))
         return tuple(largest)

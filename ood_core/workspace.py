@@ -191,9 +191,8 @@ class LoadedWorkspace:
             digest(fit_params),
         )
 
-        def cache_key() -> (
-            CacheKey | None
-        ):  # only when the memo misses: hashing it costs ~40 µs a score
+        # The cache key only when the memo misses: hashing it costs ~40 µs a score.
+        def cache_key() -> CacheKey | None:
             return self._derived_key(
                 self.id_train,
                 f"fit-{spec.name}",

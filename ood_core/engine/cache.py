@@ -360,9 +360,8 @@ class FeatureCache:
                 **extra,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-            _write_stamps(
-                tmp, writer.stamps
-            )  # the load that follows need not re-hash these
+            # arrays written whole are stamped as verified: the load that follows need not re-hash them
+            _write_stamps(tmp, writer.stamps)
             _share(tmp)
             os.replace(tmp, self.path(key))
         except BaseException:

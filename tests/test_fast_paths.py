@@ -12,7 +12,7 @@ import torch
 from scipy.special import logsumexp, softmax
 
 from ood_core.metrics import ood_metrics
-from ood_core.scores import get_method, kernels, shaping
+from ood_core.scores import get_method, kernels, output, shaping
 from ood_core.scores.line import LINE, fit_importance, line_score
 
 RNG = np.random.default_rng(7)
@@ -203,7 +203,7 @@ def test_output_scores_keep_non_finite_rows_non_finite():
 
 
 def test_clamped_exponentials_leave_row_sums_bit_for_bit_the_same():
-    """``kernels.exp_of_shifted`` raises entries below −700 before the exp (numpy's exp is ~40× slower for
+    """The kernels raise exponents below −700 (``kernels.EXP_FLOOR``) before the exp (numpy's exp is ~40× slower for
     subnormal results); every row sum, and so every energy and MSP, must stay exactly what plain exp gives."""
     rng = np.random.default_rng(0)
     z = np.concatenate(
@@ -215,7 +215,8 @@ def test_clamped_exponentials_leave_row_sums_bit_for_bit_the_same():
     )
     z -= z.max(axis=1, keepdims=True)
     plain = np.exp(z)
-    clamped = kernels.exp_of_shifted(z.copy())
+    clamped = output.exp_shifted(z)[0]
+    np.testing.assert_array_equal(clamped, np.exp(np.maximum(z, kernels.EXP_FLOOR)))
     for i in range(len(z)):  # sequential sums, as the kernels add them
         assert sum(clamped[i].tolist()) == sum(plain[i].tolist())
     np.testing.assert_array_equal(clamped.sum(axis=1), plain.sum(axis=1))
@@ -392,10 +393,33 @@ def test_numba_runs_its_parallel_kernels_on_tbb():
     unloadable TBB would silently fall back to OpenMP and its slow launches after the app idles."""
     import numba
 
-    kernels.row_sums(
-        np.ones((4, 3)), np.empty(4)
-    )  # the layer is chosen at the first parallel launch
+    # the layer is chosen at the first parallel launch
+    kernels.row_sums.parallel(np.ones((4, 3)), np.empty(4))
     assert numba.threading_layer() == "tbb"
+
+
+@pytest.mark.parametrize("serial_below", [1, 1 << 40])
+def test_row_kernels_give_the_same_rows_serial_and_parallel(monkeypatch, serial_below):
+    """``kernels.row_kernel`` runs small inputs on the calling thread: both compiled copies give the same rows, the
+    serial one really is compiled without ``parallel`` and under its own name (numba's disk cache would otherwise
+    hand one copy's machine code to the other)."""
+    monkeypatch.setattr(kernels, "SERIAL_BELOW", serial_below)
+    rng = np.random.default_rng(11)
+    logits = rng.normal(0, 30, (300, 7)).astype(np.float32)
+    top, shifted = np.empty(300), np.empty((300, 7))
+    kernels.shifted_rows(logits, 0.5, -4.0, shifted, top)
+    expected = (logits.astype(np.float64) - logits.max(1, keepdims=True)) / 0.5
+    np.testing.assert_array_equal(top, logits.max(1))
+    np.testing.assert_array_equal(shifted, np.maximum(expected, -4.0))
+    sums = np.empty(300)
+    kernels.row_sums(shifted, sums)
+    np.testing.assert_allclose(sums, shifted.sum(1), rtol=1e-13)
+    for kernel in (kernels.shifted_rows, kernels.row_sums, kernels.lse_rows):
+        assert kernel.parallel.targetoptions.get("parallel") is True
+        assert not kernel.serial.targetoptions.get("parallel")
+        assert (
+            kernel.serial.py_func.__qualname__ != kernel.parallel.py_func.__qualname__
+        )
 
 
 @pytest.mark.parametrize("elements", [1, 7, 50, 1 << 20])

@@ -26,20 +26,23 @@ from .method import Fit, Method, Paper, Param, Prepare, TrainData, arxiv
 
 
 def shifted(
-    logits: np.ndarray, temperature: float = 1.0
+    logits: np.ndarray, temperature: float = 1.0, floor: float = -np.inf
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(z − max z)/T`` [N, K] and ``max z`` [N], in float64 (``kernels.shifted_rows``)."""
+    """``max((z − max z)/T, floor)`` [N, K] and ``max z`` [N], in float64 (``kernels.shifted_rows``)."""
     out, top = np.empty(np.shape(logits)), np.empty(len(logits))
-    kernels.shifted_rows(np.ascontiguousarray(logits), float(temperature), out, top)
+    kernels.shifted_rows(
+        np.ascontiguousarray(logits), float(temperature), float(floor), out, top
+    )
     return out, top
 
 
 def exp_shifted(
     logits: np.ndarray, temperature: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``e^{(z − max z)/T}`` [N, K] and ``max z`` [N], in float64, for row sums (``kernels.exp_of_shifted``)."""
-    values, top = shifted(logits, temperature)
-    return kernels.exp_of_shifted(values), top
+    """``e^{(z − max z)/T}`` [N, K] and ``max z`` [N], in float64, for row sums only: exponents below
+    ``kernels.EXP_FLOOR`` are raised to it (the row sums are bit for bit the same, see there)."""
+    values, top = shifted(logits, temperature, kernels.EXP_FLOOR)
+    return np.exp(values, out=values), top
 
 
 def row_sums(values: np.ndarray) -> np.ndarray:
@@ -62,7 +65,8 @@ def softmax_rows(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def msp(logits: np.ndarray) -> np.ndarray:
     """``max_k softmax(z)_k = 1 / Σ_k e^{z_k − max z}`` [N]."""
-    return 1.0 / row_sums(exp_shifted(logits)[0])
+    sums = row_sums(exp_shifted(logits)[0])
+    return np.reciprocal(sums, out=sums)
 
 
 def max_logit(logits: np.ndarray) -> np.ndarray:
@@ -142,7 +146,9 @@ def gen_terms(logits: np.ndarray) -> np.ndarray:
 
 def gen_from_terms(terms: np.ndarray, gamma: float, m: int) -> np.ndarray:
     """``−Σ_{j<M} exp(γ·terms_j)`` [N]: GEN from ``gen_terms`` (M larger than the number of classes means all)."""
-    return -row_sums(np.exp(gamma * np.asarray(terms)[:, : int(m)]))
+    values = np.multiply(np.asarray(terms)[:, : int(m)], gamma)
+    sums = row_sums(np.exp(values, out=values))
+    return np.negative(sums, out=sums)
 
 
 def gen(logits: np.ndarray, gamma: float = 0.1, m: int = 100) -> np.ndarray:

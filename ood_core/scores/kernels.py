@@ -123,10 +123,11 @@ def lse_rows(logits: np.ndarray, out: np.ndarray) -> None:
 
 @row_kernel
 def entropy_rows(
-    shifted: np.ndarray, exponentials: np.ndarray, out: np.ndarray
+    shifted: np.ndarray, exponentials: np.ndarray, out: np.ndarray, totals: np.ndarray
 ) -> None:
-    """``out[i] = Σ_k e_ik d_ik / Σ_k e_ik − log Σ_k e_ik = Σ_k p_ik log p_ik`` from ``d = z − max z`` and
-    ``e = e^d`` (numpy's vectorised exp): both row sums in one pass, no BLAS call between numba regions."""
+    """``out[i] = Σ_k e_ik d_ik / Σ_k e_ik`` and ``totals[i] = Σ_k e_ik`` from ``d = z − max z`` and ``e = e^d``
+    (numpy's vectorised exp), both row sums in one pass; ``Σ_k p_ik log p_ik = out[i] − log totals[i]`` (numpy's
+    vectorised log: numba's is a scalar call per row)."""
     n, k = shifted.shape
     for i in prange(n):
         total = 0.0
@@ -134,7 +135,8 @@ def entropy_rows(
         for q in range(k):
             total += exponentials[i, q]
             weighted += exponentials[i, q] * shifted[i, q]
-        out[i] = weighted / total - np.log(total)
+        out[i] = weighted / total
+        totals[i] = total
 
 
 @row_kernel

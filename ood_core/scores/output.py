@@ -206,9 +206,9 @@ def negative_entropy(logits: np.ndarray) -> np.ndarray:
     """``Σ_k p_k log p_k`` [N] of ``p = softmax(z)`` (float64, ``0·log 0 = 0``)."""
     # With d = z − max z: Σ p log p = Σ e^d·d / Σ e^d − log Σ e^d.
     values, _ = shifted(logits)
-    out = np.empty(len(values))
-    kernels.entropy_rows(values, np.exp(values), out)
-    return out
+    out, totals = np.empty(len(values)), np.empty(len(values))
+    kernels.entropy_rows(values, np.exp(values), out, totals)
+    return np.subtract(out, np.log(totals, out=totals), out=out)
 
 
 ENTROPY = Method(

@@ -9,9 +9,6 @@ move costs one pass over the entries it actually changes.
 
 from __future__ import annotations
 
-import functools
-import types
-
 import numpy as np
 import torch
 from numba import njit, prange
@@ -25,33 +22,6 @@ ROW_BLOCK = 1024
 # Reassociation lets the compiler vectorise the sums (FMA contraction too); NaN/inf semantics are kept, so a
 # non-finite input still gives a non-finite score that the workspace reports.
 FAST = {"reassoc", "contract", "nsz"}
-
-
-# Below this many input entries a row kernel runs on the calling thread (see ``row_kernel``).
-SERIAL_BELOW = 1 << 20
-
-
-def row_kernel(fn):
-    """``fn``, a loop over rows written with ``prange``, compiled twice: parallel over rows, and serial for inputs of
-    fewer than ``SERIAL_BELOW`` entries (the first argument's size). After an idle moment (each slider move comes
-    after one) waking numba's worker threads costs more than such a pass: MSP's 7 sets of 10,000 × 10 logits took
-    2.0 ms on the parallel kernels and 1.4 ms on the serial ones, each after a 50 ms pause.
-
-    The serial copy gets its own qualified name, so that numba's on-disk cache (keyed by name and bytecode, not by
-    compile options) keeps the two apart."""
-    parallel = njit(parallel=True, cache=True, fastmath=FAST)(fn)
-    copy = types.FunctionType(
-        fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
-    )
-    copy.__qualname__ = f"{fn.__qualname__}_serial"
-    serial = njit(cache=True, fastmath=FAST)(copy)
-
-    @functools.wraps(fn)
-    def run(first: np.ndarray, *args):
-        return (serial if first.size < SERIAL_BELOW else parallel)(first, *args)
-
-    run.parallel, run.serial = parallel, serial
-    return run
 
 
 def float32_floor(value: float) -> np.float32:
@@ -90,7 +60,7 @@ def _lse(acc: np.ndarray, k: int) -> float:
     return m + np.log(s)
 
 
-@row_kernel
+@njit(parallel=True, cache=True, fastmath=FAST)
 def shifted_rows(
     logits: np.ndarray,
     temperature: float,
@@ -113,7 +83,7 @@ def shifted_rows(
             shifted[i, q] = max(value, floor)
 
 
-@row_kernel
+@njit(parallel=True, cache=True, fastmath=FAST)
 def lse_rows(logits: np.ndarray, out: np.ndarray) -> None:
     """``out[i] = logsumexp(logits_i)`` (float64 logits)."""
     n, k = logits.shape
@@ -121,7 +91,7 @@ def lse_rows(logits: np.ndarray, out: np.ndarray) -> None:
         out[i] = _lse(logits[i], k)
 
 
-@row_kernel
+@njit(parallel=True, cache=True, fastmath=FAST)
 def entropy_rows(
     shifted: np.ndarray, exponentials: np.ndarray, out: np.ndarray, totals: np.ndarray
 ) -> None:
@@ -139,7 +109,7 @@ def entropy_rows(
         totals[i] = total
 
 
-@row_kernel
+@njit(parallel=True, cache=True, fastmath=FAST)
 def kl_rows(logits: np.ndarray, log_templates: np.ndarray, out: np.ndarray) -> None:
     """``out[i] = max_c Σ_k p_ik log d_ck − Σ_k p_ik log p_ik = −min_c KL(p_i ‖ d_c)`` with ``p_i = softmax(z_i)``,
     in one pass per row: with e = e^{z − max z} and s = Σ e, ``Σ p log d = (e·log d)/s`` and
@@ -168,7 +138,7 @@ def kl_rows(logits: np.ndarray, log_templates: np.ndarray, out: np.ndarray) -> N
             out[i] = (best - weighted) / total + np.log(total)
 
 
-@row_kernel
+@njit(parallel=True, cache=True, fastmath=FAST)
 def nap_rows(
     channel_max: np.ndarray, channel_mean: np.ndarray, eps: float, out: np.ndarray
 ) -> None:
@@ -182,7 +152,7 @@ def nap_rows(
         out[i] = s / c
 
 
-@row_kernel
+@njit(parallel=True, cache=True, fastmath=FAST)
 def row_sums(values: np.ndarray, out: np.ndarray) -> None:
     """``out[i] = Σ_j values[i, j]``, accumulated in float64 (float32 or float64 values)."""
     n, c = values.shape

@@ -212,11 +212,12 @@ def fast_line_score(
     starts, pair_class, pair_column, pair_weight = kept_pairs(
         phi, features["head/weight"], p_a, p_w
     )
-    out = np.empty(len(predicted))
+    out, shifted = np.empty(len(predicted)), np.empty((len(predicted), k))
     kernels.line_energy(
         features["penultimate"], predicted, float(tau), starts, pair_class, pair_column, pair_weight,
-        np.asarray(features["head/bias"], np.float64), out,
+        np.asarray(features["head/bias"], np.float64), out, shifted,
     )  # fmt: skip
+    kernels.finish_energy(shifted, out)
     return out
 
 

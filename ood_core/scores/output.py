@@ -251,9 +251,10 @@ def kl_matching(logits: np.ndarray, posteriors: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         log_d = np.log(np.asarray(posteriors, np.float64))
     log_d = np.where(np.isfinite(log_d), log_d, -1e300)
-    out = np.empty(len(logits))
-    kernels.kl_rows(np.ascontiguousarray(logits), log_d, out)
-    return out
+    values, _ = shifted(logits)
+    out, totals = np.empty(len(values)), np.empty(len(values))
+    kernels.kl_rows(values, np.exp(values), log_d, out, totals)
+    return np.add(out, np.log(totals, out=totals), out=out)
 
 
 KL_MATCHING = Method(

@@ -65,8 +65,12 @@ def softmax_rows(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def msp(logits: np.ndarray) -> np.ndarray:
     """``max_k softmax(z)_k = 1 / Σ_k e^{z_k − max z}`` [N]."""
-    sums = row_sums(exp_shifted(logits)[0])
-    return np.reciprocal(sums, out=sums)
+
+    def rows(chunk: np.ndarray) -> np.ndarray:
+        sums = row_sums(exp_shifted(chunk)[0])
+        return np.reciprocal(sums, out=sums)
+
+    return dense.by_rows(rows, logits)
 
 
 def max_logit(logits: np.ndarray) -> np.ndarray:
@@ -76,8 +80,12 @@ def max_logit(logits: np.ndarray) -> np.ndarray:
 
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """``T · logsumexp(z / T) = max z + T · log Σ_k e^{(z_k − max z)/T}`` [N] (stable for large logits)."""
-    exponentials, top = exp_shifted(logits, temperature)
-    return top + temperature * np.log(row_sums(exponentials))
+
+    def rows(chunk: np.ndarray) -> np.ndarray:
+        exponentials, top = exp_shifted(chunk, temperature)
+        return top + temperature * np.log(row_sums(exponentials))
+
+    return dense.by_rows(rows, logits)
 
 
 MSP = Method(
@@ -205,10 +213,14 @@ GEN = Method(
 def negative_entropy(logits: np.ndarray) -> np.ndarray:
     """``Σ_k p_k log p_k`` [N] of ``p = softmax(z)`` (float64, ``0·log 0 = 0``)."""
     # With d = z − max z: Σ p log p = Σ e^d·d / Σ e^d − log Σ e^d.
-    values, _ = shifted(logits)
-    out, totals = np.empty(len(values)), np.empty(len(values))
-    kernels.entropy_rows(values, np.exp(values), out, totals)
-    return np.subtract(out, np.log(totals, out=totals), out=out)
+
+    def rows(chunk: np.ndarray) -> np.ndarray:
+        values, _ = shifted(chunk)
+        out, totals = np.empty(len(values)), np.empty(len(values))
+        kernels.entropy_rows(values, np.exp(values), out, totals)
+        return np.subtract(out, np.log(totals, out=totals), out=out)
+
+    return dense.by_rows(rows, logits)
 
 
 ENTROPY = Method(
@@ -251,10 +263,14 @@ def kl_matching(logits: np.ndarray, posteriors: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         log_d = np.log(np.asarray(posteriors, np.float64))
     log_d = np.where(np.isfinite(log_d), log_d, -1e300)
-    values, _ = shifted(logits)
-    out, totals = np.empty(len(values)), np.empty(len(values))
-    kernels.kl_rows(values, np.exp(values), log_d, out, totals)
-    return np.add(out, np.log(totals, out=totals), out=out)
+
+    def rows(chunk: np.ndarray) -> np.ndarray:
+        values, _ = shifted(chunk)
+        out, totals = np.empty(len(values)), np.empty(len(values))
+        kernels.kl_rows(values, np.exp(values), log_d, out, totals)
+        return np.add(out, np.log(totals, out=totals), out=out)
+
+    return dense.by_rows(rows, logits)
 
 
 KL_MATCHING = Method(

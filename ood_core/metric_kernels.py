@@ -1,5 +1,5 @@
 """Compiled pieces of ``metrics``: a radix sort of float64 scores and one merge pass that counts everything the
-five metrics need. Both release the GIL, so ``metrics.set_metrics`` runs the OOD sets on threads side by side.
+five metrics need; ``set_counts`` runs both for every OOD set of one ID set in one parallel call.
 
 Exactness: the sort orders the IEEE-754 bit patterns (negative values bit-inverted, positive ones with the sign
 bit set), which is the numeric order except that ``-0.0`` sorts before ``0.0``; the merge compares with ``==`` and
@@ -9,7 +9,7 @@ bit set), which is the numeric order except that ``-0.0`` sorts before ``0.0``; 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 _BITS = 11  # digit width: 6 passes over 64-bit keys, 2,048 counters each
 _DIGITS = 6
@@ -102,3 +102,29 @@ def merge_counts(a: np.ndarray, b: np.ndarray, k_id: int, k_ood: int) -> tuple:
             fp_ood = i
         h = e
     return twice_u, aupr_in, aupr_out, fp_id, fp_ood
+
+
+@njit(parallel=True, cache=True)
+def set_counts(
+    id_sorted: np.ndarray,
+    ood: np.ndarray,
+    starts: np.ndarray,
+    k_id: int,
+    k_ood: np.ndarray,
+    counts: np.ndarray,
+    sums: np.ndarray,
+) -> None:
+    """``merge_counts`` of the sorted ID scores against each OOD set ``ood[starts[s]:starts[s + 1]]`` (sorted here),
+    the sets in parallel: ``counts[s] = (2·U, #OOD ≥ …, #ID ≤ …)`` and ``sums[s] = (AUPR-In's, AUPR-Out's sum)``.
+    One call for all sets instead of a Python thread pool mapping ``merge_counts`` over them (side by side, after an
+    idle pause: 1.59–1.63 against 1.59–1.76 ms for 6 CIFAR-size sets, and no pool to keep)."""
+    for s in prange(starts.size - 1):
+        b = radix_sort(ood[starts[s] : starts[s + 1]])
+        twice_u, aupr_in, aupr_out, fp_id, fp_ood = merge_counts(
+            id_sorted, b, k_id, k_ood[s]
+        )
+        counts[s, 0] = twice_u
+        counts[s, 1] = fp_id
+        counts[s, 2] = fp_ood
+        sums[s, 0] = aupr_in
+        sums[s, 1] = aupr_out

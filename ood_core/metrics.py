@@ -27,16 +27,14 @@ same values). NaN or ±inf anywhere raises ``ValueError``, as does an empty scor
 ``IDReference(id_scores)`` sorts ID once; ``.metrics(ood_scores)`` sorts that OOD set once (a radix sort) and one
 linear merge of the two sorted arrays counts, over the distinct values, everything the five values need, with
 integer counts throughout (``metric_kernels``). ``set_metrics`` / ``metrics_table`` reuse one ``IDReference`` for all
-OOD sets of a method and score the sets on threads side by side (the compiled parts release the GIL).
+OOD sets of a method and sort and merge the sets side by side in one parallel compiled call
+(``IDReference.metrics_of_sets``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -53,14 +51,19 @@ FPR95_CONVENTIONS = {
 _FPR95_KEY = {"id": "FPR95", "ood": FPR95_OOD}
 
 
-def _sorted_scores(scores: np.ndarray, what: str) -> np.ndarray:
-    """Flattened float64, sorted ascending; raises on empty, NaN or ±inf."""
+def _flat_scores(scores: np.ndarray, what: str) -> np.ndarray:
+    """Flattened float64; raises on empty, NaN or ±inf."""
     x = np.ascontiguousarray(scores, np.float64).ravel()
     if x.size == 0:
         raise ValueError(f"{what} scores are empty")
     if not np.isfinite(x).all():
         raise ValueError(f"{what} scores contain NaN or infinity")
-    return metric_kernels.radix_sort(x)
+    return x
+
+
+def _sorted_scores(scores: np.ndarray, what: str) -> np.ndarray:
+    """``_flat_scores``, sorted ascending."""
+    return metric_kernels.radix_sort(_flat_scores(scores, what))
 
 
 def _min_count(rate: float, total: int) -> int:
@@ -91,17 +94,39 @@ class IDReference:
 
         Keys in ``ALL_METRICS`` order: ``AUROC, FPR95, FPR95 (OOD+), AUPR-In, AUPR-Out``.
         """
-        b = _sorted_scores(ood_scores, "OOD")
-        p, n = self.n, b.size
-        twice_u, aupr_in, aupr_out, fp_id, fp_ood = metric_kernels.merge_counts(
-            self.sorted, b, _min_count(0.95, p), _min_count(0.95, n)
+        return self.metrics_of_sets({"": ood_scores})[""]
+
+    def metrics_of_sets(
+        self, ood_sets: Mapping[str, np.ndarray]
+    ) -> dict[str, dict[str, float]]:
+        """``{name: self.metrics(scores)}``, every set sorted and merged in one parallel compiled call."""
+        arrays = [_flat_scores(scores, "OOD") for scores in ood_sets.values()]
+        sizes = np.array([a.size for a in arrays], np.int64)
+        starts = np.zeros(len(arrays) + 1, np.int64)
+        np.cumsum(sizes, out=starts[1:])
+        counts = np.empty((len(arrays), 3), np.int64)
+        sums = np.empty((len(arrays), 2))
+        metric_kernels.set_counts(
+            self.sorted,
+            np.concatenate(arrays) if arrays else np.empty(0),
+            starts,
+            _min_count(0.95, self.n),
+            np.array([_min_count(0.95, n) for n in sizes], np.int64),
+            counts,
+            sums,
         )
+        p = self.n
         return {
-            "AUROC": 100 * twice_u / (2.0 * p * n),
-            "FPR95": 100 * fp_id / n,
-            FPR95_OOD: 100 * fp_ood / p,
-            "AUPR-In": 100 * aupr_in / p,
-            "AUPR-Out": 100 * aupr_out / n,
+            name: {
+                "AUROC": 100 * int(twice_u) / (2.0 * p * n),
+                "FPR95": 100 * int(fp_id) / n,
+                FPR95_OOD: 100 * int(fp_ood) / p,
+                "AUPR-In": 100 * float(aupr_in) / p,
+                "AUPR-Out": 100 * float(aupr_out) / n,
+            }
+            for name, n, (twice_u, fp_id, fp_ood), (aupr_in, aupr_out) in zip(
+                ood_sets, sizes.tolist(), counts, sums
+            )
         }
 
     def fpr_at_tpr(
@@ -133,16 +158,8 @@ def set_metrics(
     id_scores: np.ndarray, ood_sets: Mapping[str, np.ndarray]
 ) -> dict[str, dict[str, float]]:
     """``{name: IDReference(id_scores).metrics(scores)}``: all five metrics (%) per OOD set, ID sorted once and the
-    OOD sets scored on threads side by side."""
-    ref = IDReference(id_scores)
-    if len(ood_sets) < 2:
-        return {name: ref.metrics(scores) for name, scores in ood_sets.items()}
-    return dict(zip(ood_sets, _threads().map(ref.metrics, ood_sets.values())))
-
-
-@functools.cache
-def _threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="metrics")
+    OOD sets sorted and merged side by side in one compiled call."""
+    return IDReference(id_scores).metrics_of_sets(ood_sets)
 
 
 def fpr_at_tpr(

@@ -212,12 +212,11 @@ def fast_line_score(
     starts, pair_class, pair_column, pair_weight = kept_pairs(
         phi, features["head/weight"], p_a, p_w
     )
-    out, shifted = np.empty(len(predicted)), np.empty((len(predicted), k))
+    out = np.empty(len(predicted))
     kernels.line_energy(
         features["penultimate"], predicted, float(tau), starts, pair_class, pair_column, pair_weight,
-        np.asarray(features["head/bias"], np.float64), out, shifted,
+        np.asarray(features["head/bias"], np.float64), out,
     )  # fmt: skip
-    kernels.finish_energy(shifted, out)
     return out
 
 

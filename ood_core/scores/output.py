@@ -212,9 +212,9 @@ GEN = Method(
 
 def negative_entropy(logits: np.ndarray) -> np.ndarray:
     """``Σ_k p_k log p_k`` [N] of ``p = softmax(z)`` (float64, ``0·log 0 = 0``)."""
-    # With d = z − max z: Σ p log p = Σ e^d·d / Σ e^d − log Σ e^d.
 
     def rows(chunk: np.ndarray) -> np.ndarray:
+        # With d = z − max z: Σ p log p = Σ e^d·d / Σ e^d − log Σ e^d.
         values, _ = shifted(chunk)
         out, totals = np.empty(len(values)), np.empty(len(values))
         kernels.entropy_rows(values, np.exp(values), out, totals)
@@ -263,14 +263,9 @@ def kl_matching(logits: np.ndarray, posteriors: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         log_d = np.log(np.asarray(posteriors, np.float64))
     log_d = np.where(np.isfinite(log_d), log_d, -1e300)
-
-    def rows(chunk: np.ndarray) -> np.ndarray:
-        values, _ = shifted(chunk)
-        out, totals = np.empty(len(values)), np.empty(len(values))
-        kernels.kl_rows(values, np.exp(values), log_d, out, totals)
-        return np.add(out, np.log(totals, out=totals), out=out)
-
-    return dense.by_rows(rows, logits)
+    out = np.empty(len(logits))
+    kernels.kl_rows(np.ascontiguousarray(logits), log_d, out)
+    return out
 
 
 KL_MATCHING = Method(

@@ -153,9 +153,8 @@ def test_arrays_written_whole_are_not_read_back_and_still_checked_when_changed(
         cache_module, "file_sha256", lambda path: hashed.append(path.name) or real(path)
     )
 
-    def build_whole(
-        writer,
-    ):  # as derived entries are written: each array at once, hashed on the way
+    # as derived entries are written: each array at once, hashed on the way
+    def build_whole(writer):
         writer.put("scores", np.arange(5.0))
         writer.put("labels", np.arange(5))
         return {"kind": "derived"}
@@ -174,9 +173,8 @@ def test_arrays_written_whole_are_not_read_back_and_still_checked_when_changed(
     data = bytearray(scores.read_bytes())
     data[-1] ^= 0xFF
     scores.write_bytes(bytes(data))
-    os.utime(
-        scores, ns=(before + 10**9, before + 10**9)
-    )  # a later mtime even on coarse clocks
+    # a later mtime even on coarse clocks
+    os.utime(scores, ns=(before + 10**9, before + 10**9))
     with pytest.raises(CorruptEntry, match="checksum"):
         cache.load(KEY)
 

@@ -422,9 +422,8 @@ def test_by_rows_equals_the_whole_array_at_any_chunk_size(monkeypatch, elements)
     monkeypatch.setattr(dense, "BY_ROWS_ELEMENTS", elements)
     x = np.random.default_rng(6).normal(size=(23, 3))
 
-    def per_rows(
-        rows: np.ndarray,
-    ) -> np.ndarray:  # row by row and exact, so any chunking gives the same bits
+    # row by row and exact, so any chunking gives the same bits
+    def per_rows(rows: np.ndarray) -> np.ndarray:
         return np.cumsum(rows, axis=1)[:, ::-1] * 2.0
 
     np.testing.assert_array_equal(dense.by_rows(per_rows, x), per_rows(x))

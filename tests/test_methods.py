@@ -326,9 +326,8 @@ def test_every_registered_method_is_covered_here():
 def test_chunked_class_moments_equal_whole_array_numpy(monkeypatch, chunk_elements):
     from ood_core.scores import moments
 
-    monkeypatch.setattr(
-        moments, "CHUNK_ELEMENTS", chunk_elements
-    )  # 1 row, 8 rows with a remainder, one chunk
+    # 1 row, 8 rows with a remainder, one chunk
+    monkeypatch.setattr(moments, "CHUNK_ELEMENTS", chunk_elements)
     rng = np.random.default_rng(4)
     h = rng.normal(size=(203, 8)).astype(np.float32)
     labels = rng.integers(0, 4, len(h))
@@ -373,8 +372,7 @@ def test_precision_equals_sklearns_pseudo_inverse_even_when_rank_deficient(rows,
     mean = x.mean(axis=0)
     ours_covariance = covariance(x, lambda a, b: mean)
     np.testing.assert_allclose(ours_covariance, empirical_covariance(x), atol=1e-12)
-    assert np.array_equal(
-        x.mean(axis=0), mean
-    )  # the rows were copied, not centred in place
+    # the rows were copied, not centred in place
+    assert np.array_equal(x.mean(axis=0), mean)
     ours = pseudo_inverse(ours_covariance)
     np.testing.assert_allclose(ours, expected, atol=1e-10 * np.abs(expected).max())

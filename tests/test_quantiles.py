@@ -35,9 +35,8 @@ def test_quantiles_equal_numpy_on_the_float64_values(size):
     assert np.array_equal(quantiles(values.reshape(-1, 1), QUANTILE_GRID), expected)
 
 
-@pytest.mark.parametrize(
-    "where", [0, 40, 80, 100]
-)  # in the first half sorted or in the second
+# in the first half sorted or in the second
+@pytest.mark.parametrize("where", [0, 40, 80, 100])
 def test_quantiles_of_values_with_a_nan_are_nan_as_numpys(where):
     values = RNG.normal(size=101)
     values[where] = np.nan
@@ -49,9 +48,8 @@ def test_quantiles_of_values_with_a_nan_are_nan_as_numpys(where):
     "sizes", [(0, 5), (5, 0), (1, 1), (7, 300), (300, 7), (64, 64)]
 )
 def test_order_statistics_of_two_sorted_arrays_equal_a_merge(sizes):
-    first, second = (
-        np.sort(RNG.integers(0, 6, n)).astype(np.float32) for n in sizes
-    )  # many ties across them
+    # many ties across them
+    first, second = (np.sort(RNG.integers(0, 6, n)).astype(np.float32) for n in sizes)
     ranks = np.arange(sum(sizes))
     merged = np.sort(np.concatenate([first, second]))
     assert np.array_equal(merged_order_statistics(first, second, ranks), merged)

@@ -69,6 +69,36 @@ def test_rows_the_screen_cannot_narrow_fall_back_to_the_product(monkeypatch):
     _check(queries, bank, 30)
 
 
+def test_a_chunk_whose_every_row_the_screen_cannot_narrow_falls_back_whole():
+    queries, bank = _relu_data(12, 4096, 32)
+    queries[:] = 0  # every row ties at 0 everywhere: no row keeps candidates
+    _check(queries, bank, 30)
+
+
+def test_key_at_least_is_numpys_searchsorted():
+    finite = neighbours.KEY_VALUES[1:-1]
+    probes = np.concatenate(
+        [
+            finite[RNG.integers(0, len(finite), 500)],  # exact bfloat16 values
+            RNG.normal(0, 1, 500) * 10.0 ** RNG.integers(-40, 39, 500),
+            [0.0, -0.0, np.inf, -np.inf, np.nan, 1e300, -1e300],
+        ]
+    )
+    ours = [neighbours._key_at_least(v, neighbours.KEY_VALUES) for v in probes]
+    expected = np.searchsorted(neighbours.KEY_VALUES, probes) + neighbours.KEY_LOW
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_top_of_is_a_descending_sort_of_each_row():
+    sims = RNG.normal(0, 1, (40, 90))
+    sims[:, 60:] = -np.inf  # the padding past a row's candidates
+    sims[3, :10] = 0.5  # ties
+    expected = -np.sort(-sims, axis=1)[:, :25]
+    np.testing.assert_array_equal(
+        neighbours._top_of(sims, 25), expected.astype(np.float32)
+    )
+
+
 def test_forcing_the_screen_on_too_small_a_bank_is_refused():
     queries, bank = _relu_data(5, 100, 8)
     with pytest.raises(ValueError, match="BLOCK"):

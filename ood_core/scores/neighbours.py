@@ -175,7 +175,7 @@ def _screened_top(queries: np.ndarray, bank: Bank, k: int) -> np.ndarray:
             candidates[rows], counts[rows],
         )  # fmt: skip
         top = out[start : start + len(z)]
-        _rerank(z, bank.rows, candidates[rows], counts[rows], TILE_BITS, top)
+        top[:] = _top_of(_rerank(z, bank.rows, candidates[rows], counts[rows], TILE_BITS), k)
         failed = counts[rows] < 0
         if failed.any():
             top[failed] = _product_top(z[failed], bank.rows, k, torch.device("cpu"))
@@ -196,8 +196,16 @@ def _value(key: int, values: np.ndarray) -> float:
 
 @njit(cache=True, inline="always")
 def _key_at_least(value: float, values: np.ndarray) -> int:
-    """The smallest key whose value is ≥ ``value``: ``a ≥ value`` ⟺ ``_key(a) ≥`` this, for finite bfloat16 a."""
-    return np.searchsorted(values, value) + KEY_LOW
+    """The smallest key whose value is ≥ ``value``: ``a ≥ value`` ⟺ ``_key(a) ≥`` this, for finite bfloat16 a.
+    A binary search, as ``np.searchsorted(values, value)`` (which took numba ~1 s to compile); NaN sorts last."""
+    low, high = 0, len(values)
+    while low < high:
+        middle = (low + high) >> 1
+        if not values[middle] >= value:
+            low = middle + 1
+        else:
+            high = middle
+    return low + KEY_LOW
 
 
 @njit(cache=True, inline="always")
@@ -291,13 +299,10 @@ def _screen(
 @njit(cache=True)
 def _tile_order(candidates: np.ndarray, counts: np.ndarray, tile_bits: int, tiles: int):
     """Every kept candidate (row i, slot q) as a pair, grouped by bank tile (``j >> tile_bits``; a counting sort):
-    tile t's pairs are ``starts[t]:starts[t+1]`` of ``rows``/``slots``. ``offsets[i]`` is where row i's
-    candidates begin when they are laid out one row after another."""
+    tile t's pairs are ``starts[t]:starts[t+1]`` of ``rows``/``slots``."""
     n = candidates.shape[0]
-    offsets = np.zeros(n + 1, np.int64)
     starts = np.zeros(tiles + 1, np.int64)
     for i in range(n):
-        offsets[i + 1] = offsets[i] + max(counts[i], 0)
         for q in range(max(counts[i], 0)):
             starts[(candidates[i, q] >> tile_bits) + 1] += 1
     for t in range(tiles):
@@ -311,7 +316,18 @@ def _tile_order(candidates: np.ndarray, counts: np.ndarray, tile_bits: int, tile
             rows[fill[t]] = i
             slots[fill[t]] = q
             fill[t] += 1
-    return offsets, starts, rows, slots
+    return starts, rows, slots
+
+
+def _top_of(sims: np.ndarray, k: int) -> np.ndarray:
+    """The k largest of each row of ``sims``, descending, as float32 (the −inf padding is never among them; a chunk
+    in which every row failed the screen has no candidates at all and gets −inf, replaced by the caller)."""
+    width = sims.shape[1]
+    if width < k:
+        return np.full((len(sims), k), -np.inf, np.float32)
+    top = np.partition(sims, width - k, axis=1)[:, width - k :]
+    top.sort(axis=1)
+    return top[:, ::-1].astype(np.float32)
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
@@ -321,15 +337,17 @@ def _rerank(
     candidates: np.ndarray,
     counts: np.ndarray,
     tile_bits: int,
-    out: np.ndarray,
-) -> None:
-    """``out[i]``: the k largest exact ``z_i·b_j`` (float64 sums) over row i's candidates, descending; rows with
-    ``counts[i] < 0`` are left alone. Pairs run bank tile by bank tile, so each bank row is read from memory once."""
-    n, d = queries.shape
-    k = out.shape[1]
+) -> np.ndarray:
+    """``sims[i, q]``: the exact ``z_i·b_j`` (float64 sums) of row i's q-th candidate; −inf past row i's count, and
+    in the whole row where ``counts[i] < 0``. Pairs run bank tile by bank tile, so each bank row is read from memory
+    once. (``_top_of`` takes the top k in numpy: numba's ``np.partition`` alone took ~9 s to compile.)"""
+    d = queries.shape[1]
     tiles = (bank.shape[0] >> tile_bits) + 1
-    offsets, starts, rows, slots = _tile_order(candidates, counts, tile_bits, tiles)
-    sims = np.empty(offsets[-1])
+    starts, rows, slots = _tile_order(candidates, counts, tile_bits, tiles)
+    width = 0
+    for i in range(len(counts)):
+        width = max(width, counts[i])
+    sims = np.full((len(counts), width), -np.inf)
     for t in prange(tiles):
         for p in range(starts[t], starts[t + 1]):
             i, q = rows[p], slots[p]
@@ -337,11 +355,5 @@ def _rerank(
             s = 0.0
             for c in range(d):
                 s += np.float64(queries[i, c]) * np.float64(bank[j, c])
-            sims[offsets[i] + q] = s
-    for i in prange(n):
-        if counts[i] < 0:
-            continue
-        row = -sims[offsets[i] : offsets[i + 1]]
-        top = np.sort(np.partition(row, k - 1)[:k])
-        for r in range(k):
-            out[i, r] = -top[r]
+            sims[i, q] = s
+    return sims

@@ -71,7 +71,9 @@ print(statistics.median(after_product) * 1e3, statistics.median(after_pause) * 1
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", type=int, default=3, help="child processes per setting")
+    parser.add_argument(
+        "--processes", type=int, default=3, help="child processes per setting"
+    )
     args = parser.parse_args()
     code = CHILD.format(repo=str(REPO))
     results = {label: [] for label in SETTINGS}
@@ -79,16 +81,24 @@ def main() -> None:
         for label, spins in SETTINGS.items():
             env = {**os.environ, "GOMP_SPINCOUNT": spins}
             out = subprocess.run(
-                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+                [sys.executable, "-c", code],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout.split()
             results[label].append([float(x) for x in out])
     print(f"medians over {args.processes} processes per setting, 2 CPU threads each")
-    print(f"{'setting':28} {'screen after product':>21} {'after a pause':>14} {'ResNet-18 b16':>14} {'b256':>10}")
+    print(
+        f"{'setting':28} {'screen after product':>21} {'after a pause':>14} {'ResNet-18 b16':>14} {'b256':>10}"
+    )
     medians = {}
     for label, runs in results.items():
         medians[label] = [statistics.median(column) for column in zip(*runs)]
         screen, paused, b16, b256 = medians[label]
-        print(f"{label:28} {screen:18.1f} ms {paused:11.1f} ms {b16:8.0f} img/s {b256:6.0f} img/s")
+        print(
+            f"{label:28} {screen:18.1f} ms {paused:11.1f} ms {b16:8.0f} img/s {b256:6.0f} img/s"
+        )
     default, ours = medians.values()
     print(
         f"RATIO screen right after the product, default / ood_core = {default[0] / ours[0]:.2f}; "

@@ -18,6 +18,10 @@ def test_import_sets_a_short_openmp_spin_unless_the_user_chose_one(given, expect
     if given is not None:
         env["GOMP_SPINCOUNT"] = given
     out = subprocess.run(
-        [sys.executable, "-c", READ], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", READ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == expected

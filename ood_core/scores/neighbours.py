@@ -175,7 +175,9 @@ def _screened_top(queries: np.ndarray, bank: Bank, k: int) -> np.ndarray:
             candidates[rows], counts[rows],
         )  # fmt: skip
         top = out[start : start + len(z)]
-        top[:] = _top_of(_rerank(z, bank.rows, candidates[rows], counts[rows], TILE_BITS), k)
+        top[:] = _top_of(
+            _rerank(z, bank.rows, candidates[rows], counts[rows], TILE_BITS), k
+        )
         failed = counts[rows] < 0
         if failed.any():
             top[failed] = _product_top(z[failed], bank.rows, k, torch.device("cpu"))

@@ -57,7 +57,9 @@ def row_sums(values: np.ndarray) -> np.ndarray:
 def softmax_rows(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``p = softmax(z)`` and ``log p`` [N, K] in float64, with one exp per entry."""
     z = np.asarray(logits, np.float64)
-    values = z - z.max(axis=1, keepdims=True)
+    # A row holding +inf gives NaN (inf − inf), which the workspace reports.
+    with np.errstate(invalid="ignore"):
+        values = z - z.max(axis=1, keepdims=True)
     exponentials = np.exp(values)
     totals = row_sums(exponentials)
     return exponentials / totals[:, None], values - np.log(totals)[:, None]

@@ -391,11 +391,7 @@ def test_set_metrics_in_one_call_equals_one_set_at_a_time():
     together = set_metrics(id_scores, sets)
     assert together == {n: ref.metrics(s) for n, s in sets.items()}
     assert list(together) == list(sets)
-    for (
-        name,
-        scores,
-    ) in (
-        sets.items()
-    ):  # each set against its own slice of the concatenation, not a neighbour's
+    # each set against its own slice of the concatenation, not a neighbour's
+    for name, scores in sets.items():
         want = _oracle(id_scores, scores)
         assert all(abs(together[name][k] - want[k]) <= TOL for k in ALL_METRICS)

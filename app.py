@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from pages.common import (
-    presentation_style,
-    presenting,
-    sidebar_workspace,
-)
+from ood_core.system import keep_trimming
+from pages.ui.boundary import error_boundary
+from pages.ui.shell import presentation_style, presenting
+from pages.ui.sidebar import sidebar_workspace
 
 st.set_page_config(page_title="OOD Lab", page_icon="🔬", layout="wide")
+keep_trimming()  # memory freed when sessions end goes back to the system
 present = presenting()
 navigation = st.navigation(
     [
@@ -43,7 +43,8 @@ navigation = st.navigation(
     position="top" if present else "sidebar",
     expanded=True,  # every page listed in the sidebar, none behind "View more"
 )
-sidebar_workspace()
+with error_boundary():
+    sidebar_workspace()
 if present:
     presentation_style()
     st.button(

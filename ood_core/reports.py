@@ -9,17 +9,22 @@ on an OpenOOD benchmark defaults to ``ood`` so that its numbers compare with Ope
 
 from __future__ import annotations
 
-import json
+import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pandas as pd
+from pydantic import Field, StringConstraints
 
+from .errors import OODLabError
 from .inputs import config
 from .inputs.benchmarks import Benchmark
 from .metrics import metrics_table
+from .schema import MAX_FILE_BYTES, Strict, read_json
 from .scores.method import Method
 from .tables import method_label
 from .workspace import LoadedWorkspace
@@ -148,46 +153,101 @@ def latex(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+class SavedReport(Strict):
+    """A report's ``.json`` beside its ``.csv``: what the Reports page reads back (checked field by field)."""
+
+    benchmark: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    convention: Literal["id", "ood"]
+    fpr95: str = ""
+    accuracy: Annotated[float, Field(allow_inf_nan=False)] | None
+
+
+TABLE_COLUMNS = ("method", "group", "ood_set", *COLUMNS)
+
+
+def _claim(folder: Path, stem: str) -> str:
+    """A stem no other report uses: the Markdown file is created exclusively (``stem``, ``stem-2``, …), so two
+    reports written in the same second never overwrite each other."""
+    for attempt in range(1, 1000):
+        name = stem if attempt == 1 else f"{stem}-{attempt}"
+        try:
+            os.close(
+                os.open(folder / f"{name}.md", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            )
+        except FileExistsError:
+            continue
+        return name
+    raise OODLabError(f"{folder} already holds 999 reports named {stem}-*")
+
+
 def save(report: Report, folder: Path) -> list[Path]:
-    """Write ``<benchmark>_<model>_<fpr>_<time>.{md,csv,tex,json}`` into ``folder``; the paths written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{report.benchmark}_{report.model}_fpr-{report.convention}_{time.strftime('%Y%m%d-%H%M%S')}"
-    paths = [folder / f"{stem}.{ext}" for ext in ("md", "csv", "tex", "json")]
-    paths[0].write_text(markdown(report))
-    report.table.to_csv(paths[1], index=False)
-    paths[2].write_text(latex(report))
-    paths[3].write_text(
-        json.dumps(
-            {
-                "benchmark": report.benchmark,
-                "model": report.model,
-                "convention": report.convention,
-                "fpr95": FPR_LABELS[report.convention],
-                "accuracy": report.accuracy,
-            }
+    """Write ``<benchmark>_<model>_<fpr>_<time>.{md,csv,tex,json}`` into ``folder``; the paths written. The
+    ``.json`` is written last and atomically, so a reader never lists a half-written report."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = _claim(
+            folder,
+            f"{report.benchmark}_{report.model}_fpr-{report.convention}_{time.strftime('%Y%m%d-%H%M%S')}",
         )
-    )
+        paths = [folder / f"{stem}.{ext}" for ext in ("md", "csv", "tex", "json")]
+        paths[0].write_text(markdown(report))
+        report.table.to_csv(paths[1], index=False)
+        paths[2].write_text(latex(report))
+        meta = SavedReport(
+            benchmark=report.benchmark,
+            model=report.model,
+            convention=report.convention,
+            fpr95=FPR_LABELS[report.convention],
+            accuracy=report.accuracy if math.isfinite(report.accuracy) else None,
+        )
+        partial = folder / f".{stem}.json.partial"
+        partial.write_text(meta.model_dump_json())
+        os.replace(partial, paths[3])
+    except OSError as exc:
+        raise OODLabError(
+            f"cannot write the report into {folder}: {exc.strerror or exc}"
+        ) from None
     return paths
 
 
-def saved(folder: Path) -> list[Report]:
-    """Every report saved in ``folder`` (newest first); unreadable files are skipped."""
-    found = []
+def saved(folder: Path) -> tuple[list[Report], list[tuple[str, str]]]:
+    """Every report saved in ``folder`` (newest first), and each file that is not a readable report with why
+    (a bad file is listed, never a crash)."""
+    found, problems = [], []
     for meta_path in (
         sorted(folder.glob("*.json"), reverse=True) if folder.is_dir() else []
     ):
         try:
-            meta = json.loads(meta_path.read_text())
-            table = pd.read_csv(meta_path.with_suffix(".csv"))
-            found.append(
-                Report(
-                    meta["benchmark"],
-                    meta["model"],
-                    meta["convention"],
-                    table,
-                    meta["accuracy"],
-                )
-            )
-        except (OSError, ValueError, KeyError):
+            meta = read_json(SavedReport, meta_path, "report")
+            table = _table(meta_path.with_suffix(".csv"))
+        except OODLabError as exc:
+            problems.append((meta_path.name, str(exc)))
             continue
-    return found
+        accuracy = math.nan if meta.accuracy is None else meta.accuracy
+        found.append(
+            Report(meta.benchmark, meta.model, meta.convention, table, accuracy)
+        )
+    return found, problems
+
+
+def _table(path: Path) -> pd.DataFrame:
+    """A report's CSV table, checked: its columns, text labels, numbers in [0, 100] or empty."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise OODLabError(f"{path.name} is larger than a report table can be")
+        table = pd.read_csv(path, dtype={c: str for c in TABLE_COLUMNS[:3]})
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise OODLabError(
+            f"{path.name} cannot be read as a report table ({exc})"
+        ) from None
+    missing = [c for c in TABLE_COLUMNS if c not in table]
+    if missing:
+        raise OODLabError(f"{path.name} lacks the column(s) {', '.join(missing)}")
+    numbers = table[list(COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    if numbers.isna().to_numpy().sum() > table[list(COLUMNS)].isna().to_numpy().sum():
+        raise OODLabError(f"{path.name} holds metric values that are not numbers")
+    if ((numbers < 0) | (numbers > 100)).to_numpy().any():
+        raise OODLabError(f"{path.name} holds metric values outside 0–100 %")
+    table[list(COLUMNS)] = numbers
+    return table[list(TABLE_COLUMNS)].fillna({"group": ""})

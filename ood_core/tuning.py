@@ -26,18 +26,22 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, StrictInt, StringConstraints, model_validator
 
 from .engine.cache import FeatureSet
 from .engine.features import dataset_images, feature_set
 from .errors import OODLabError
 from .inputs import catalog
 from .inputs.files import digest
+from .inputs.variants import PSEUDO_OOD
 from .memo import BoundedMemo
 from .metrics import set_metrics
 from .rows import stratified_rows
+from .schema import Strict, checked, read_json
 from .scores.line import LINE, line_logits
 from .scores.method import BLOCK_SEPARATOR, Method
 from .scores.registry import METHODS
@@ -49,15 +53,28 @@ TUNED_FORMAT = 1
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """Where the validation data comes from (recorded with every tuned result)."""
+PseudoVariant = Literal[PSEUDO_OOD]  # type: ignore[valid-type]
+DatasetName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
-    pseudo: tuple[str, ...] = ("jigsaw3",)
-    sets: tuple[str, ...] = ()
-    id_source: str = "test"  # "test" (held out of the ID test split) or "train"
-    id_fraction: float = 0.2
-    seed: int = 0
+
+class Protocol(Strict):
+    """Where the validation data comes from (recorded with every tuned result; checked wherever it is read)."""
+
+    pseudo: tuple[PseudoVariant, ...] = ("jigsaw3",)
+    sets: tuple[DatasetName, ...] = ()
+    id_source: Literal["test", "train"] = (
+        "test"  # held out of the ID test split, or of ID train
+    )
+    id_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.2
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> Protocol:
+        if not self.pseudo and not self.sets:
+            raise ValueError(
+                "give at least one validation OOD source (pseudo:… or set:…)"
+            )
+        return self
 
     def describe(self) -> str:
         parts = (
@@ -70,6 +87,11 @@ class Protocol:
             f"{'; '.join(parts)}; validation ID = {self.id_fraction:.0%} of ID {self.id_source} "
             f"(class-stratified, seed {self.seed})"
         )
+
+
+def protocol(**values) -> Protocol:
+    """A ``Protocol`` from keyword values (CLI flags, page widgets), or one ``OODLabError`` line."""
+    return checked(Protocol, values, "validation protocol")
 
 
 def parse_protocol(
@@ -89,17 +111,18 @@ def parse_protocol(
             raise OODLabError(
                 f"--val '{part}': expected pseudo:<variant>[,…] or set:<dataset>[,…]"
             )
-    if id_source not in ("test", "train"):
+    unknown = [v for v in pseudo if v not in PSEUDO_OOD]
+    if unknown:
         raise OODLabError(
-            f"validation ID comes from 'test' or 'train', not {id_source!r}"
+            f"unknown pseudo-OOD variant {', '.join(unknown)}; choose from: {', '.join(PSEUDO_OOD)}"
         )
-    if not 0 < id_fraction < 1 or not math.isfinite(id_fraction):
-        raise OODLabError(
-            f"the validation ID fraction must lie in (0, 1), got {id_fraction}"
-        )
-    if not pseudo and not sets:
-        raise OODLabError("give at least one validation OOD source (pseudo:… or set:…)")
-    return Protocol(tuple(pseudo), tuple(sets), id_source, id_fraction, seed)
+    return protocol(
+        pseudo=tuple(pseudo),
+        sets=tuple(sets),
+        id_source=id_source,
+        id_fraction=float(id_fraction),
+        seed=int(seed),
+    )
 
 
 def subset(features: FeatureSet, rows: np.ndarray, label: str) -> FeatureSet:
@@ -135,19 +158,27 @@ def _files(name: str) -> set[str]:
     return {f"{origin}:{n}" for n in images.names}
 
 
-def check_leaks(protocol: Protocol, test_sets: Sequence[str]) -> None:
-    """Refuse validation sets that are test OOD sets of the workspace or share files with one."""
+def check_leaks(
+    protocol: Protocol, test_sets: Sequence[str], id_dataset: str | None = None
+) -> None:
+    """Refuse validation sets that are the ID set or a test OOD set of the workspace, or share files with one."""
     for name in protocol.sets:
+        if name == id_dataset:
+            raise OODLabError(
+                f"validation set '{name}' is the ID dataset: its test images are what the tuned values are "
+                "judged on; choose an OOD set that is not a test set"
+            )
         if name in test_sets:
             raise OODLabError(
                 f"validation set '{name}' is also a test OOD set of this workspace; choose another"
             )
         files = _files(name)
-        for test in test_sets:
+        for test in [*test_sets, *([id_dataset] if id_dataset else [])]:
             shared = files & _files(test)
             if shared:
                 raise OODLabError(
-                    f"validation set '{name}' shares {len(shared)} file(s) with test OOD set '{test}' "
+                    f"validation set '{name}' shares {len(shared)} file(s) with "
+                    f"{'the ID set' if test == id_dataset else 'test OOD set'} '{test}' "
                     f"(e.g. {min(shared)}); the tuning would see test data"
                 )
 
@@ -175,6 +206,12 @@ def id_parts(
         )
     labels = np.asarray(source.labels)
     rows = stratified_rows(labels, protocol.id_fraction, protocol.seed)
+    kept = len(labels) - len(rows) if protocol.id_source == "test" else len(labels)
+    if len(rows) == 0 or kept == 0:
+        raise OODLabError(
+            f"holding out {protocol.id_fraction:.1%} of the {len(labels):,} ID {protocol.id_source} images leaves "
+            f"{len(rows):,} for validation and {kept:,} for testing; choose a share that leaves both non-empty"
+        )
     id_val = subset(source, rows, f"val-{protocol.seed}")
     if protocol.id_source == "train":
         return id_val, features.id_test
@@ -190,7 +227,7 @@ def split(
     """Validation and test workspaces for ``protocol``: validation ID rows held out (seeded, stratified) of ID test
     or train; validation OOD sets extracted (cached) from ID train images or registered sets. Memoised per
     workspace and protocol."""
-    check_leaks(protocol, list(features.ood))
+    check_leaks(protocol, list(features.ood), features.id_dataset)
     key = (
         features.model,
         features.id_test.fingerprint,
@@ -506,7 +543,7 @@ def save(
         "ood_lab": "tuned",
         "format": TUNED_FORMAT,
         **provenance(features),
-        "protocol": {**asdict(protocol), "description": protocol.describe()},
+        "protocol": {**protocol.model_dump(), "description": protocol.describe()},
         "objective": results[0].objective if results else None,
         "methods": {r.method: r.as_dict() for r in results},
     }
@@ -514,6 +551,59 @@ def save(
     partial.write_text(json.dumps(document, indent=1, default=float))
     os.replace(partial, path)  # a reader never sees half a file
     return path
+
+
+# --- tuned.json -----------------------------------------------------------------------------------------------------
+
+Value = (
+    StrictInt
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[str, StringConstraints(max_length=200)]
+)
+
+
+class SavedProtocol(Protocol):
+    description: Annotated[str, StringConstraints(max_length=2_000)] = ""
+
+
+class SavedPoint(Strict):
+    params: dict[str, Value]
+    value: float  # −inf where an accuracy floor rejected the point
+
+
+class SavedSearch(Strict):
+    method: str
+    objective: Literal[OBJECTIVES]  # type: ignore[valid-type]
+    chosen: dict[str, Value]
+    default: dict[str, Value]
+    value: float
+    default_value: float
+    evaluated: tuple[SavedPoint, ...] = ()
+    strategy: Literal["grid", "coordinate ascent"] = "grid"
+    seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class ModelRef(Strict):
+    name: str
+    fingerprint: str
+
+
+class IdRef(Strict):
+    dataset: str
+    test: str
+    train: str | None
+
+
+class TunedFile(Strict):
+    """``tuned.json`` as written by ``save`` (and checked field by field when read)."""
+
+    ood_lab: Literal["tuned"]
+    format: Literal[TUNED_FORMAT]  # type: ignore[valid-type]
+    model: ModelRef
+    id: IdRef
+    protocol: SavedProtocol
+    objective: Literal[OBJECTIVES] | None  # type: ignore[valid-type]
+    methods: dict[str, SavedSearch]
 
 
 @dataclass(frozen=True)
@@ -530,39 +620,31 @@ class Tuned:
 
 
 def load(path: str | Path, features: LoadedWorkspace) -> Tuned:
-    """The tuned values in ``path``; refused for another model or ID set, or for a file that is not one."""
-    try:
-        document = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise OODLabError(f"cannot read tuned values from {path}: {exc}") from exc
-    if (
-        not isinstance(document, dict)
-        or document.get("ood_lab") != "tuned"
-        or document.get("format") != TUNED_FORMAT
-    ):
-        raise OODLabError(f"{path} is not an OOD Lab tuned-values file")
+    """The tuned values in ``path``, every field checked (``TunedFile``) and every chosen value checked against its
+    method's parameter ranges and this model's blocks; refused for another model or ID set."""
+    document = read_json(TunedFile, Path(path), "tuned-values file (tuned.json)")
     expected = provenance(features)
-    model = document.get("model") or {}
+    model = document.model.model_dump()
     if model != expected["model"]:
         raise OODLabError(
-            f"{path} was tuned for model {model.get('name')} ({model.get('fingerprint')}), not for "
+            f"{path} was tuned for model {model['name']} ({model['fingerprint']}), not for "
             f"{expected['model']['name']} ({expected['model']['fingerprint']}); tune again for this model"
         )
-    if document.get("id") != expected["id"]:
+    if document.id.model_dump() != expected["id"]:
         raise OODLabError(
-            f"{path} was tuned on ID set {(document.get('id') or {}).get('dataset')} with other features than "
+            f"{path} was tuned on ID set {document.id.dataset} with other features than "
             f"{expected['id']['dataset']} has here; tune again for this ID set"
         )
-    fields = {k: v for k, v in document["protocol"].items() if k != "description"}
-    protocol = Protocol(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    )
-    values = {
-        name: result["chosen"] for name, result in document.get("methods", {}).items()
-    }
-    unknown = sorted(set(values) - set(METHODS))
+    unknown = sorted(set(document.methods) - set(METHODS))
     if unknown:
         raise OODLabError(
             f"{path} names unknown method(s) {', '.join(unknown)}; was it written by a newer OOD Lab?"
         )
-    return Tuned(values, protocol, document.get("objective", "auroc"))
+    values = {name: dict(result.chosen) for name, result in document.methods.items()}
+    for name, chosen in values.items():
+        try:
+            METHODS[name].resolve(features.blocks, chosen)
+        except OODLabError as exc:
+            raise OODLabError(f"{path}: methods.{name}.chosen: {exc}") from None
+    fields = document.protocol.model_dump(exclude={"description"})
+    return Tuned(values, Protocol(**fields), document.objective or "auroc")

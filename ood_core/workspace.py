@@ -480,10 +480,28 @@ def _state_from(cls: type, entry: FeatureSet) -> Any:
     return cls(**values)
 
 
+def _check_labels(workspace: Workspace, features: FeatureSet | None) -> None:
+    """Refuse ID labels the model cannot predict (a list whose labels run past the model's classes)."""
+    if features is None or not len(features):
+        return
+    labels = np.asarray(features.labels)
+    classes = features.logits.shape[1]
+    low, high = int(labels.min()), int(labels.max())
+    if high >= classes or low < 0:
+        split = features.meta.get("dataset", {}).get("split", "")
+        raise OODLabError(
+            f"ID dataset '{workspace.id_dataset}' ({split}) has class labels from {low} to {high}, but model "
+            f"'{workspace.model}' predicts {classes} classes (0 to {classes - 1}); fix the labels or pick the "
+            "model trained on this dataset"
+        )
+
+
 def _assemble(
     workspace: Workspace, load: Callable[[str, str | None], FeatureSet | None], cache
 ) -> dict:
     loaded = {(name, split): load(name, split) for name, split in workspace.sets()}
+    for split in ("test", "train"):
+        _check_labels(workspace, loaded.get((workspace.id_dataset, split)))
     jigsaw = jigsaw_name(workspace.id_dataset, JIGSAW_DEFAULT_N)
     spec = catalog.get_model(workspace.model)
     return {

@@ -11,95 +11,94 @@ from ood_core.inputs import catalog
 from ood_core.scores import METHODS
 from ood_core.tables import all_methods_table
 from ood_core.workspace import Workspace, cached_workspace
-from pages.common import (
-    ensure_app_shell,
-    param_controls,
-    require_features,
-    reset_button,
-    workspace,
-)
+from pages.ui.controls import param_controls, selectbox
+from pages.ui.shell import run_page
+from pages.ui.sidebar import require_features, workspace
+from pages.ui.state import reset_button
 
-ensure_app_shell()
-st.title("A/B — two settings of one method")
-reset_button("ab", ("ab_",))
-st.markdown(
-    "Pick a method, then set each side: its model (e.g. a fine-tuned one against its base, or α = 0 against "
-    "α > 0 on Local Background) and its parameters. Both sides are scored on the same ID and OOD sets; the table "
-    "pairs them per set."
-)
-features = require_features()
-ws = workspace()
-methods = {m.label: m for m in METHODS.values() if m.cost == "cache"}
-method = methods[
-    st.selectbox(
-        "Method",
-        list(methods),
-        index=list(methods).index("NAP-Energy"),
-        key="ab_method",
+
+def main() -> None:
+    st.title("A/B — two settings of one method")
+    reset_button("ab", ("ab_",))
+    st.markdown(
+        "Pick a method, then set each side: its model (e.g. a fine-tuned one against its base, or α = 0 against "
+        "α > 0 on Local Background) and its parameters. Both sides are scored on the same ID and OOD sets; the table "
+        "pairs them per set."
     )
-]
-models = [
-    name
-    for name, spec in catalog.models().items()
-    if name == ws.model or spec.default_id in (None, ws.id_dataset)
-]
-sides = {}
-for side, column in zip(("A", "B"), st.columns(2)):
-    with column.container(border=True):
-        st.subheader(side)
-        model = st.selectbox(
-            "Model", models, index=models.index(ws.model), key=f"ab_{side}_model"
+    require_features()
+    ws = workspace()
+    methods = {m.label: m for m in METHODS.values() if m.cost == "cache"}
+    method = methods[
+        selectbox(
+            "Method",
+            list(methods),
+            index=list(methods).index("NAP-Energy"),
+            key="ab_method",
         )
-        side_features = cached_workspace(
-            Workspace(model, ws.id_dataset, ws.ood_datasets)
-        )
-        if side_features is None or not side_features.ood:
-            st.info(
-                f"`{model}` has no cached features for this workspace: extract them on Setup."
+    ]
+    models = [
+        name
+        for name, spec in catalog.models().items()
+        if name == ws.model or spec.default_id in (None, ws.id_dataset)
+    ]
+    sides = {}
+    for side, column in zip(("A", "B"), st.columns(2)):
+        with column.container(border=True):
+            st.subheader(side)
+            model = selectbox(
+                "Model", models, index=models.index(ws.model), key=f"ab_{side}_model"
             )
-            st.stop()
-        reason = side_features.unavailable(method)
-        if reason:
-            st.info(f"{method.label} cannot score `{model}`: {reason}.")
-            st.stop()
-        params = param_controls(
-            method,
-            side_features.id_test.blocks,
-            f"ab_{side.lower()}",
-            benchmark=side_features.benchmark,
-        )
-        sides[side] = (side_features, params)
+            side_features = cached_workspace(
+                Workspace(model, ws.id_dataset, ws.ood_datasets)
+            )
+            if side_features is None or not side_features.ood:
+                st.info(
+                    f"`{model}` has no cached features for this workspace: extract them on Setup."
+                )
+                st.stop()
+            reason = side_features.unavailable(method)
+            if reason:
+                st.info(f"{method.label} cannot score `{model}`: {reason}.")
+                st.stop()
+            params = param_controls(
+                method,
+                side_features.id_test.blocks,
+                f"ab_{side.lower()}",
+                benchmark=side_features.benchmark,
+            )
+            sides[side] = (side_features, params)
+
+    def auroc_fpr(side: str) -> pd.DataFrame:
+        side_features, params = sides[side]
+        table = all_methods_table(side_features, [(method, params)])
+        return table.set_index("ood_set")[["AUROC", "FPR95"]].add_suffix(f" {side}")
+
+    paired = pd.concat([auroc_fpr("A"), auroc_fpr("B")], axis=1)
+    paired["Δ AUROC (B − A)"] = paired["AUROC B"] - paired["AUROC A"]
+    paired["Δ FPR95 (B − A)"] = paired["FPR95 B"] - paired["FPR95 A"]
+    columns = [
+        "AUROC A",
+        "AUROC B",
+        "Δ AUROC (B − A)",
+        "FPR95 A",
+        "FPR95 B",
+        "Δ FPR95 (B − A)",
+    ]
+    st.dataframe(
+        paired[columns]
+        .rename_axis("OOD set")
+        .style.format("{:+.2f}", subset=columns[2::3])
+        .format("{:.2f}", subset=[c for c in columns if not c.startswith("Δ")]),
+        width="stretch",
+        key="ab_table",
+    )
+    mean = paired.loc["mean"] if "mean" in paired.index else paired.iloc[0]
+    better = "B" if mean["AUROC B"] > mean["AUROC A"] else "A"
+    st.markdown(
+        f"Mean AUROC: A {mean['AUROC A']:.2f}, B {mean['AUROC B']:.2f} — **{better}** is ahead by "
+        f"{notes.compare_to_base(max(mean['AUROC A'], mean['AUROC B']), min(mean['AUROC A'], mean['AUROC B']))} "
+        "points. Both sides use test OOD sets: a difference here is for understanding, not for choosing (use Tune)."
+    )
 
 
-def auroc_fpr(side: str) -> pd.DataFrame:
-    side_features, params = sides[side]
-    table = all_methods_table(side_features, [(method, params)])
-    return table.set_index("ood_set")[["AUROC", "FPR95"]].add_suffix(f" {side}")
-
-
-paired = pd.concat([auroc_fpr("A"), auroc_fpr("B")], axis=1)
-paired["Δ AUROC (B − A)"] = paired["AUROC B"] - paired["AUROC A"]
-paired["Δ FPR95 (B − A)"] = paired["FPR95 B"] - paired["FPR95 A"]
-columns = [
-    "AUROC A",
-    "AUROC B",
-    "Δ AUROC (B − A)",
-    "FPR95 A",
-    "FPR95 B",
-    "Δ FPR95 (B − A)",
-]
-st.dataframe(
-    paired[columns]
-    .rename_axis("OOD set")
-    .style.format("{:+.2f}", subset=columns[2::3])
-    .format("{:.2f}", subset=[c for c in columns if not c.startswith("Δ")]),
-    width="stretch",
-    key="ab_table",
-)
-mean = paired.loc["mean"] if "mean" in paired.index else paired.iloc[0]
-better = "B" if mean["AUROC B"] > mean["AUROC A"] else "A"
-st.markdown(
-    f"Mean AUROC: A {mean['AUROC A']:.2f}, B {mean['AUROC B']:.2f} — **{better}** is ahead by "
-    f"{notes.compare_to_base(max(mean['AUROC A'], mean['AUROC B']), min(mean['AUROC A'], mean['AUROC B']))} "
-    "points. Both sides use test OOD sets: a difference here is for understanding, not for choosing (use Tune)."
-)
+run_page(main)

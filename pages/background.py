@@ -9,191 +9,197 @@ import streamlit as st
 from ood_core import observations as notes
 from ood_core.inputs import catalog
 from ood_core.scores import get_method
+from ood_core.scores.method import Param
 from ood_core.tables import paired_before_after
 from ood_core.training import finetune
 from ood_core.training.background import BackgroundSettings
 from ood_core.workspace import Workspace, cached_workspace, load_workspace
-from pages.common import (
-    colour,
-    ensure_app_shell,
-    needs_images,
-    observations,
-    require_features,
-    reset_button,
-    workspace,
-)
+from pages.ui.cards import observations
+from pages.ui.charts import colour
+from pages.ui.controls import slider
+from pages.ui.shell import run_page
+from pages.ui.sidebar import needs_images, require_features, workspace
+from pages.ui.state import reset_button
 
 COMPARED = ("energy", "nap", "featurenorm")
-
-ensure_app_shell()
-st.title("Local Background features")
-reset_button("background", ("bg_alpha", "bg_k", "bg_epochs"))
-st.markdown(
-    "OOD images often share *background* with ID images — sky, texture, empty paper. If the network's local "
-    "features at background positions of ID images are pushed towards zero norm during training, the same "
-    "background in an OOD image contributes little, and (the paper's claim) the model grows less confident on it. "
-    "Fine-tune the current model here and compare Energy, NAP and FeatureNorm before and after, and against plain "
-    "fine-tuning with α = 0 (the control)."
-)
-st.latex(
-    r"\mathcal{L}=\mathrm{CE}(f(x),y)+\alpha\cdot\frac{1}{k}\sum_{(i,j)\in \mathrm{low}_k(\mathrm{CAM})}"
-    r"\lVert f_{ij}\rVert_2,\qquad \mathrm{CAM}_{ij}=w_{\hat y}^\top f_{ij}"
-)
-st.caption(
-    "Paper: [Local Background Features Matter in Out-of-Distribution Detection]"
-    "(https://arxiv.org/abs/2510.12259) (2025). **Our interpretation of an abstract-only paper:** background "
-    "positions = the k lowest class-activation positions of the last feature map; the paper's exact choice "
-    "may differ. Scores: higher = more ID."
-)
-features = require_features()
-needs_images(features, "fine-tuning", stop=True)
-ws = workspace()
-base = ws.model
-last_map = features.id_test.blocks[-1]
-if features.id_train is None:
-    st.info("Fine-tuning needs the ID train split; this ID dataset has none.")
-    st.stop()
-
-st.header("1 · Fine-tune")
-columns = st.columns(3)
-alpha = columns[0].slider(
-    "α (background weight)",
+ALPHA = Param(
+    "alpha",
+    BackgroundSettings().alpha,
     0.0,
     2.0,
-    BackgroundSettings().alpha,
     0.05,
-    key="bg_alpha",
-    help="Weight of the mean background-feature norm in the loss; α = 0 is plain fine-tuning (a control).",
+    "Weight of the mean background-feature norm in the loss; α = 0 is plain fine-tuning (a control).",
 )
-positions = finetune.last_map_positions(base)
-k = columns[1].slider(
-    "k (background positions per image)",
-    1,
-    min(32, positions),
-    min(BackgroundSettings().k, positions),
-    key="bg_k",
-    help=f"How many of the lowest-CAM positions of {last_map}'s map ({positions} positions) count as background.",
-)
-epochs = columns[2].slider(
-    "Epochs", 1, 10, BackgroundSettings().epochs, key="bg_epochs"
-)
-settings = BackgroundSettings(alpha=alpha, k=k, epochs=epochs)
-name = finetune.background_model_name(base, settings)
-after_ws = Workspace(name, ws.id_dataset, ws.ood_datasets)
+EPOCHS = Param("epochs", BackgroundSettings().epochs, 1, 10, 1, kind="int")
 
 
-def fine_tune_and_extract(chosen: BackgroundSettings, model: str):
-    """Fine-tune the base model with ``chosen`` settings (registered as ``model``) and extract its features, with
-    progress; the loaded workspace of the new model."""
-    with st.status(f"Fine-tuning {base} into {model} …", expanded=True) as status:
-        bar = st.progress(0.0)
-        finetune.background_fine_tune(
-            base,
-            ws.id_dataset,
-            chosen,
-            lambda step, steps, loss: bar.progress(
-                step / steps, f"step {step}/{steps} · loss {loss:.3f}"
-            ),
-        )
-        status.update(label=f"Extracting features of {model} …")
-        loaded = load_workspace(
-            Workspace(model, ws.id_dataset, ws.ood_datasets),
-            progress=lambda label, done, total: bar.progress(
-                done / total, f"{label}: {done}/{total}"
-            ),
-        )
-        status.update(label=f"{model} is ready", state="complete")
-    return loaded
-
-
-after = cached_workspace(after_ws) if name in catalog.models() else None
-if after is None:
-    st.info(
-        f"`{name}` is not trained and extracted yet (demo: ≈ 10 s to fine-tune, ≈ 5 s to extract)."
+def main() -> None:
+    st.title("Local Background features")
+    reset_button("background", ("bg_alpha", "bg_k", "bg_epochs"))
+    st.markdown(
+        "OOD images often share *background* with ID images — sky, texture, empty paper. If the network's local "
+        "features at background positions of ID images are pushed towards zero norm during training, the same "
+        "background in an OOD image contributes little, and (the paper's claim) the model grows less confident on it. "
+        "Fine-tune the current model here and compare Energy, NAP and FeatureNorm before and after, and against plain "
+        "fine-tuning with α = 0 (the control)."
     )
-    if not st.button("Fine-tune and extract", type="primary", key="bg_train"):
+    st.latex(
+        r"\mathcal{L}=\mathrm{CE}(f(x),y)+\alpha\cdot\frac{1}{k}\sum_{(i,j)\in \mathrm{low}_k(\mathrm{CAM})}"
+        r"\lVert f_{ij}\rVert_2,\qquad \mathrm{CAM}_{ij}=w_{\hat y}^\top f_{ij}"
+    )
+    st.caption(
+        "Paper: [Local Background Features Matter in Out-of-Distribution Detection]"
+        "(https://arxiv.org/abs/2510.12259) (2025). **Our interpretation of an abstract-only paper:** background "
+        "positions = the k lowest class-activation positions of the last feature map; the paper's exact choice "
+        "may differ. Scores: higher = more ID."
+    )
+    features = require_features()
+    needs_images(features, "fine-tuning", stop=True)
+    ws = workspace()
+    base = ws.model
+    last_map = features.id_test.blocks[-1]
+    if features.id_train is None:
+        st.info("Fine-tuning needs the ID train split; this ID dataset has none.")
         st.stop()
-    after = fine_tune_and_extract(settings, name)
 
-report = finetune.report(name)
-st.caption(
-    f"`{name}`: fine-tuned for {epochs} epochs in {report['seconds']:.1f} s. It is now a model like any other: "
-    "pick it in the sidebar to explore it on every page."
-)
-
-st.header("2 · Before and after")
-cards = st.columns(3)
-cards[0].metric(
-    "ID accuracy after",
-    f"{after.accuracy:.2f} %",
-    f"{after.accuracy - features.accuracy:+.2f} vs before",
-)
-cards[1].metric("Cross-entropy (last epoch)", f"{report['cross_entropy'][-1]:.3f}")
-cards[2].metric("Background norm (last epoch)", f"{report['background_norm'][-1]:.3f}")
-
-control_settings = BackgroundSettings(alpha=0.0, k=k, epochs=epochs)
-control_name = finetune.background_model_name(base, control_settings)
-control = (
-    cached_workspace(Workspace(control_name, ws.id_dataset, ws.ood_datasets))
-    if alpha > 0 and control_name in catalog.models()
-    else None
-)
-methods = [get_method(m) for m in COMPARED]
-table = paired_before_after(features, after, methods, control)
-observations(
-    notes.background(
-        alpha,
-        notes.mean_by(table, "method", "Δ").to_dict(),
-        notes.mean_by(table, "method", "Δ control").to_dict()
-        if control is not None
-        else None,
-    ),
-    "background",
-)
-if (
-    alpha > 0
-    and control is None
-    and st.button(
-        f"Train the α = 0 control (k = {k}, {epochs} epochs)", key="bg_control"
+    st.header("1 · Fine-tune")
+    columns = st.columns(3)
+    alpha = slider("α (background weight)", ALPHA, "bg_alpha", where=columns[0])
+    positions = finetune.last_map_positions(base)
+    k = slider(
+        "k (background positions per image)",
+        Param(
+            "k",
+            min(BackgroundSettings().k, positions),
+            1,
+            min(32, positions),
+            1,
+            f"How many of the lowest-CAM positions of {last_map}'s map ({positions} positions) count as "
+            "background.",
+            kind="int",
+        ),
+        "bg_k",
+        where=columns[1],
     )
-):
-    fine_tune_and_extract(control_settings, control_name)
-    st.rerun()
-st.dataframe(
-    table.style.format(precision=1),
-    hide_index=True,
-    width="stretch",
-    key="bg_table",
-)
-st.caption(
-    "AUROC (%) per method and OOD set, paired: before → after fine-tuning with α"
-    + (
-        ", and against the α = 0 control (plain fine-tuning with the same k and epochs)."
-        if control
-        else "."
+    epochs = slider("Epochs", EPOCHS, "bg_epochs", where=columns[2])
+    settings = BackgroundSettings(alpha=alpha, k=k, epochs=epochs)
+    name = finetune.background_model_name(base, settings)
+    after_ws = Workspace(name, ws.id_dataset, ws.ood_datasets)
+
+    def fine_tune_and_extract(chosen: BackgroundSettings, model: str):
+        """Fine-tune the base model with ``chosen`` settings (registered as ``model``) and extract its features, with
+        progress; the loaded workspace of the new model."""
+        with st.status(f"Fine-tuning {base} into {model} …", expanded=True) as status:
+            bar = st.progress(0.0)
+            finetune.background_fine_tune(
+                base,
+                ws.id_dataset,
+                chosen,
+                lambda step, steps, loss: bar.progress(
+                    step / steps, f"step {step}/{steps} · loss {loss:.3f}"
+                ),
+            )
+            status.update(label=f"Extracting features of {model} …")
+            loaded = load_workspace(
+                Workspace(model, ws.id_dataset, ws.ood_datasets),
+                progress=lambda label, done, total: bar.progress(
+                    done / total, f"{label}: {done}/{total}"
+                ),
+            )
+            status.update(label=f"{model} is ready", state="complete")
+        return loaded
+
+    after = cached_workspace(after_ws) if name in catalog.models() else None
+    if after is None:
+        st.info(
+            f"`{name}` is not trained and extracted yet (demo: ≈ 10 s to fine-tune, ≈ 5 s to extract)."
+        )
+        if not st.button("Fine-tune and extract", type="primary", key="bg_train"):
+            st.stop()
+        after = fine_tune_and_extract(settings, name)
+
+    report = finetune.report(name)
+    st.caption(
+        f"`{name}`: fine-tuned for {epochs} epochs in {report['seconds']:.1f} s. It is now a model like any other: "
+        "pick it in the sidebar to explore it on every page."
     )
-)
-st.download_button(
-    "Download metrics (CSV)", table.to_csv(index=False), "background_metrics.csv"
-)
+
+    st.header("2 · Before and after")
+    cards = st.columns(3)
+    cards[0].metric(
+        "ID accuracy after",
+        f"{after.accuracy:.2f} %",
+        f"{after.accuracy - features.accuracy:+.2f} vs before",
+    )
+    cards[1].metric("Cross-entropy (last epoch)", f"{report['cross_entropy'][-1]:.3f}")
+    cards[2].metric(
+        "Background norm (last epoch)", f"{report['background_norm'][-1]:.3f}"
+    )
+
+    control_settings = BackgroundSettings(alpha=0.0, k=k, epochs=epochs)
+    control_name = finetune.background_model_name(base, control_settings)
+    control = (
+        cached_workspace(Workspace(control_name, ws.id_dataset, ws.ood_datasets))
+        if alpha > 0 and control_name in catalog.models()
+        else None
+    )
+    methods = [get_method(m) for m in COMPARED]
+    table = paired_before_after(features, after, methods, control)
+    observations(
+        notes.background(
+            alpha,
+            notes.mean_by(table, "method", "Δ").to_dict(),
+            notes.mean_by(table, "method", "Δ control").to_dict()
+            if control is not None
+            else None,
+        ),
+        "background",
+    )
+    if (
+        alpha > 0
+        and control is None
+        and st.button(
+            f"Train the α = 0 control (k = {k}, {epochs} epochs)", key="bg_control"
+        )
+    ):
+        fine_tune_and_extract(control_settings, control_name)
+        st.rerun()
+    st.dataframe(
+        table.style.format(precision=1),
+        hide_index=True,
+        width="stretch",
+        key="bg_table",
+    )
+    st.caption(
+        "AUROC (%) per method and OOD set, paired: before → after fine-tuning with α"
+        + (
+            ", and against the α = 0 control (plain fine-tuning with the same k and epochs)."
+            if control
+            else "."
+        )
+    )
+    st.download_button(
+        "Download metrics (CSV)", table.to_csv(index=False), "background_metrics.csv"
+    )
+
+    @st.cache_data(show_spinner="Measuring background-feature norms …", max_entries=8)
+    def norms(base: str, name: str, sets_key: str, k: int) -> pd.DataFrame:
+        sets = {"ID": features.id_test, **features.ood}
+        frame = finetune.background_norm_frame([base, name], sets, k)
+        return frame.replace({"model": {base: "before", name: "after"}})
+
+    frame = norms(base, name, "|".join(features.ood), k)
+    figure = px.box(
+        frame,
+        x="set",
+        y="norm",
+        color="model",
+        points=False,
+        title=f"Mean norm of the {k} lowest-CAM local features of {last_map} (≤ 256 images per set)",
+        color_discrete_map={"before": "#9e9e9e", "after": colour("ID")},
+    )
+    figure.update_layout(height=380, margin={"t": 50, "b": 30})
+    st.plotly_chart(figure, width="stretch", key="bg_norms")
 
 
-@st.cache_data(show_spinner="Measuring background-feature norms …", max_entries=8)
-def norms(base: str, name: str, sets_key: str, k: int) -> pd.DataFrame:
-    sets = {"ID": features.id_test, **features.ood}
-    frame = finetune.background_norm_frame([base, name], sets, k)
-    return frame.replace({"model": {base: "before", name: "after"}})
-
-
-frame = norms(base, name, "|".join(features.ood), k)
-figure = px.box(
-    frame,
-    x="set",
-    y="norm",
-    color="model",
-    points=False,
-    title=f"Mean norm of the {k} lowest-CAM local features of {last_map} (≤ 256 images per set)",
-    color_discrete_map={"before": "#9e9e9e", "after": colour("ID")},
-)
-figure.update_layout(height=380, margin={"t": 50, "b": 30})
-st.plotly_chart(figure, width="stretch", key="bg_norms")
+run_page(main)

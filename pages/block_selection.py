@@ -13,184 +13,187 @@ from ood_core.engine.images import sample_image
 from ood_core.inputs.variants import jigsaw_base_rows, jigsaw_image, jigsaw_name
 from ood_core.scores import get_method
 from ood_core.scores.block_norm import select_block
-from pages.common import (
-    context,
-    ensure_app_shell,
-    histogram_figure,
-    intro,
-    metric_cards,
-    needs_images,
-    observations,
-    require_features,
-    reset_button,
-    workspace,
+from ood_core.scores.method import Param
+from pages.ui.boundary import fragment
+from pages.ui.cards import context, intro, metric_cards, observations
+from pages.ui.charts import histogram_figure
+from pages.ui.controls import selectbox, slider
+from pages.ui.shell import run_page
+from pages.ui.sidebar import needs_images, require_features, workspace
+from pages.ui.state import reset_button
+
+GRID = Param(
+    "n",
+    3,
+    2,
+    8,
+    1,
+    "n×n tiles per image (paper: 3). A new n is extracted once, then cached.",
+    kind="int",
 )
 
-ensure_app_shell()
-st.title("Block Selection — FeatureNorm and NormRatio")
-reset_button("block_selection", ("bs_",))
-intro(
-    "The L2 norm of a block's feature map (**FeatureNorm**) is often larger for ID than for OOD inputs — but the last "
-    "block is not always the best place to measure it. Without any real OOD data, the paper scrambles ID training "
-    "images into **jigsaw puzzles** (pseudo-OOD) and picks the block whose FeatureNorm drops most: the largest "
-    "**NormRatio**. Here you can check that choice against the true AUROC on real OOD sets.",
-    get_method("featurenorm"),
-)
-st.latex(r"NR(b)=\frac{1}{N}\sum_{i=1}^{N}\frac{FN_b(x_i)}{FN_b(\mathrm{jigsaw}(x_i))}")
-features = require_features()
-needs_images(
-    features, "block selection (its jigsaw pseudo-OOD is made from images)", stop=True
-)
-ws = workspace()
-if features.jigsaw is None:
-    st.info(
-        f"Block selection needs a train split of the ID set `{ws.id_dataset}` (none is registered)."
-    )
-    st.stop()
-blocks = features.id_test.blocks
 
-
-def jigsaw_features(n: int):
-    """The jigsaw set for grid size n: cached, or extracted now with a progress bar."""
-    name = jigsaw_name(ws.id_dataset, n)
-    cached = cached_feature_set(ws.model, name, "train")
-    if cached is not None:
-        return cached
-    bar = st.progress(0.0, text=f"extracting the {n}×{n} jigsaw set…")
-    result = feature_set(
-        ws.model,
-        name,
-        "train",
-        progress=lambda done, total: bar.progress(
-            done / total, text=f"jigsaw {n}×{n}: {done}/{total}"
-        ),
+def main() -> None:
+    st.title("Block Selection — FeatureNorm and NormRatio")
+    reset_button("block_selection", ("bs_",))
+    intro(
+        "The L2 norm of a block's feature map (**FeatureNorm**) is often larger for ID than for OOD inputs — but the last "
+        "block is not always the best place to measure it. Without any real OOD data, the paper scrambles ID training "
+        "images into **jigsaw puzzles** (pseudo-OOD) and picks the block whose FeatureNorm drops most: the largest "
+        "**NormRatio**. Here you can check that choice against the true AUROC on real OOD sets.",
+        get_method("featurenorm"),
     )
-    bar.empty()
-    return result
-
-
-@st.fragment
-def normratio_section() -> None:
-    n = st.slider(
-        "Jigsaw grid size n",
-        2,
-        8,
-        3,
-        1,
-        key="bs_grid",
-        help="n×n tiles per image (paper: 3). A new n is extracted once, then cached.",
+    st.latex(
+        r"NR(b)=\frac{1}{N}\sum_{i=1}^{N}\frac{FN_b(x_i)}{FN_b(\mathrm{jigsaw}(x_i))}"
     )
-    jigsaw = features.jigsaw if n == 3 else jigsaw_features(n)
-    ratios = features.normratio(jigsaw)
-    chosen = select_block(ratios)
-    table, rho = tables.block_selection_table(features, ratios)
-    per_block = notes.mean_auroc_per_block(table)
-    best = str(per_block.idxmax())
-    cards = st.columns(3)
-    cards[0].metric("NormRatio choice", chosen, help="argmax_b NR(b)")
-    cards[1].metric(
-        "Best block on the real OOD sets",
-        best,
-        help="Highest mean FeatureNorm AUROC (uses test OOD data).",
+    features = require_features()
+    needs_images(
+        features,
+        "block selection (its jigsaw pseudo-OOD is made from images)",
+        stop=True,
     )
-    cards[2].metric(
-        "Rank correlation NR ↔ AUROC",
-        f"{rho:+.2f}",
-        help="Spearman ρ across blocks, mean AUROC.",
-    )
-    chosen_auroc = float(per_block[chosen])
-    observations(
-        notes.block_selection(chosen, best, rho, chosen_auroc, context(features)),
-        "block_selection",
-    )
-    left, right = st.columns(2)
-    bars = go.Figure(
-        go.Bar(
-            x=ratios.index,
-            y=ratios.values,
-            text=[f"{v:.3f}" for v in ratios.values],
-            marker_color=[
-                "#d62728" if b == chosen else "#9aa9bd" for b in ratios.index
-            ],
+    ws = workspace()
+    if features.jigsaw is None:
+        st.info(
+            f"Block selection needs a train split of the ID set `{ws.id_dataset}` (none is registered)."
         )
-    )
-    bars.add_hline(y=1.0, line_dash="dot", annotation_text="NR = 1: no drop")
-    bars.update_layout(
-        title=f"NormRatio per block (jigsaw {n}×{n}; selected in red)",
-        yaxis_title="NR",
-        height=360,
-        margin={"t": 40, "b": 30},
-    )
-    left.plotly_chart(bars, width="stretch", key="bs_nr_bars")
-    heat = table.set_index("block").filter(like="AUROC ")
-    figure = go.Figure(
-        go.Heatmap(  # blocks left to right, as in the NormRatio bars beside it
-            z=heat.values.T,
-            x=list(heat.index),
-            y=[c.removeprefix("AUROC ") for c in heat.columns],
-            text=np.round(heat.values.T, 1),
-            texttemplate="%{text}",
-            colorscale="Cividis",  # colour-blind safe
-            zmin=0,
-            zmax=100,
-            colorbar_title="AUROC",
+        st.stop()
+    blocks = features.id_test.blocks
+
+    def jigsaw_features(n: int):
+        """The jigsaw set for grid size n: cached, or extracted now with a progress bar."""
+        name = jigsaw_name(ws.id_dataset, n)
+        cached = cached_feature_set(ws.model, name, "train")
+        if cached is not None:
+            return cached
+        bar = st.progress(0.0, text=f"extracting the {n}×{n} jigsaw set…")
+        result = feature_set(
+            ws.model,
+            name,
+            "train",
+            progress=lambda done, total: bar.progress(
+                done / total, text=f"jigsaw {n}×{n}: {done}/{total}"
+            ),
         )
-    )
-    figure.update_yaxes(
-        autorange="reversed"
-    )  # OOD sets top to bottom in workspace order, mean last
-    figure.update_layout(
-        title="True FeatureNorm AUROC per block and OOD set",
-        height=360,
-        margin={"t": 40, "b": 30},
-    )
-    right.plotly_chart(figure, width="stretch", key="bs_auroc_heat")
-    st.dataframe(table.round(3), hide_index=True, width="stretch")
-    st.download_button(
-        "Download table (CSV)",
-        table.to_csv(index=False),
-        "block_selection.csv",
-        "text/csv",
-    )
+        bar.empty()
+        return result
 
-    st.subheader("What the jigsaw pseudo-OOD looks like")
-    rows = jigsaw_base_rows(features.jigsaw.meta["dataset"])[:8]
-    originals = [sample_image(ws.id_dataset, "train", int(r)) for r in rows]
-    st.image(originals, width=72, caption=["ID"] * len(rows))
-    st.image(
-        [jigsaw_image(img, n, 0, int(r)) for img, r in zip(originals, rows)],
-        width=72,
-        caption=[f"jigsaw {n}×{n}"] * len(rows),
-    )
+    @fragment
+    def normratio_section() -> None:
+        n = slider("Jigsaw grid size n", GRID, "bs_grid")
+        jigsaw = features.jigsaw if n == 3 else jigsaw_features(n)
+        ratios = features.normratio(jigsaw)
+        chosen = select_block(ratios)
+        table, rho = tables.block_selection_table(features, ratios)
+        per_block = notes.mean_auroc_per_block(table)
+        best = str(per_block.idxmax())
+        cards = st.columns(3)
+        cards[0].metric("NormRatio choice", chosen, help="argmax_b NR(b)")
+        cards[1].metric(
+            "Best block on the real OOD sets",
+            best,
+            help="Highest mean FeatureNorm AUROC (uses test OOD data).",
+        )
+        cards[2].metric(
+            "Rank correlation NR ↔ AUROC",
+            f"{rho:+.2f}",
+            help="Spearman ρ across blocks, mean AUROC.",
+        )
+        chosen_auroc = float(per_block[chosen])
+        observations(
+            notes.block_selection(chosen, best, rho, chosen_auroc, context(features)),
+            "block_selection",
+        )
+        left, right = st.columns(2)
+        bars = go.Figure(
+            go.Bar(
+                x=ratios.index,
+                y=ratios.values,
+                text=[f"{v:.3f}" for v in ratios.values],
+                marker_color=[
+                    "#d62728" if b == chosen else "#9aa9bd" for b in ratios.index
+                ],
+            )
+        )
+        bars.add_hline(y=1.0, line_dash="dot", annotation_text="NR = 1: no drop")
+        bars.update_layout(
+            title=f"NormRatio per block (jigsaw {n}×{n}; selected in red)",
+            yaxis_title="NR",
+            height=360,
+            margin={"t": 40, "b": 30},
+        )
+        left.plotly_chart(bars, width="stretch", key="bs_nr_bars")
+        heat = table.set_index("block").filter(like="AUROC ")
+        figure = go.Figure(
+            go.Heatmap(  # blocks left to right, as in the NormRatio bars beside it
+                z=heat.values.T,
+                x=list(heat.index),
+                y=[c.removeprefix("AUROC ") for c in heat.columns],
+                text=np.round(heat.values.T, 1),
+                texttemplate="%{text}",
+                colorscale="Cividis",  # colour-blind safe
+                zmin=0,
+                zmax=100,
+                colorbar_title="AUROC",
+            )
+        )
+        figure.update_yaxes(
+            autorange="reversed"
+        )  # OOD sets top to bottom in workspace order, mean last
+        figure.update_layout(
+            title="True FeatureNorm AUROC per block and OOD set",
+            height=360,
+            margin={"t": 40, "b": 30},
+        )
+        right.plotly_chart(figure, width="stretch", key="bs_auroc_heat")
+        st.dataframe(table.round(3), hide_index=True, width="stretch")
+        st.download_button(
+            "Download table (CSV)",
+            table.to_csv(index=False),
+            "block_selection.csv",
+            "text/csv",
+        )
 
-    st.subheader("FeatureNorm of any block")
-    block = st.selectbox(
-        "Block",
-        blocks,
-        index=blocks.index(chosen),
-        key="bs_block",
-        help="Defaults to the NormRatio choice; pick any block to score with it.",
-    )
-    method = get_method("featurenorm")
-    id_scores, ood_scores = features.scores(method, {"block": block})
-    metric_cards(
-        tables.all_methods_table(features, [(method, {"block": block})]),
-        export="featurenorm",
-    )
-    histogram = tables.binned(
-        {
-            "ID": id_scores,
-            f"jigsaw {n}×{n}": features.score_set(method, jigsaw, {"block": block}),
-            **ood_scores,
-        }
-    )
-    figure = histogram_figure(
-        histogram, f"FeatureNorm of {block}: ID vs jigsaw vs OOD", "FN_b(x)"
-    )
-    st.plotly_chart(figure, width="stretch", key="bs_fn_hist")
-    st.caption(
-        "ID in blue, the jigsaw pseudo-OOD in grey, each OOD set in its page-wide colour."
-    )
+        st.subheader("What the jigsaw pseudo-OOD looks like")
+        rows = jigsaw_base_rows(features.jigsaw.meta["dataset"])[:8]
+        originals = [sample_image(ws.id_dataset, "train", int(r)) for r in rows]
+        st.image(originals, width=72, caption=["ID"] * len(rows))
+        st.image(
+            [jigsaw_image(img, n, 0, int(r)) for img, r in zip(originals, rows)],
+            width=72,
+            caption=[f"jigsaw {n}×{n}"] * len(rows),
+        )
+
+        st.subheader("FeatureNorm of any block")
+        block = selectbox(
+            "Block",
+            blocks,
+            index=blocks.index(chosen),
+            key="bs_block",
+            help="Defaults to the NormRatio choice; pick any block to score with it.",
+        )
+        method = get_method("featurenorm")
+        id_scores, ood_scores = features.scores(method, {"block": block})
+        metric_cards(
+            tables.all_methods_table(features, [(method, {"block": block})]),
+            export="featurenorm",
+        )
+        histogram = tables.binned(
+            {
+                "ID": id_scores,
+                f"jigsaw {n}×{n}": features.score_set(method, jigsaw, {"block": block}),
+                **ood_scores,
+            }
+        )
+        figure = histogram_figure(
+            histogram, f"FeatureNorm of {block}: ID vs jigsaw vs OOD", "FN_b(x)"
+        )
+        st.plotly_chart(figure, width="stretch", key="bs_fn_hist")
+        st.caption(
+            "ID in blue, the jigsaw pseudo-OOD in grey, each OOD set in its page-wide colour."
+        )
+
+    normratio_section()
 
 
-normratio_section()
+run_page(main)

@@ -11,225 +11,228 @@ from ood_core import tables
 from ood_core.metrics import roc_points
 from ood_core.scores import METHODS
 from ood_core.tuning import described
-from pages.common import (
-    ensure_app_shell,
-    first_use_progress,
-    histogram_figure,
-    keep_widget_state,
-    observations,
+from pages.ui.boundary import fragment
+from pages.ui.cards import first_use_progress, observations
+from pages.ui.charts import histogram_figure
+from pages.ui.controls import (
+    multiselect,
     param_controls,
     param_defaults,
     param_values,
-    require_features,
-    reset_button,
+    segmented,
+    selectbox,
+    toggle,
 )
+from pages.ui.shell import run_page
+from pages.ui.sidebar import require_features
+from pages.ui.state import keep_widget_state, reset_button
 
-ensure_app_shell()
-st.title("Compare methods")
-reset_button("compare", ("compare",))
-st.markdown(
-    "Every registered detector scored from the same cache: output-based (MSP, MaxLogit, Energy, GEN, Entropy, "
-    "KL-Matching, ODIN), feature-space (Mahalanobis, Mahalanobis++, RMDS, KNN, fDBD, NCI, ViM), activation shaping "
-    "(ReAct, DICE, ASH, SCALE, OptFS, LINe) and the activation prior and block norms (NAP, NAP-X, FeatureNorm, "
-    "multi-block). "
-    "Move any hyperparameter: only that method is recomputed from cached arrays — no model call (except ODIN, which "
-    "re-runs the model once per (T, ε) and caches the result)."
-)
-with st.expander("Formulas and papers of every method"):
-    for method in METHODS.values():
-        st.markdown(
-            f"**{method.label}** — [{method.paper.title}]({method.paper.url}), {method.paper.venue}"
-        )
-        st.latex(method.formula)
-features = require_features()
-blocks = features.id_test.blocks
-include_odin = st.toggle(
-    "Include ODIN",
-    value=False,
-    key="compare_odin",
-    help="ODIN perturbs the inputs, so it needs the model again: computed on demand, cached per (T, ε).",
-)
-trained = [
-    m
-    for m in METHODS.values()
-    if m.cost == "training" and features.state(m, fit=False) is not None
-]
-candidates = [
-    m
-    for m in METHODS.values()
-    if m.cost == "cache" or (include_odin and m.cost == "reinference")
-] + trained
-if not trained:
-    st.caption(
-        "The heatmap decoder joins this table once it is trained (Heatmaps page)."
+
+def main() -> None:
+    st.title("Compare methods")
+    reset_button("compare", ("compare",))
+    st.markdown(
+        "Every registered detector scored from the same cache: output-based (MSP, MaxLogit, Energy, GEN, Entropy, "
+        "KL-Matching, ODIN), feature-space (Mahalanobis, Mahalanobis++, RMDS, KNN, fDBD, NCI, ViM), activation shaping "
+        "(ReAct, DICE, ASH, SCALE, OptFS, LINe) and the activation prior and block norms (NAP, NAP-X, FeatureNorm, "
+        "multi-block). "
+        "Move any hyperparameter: only that method is recomputed from cached arrays — no model call (except ODIN, which "
+        "re-runs the model once per (T, ε) and caches the result)."
     )
-
-
-@st.fragment
-def comparison() -> None:
-    results = st.container()
-    tunable = [m for m in candidates if m.params and m.cost != "training"]
-    keep_widget_state(
-        "compare:"
-    )  # the sliders this run does not draw keep their values
-    with st.expander(
-        "Hyperparameters (paper defaults preset; each slider recomputes its method)",
-        expanded=True,
-    ):
-        chosen = st.selectbox(
-            "Method to tune",
-            [m.label for m in tunable],
-            key="compare_tuned",
-            help="One method's sliders at a time, so that a move redraws little; every method keeps its values.",
+    with st.expander("Formulas and papers of every method"):
+        for method in METHODS.values():
+            st.markdown(
+                f"**{method.label}** — [{method.paper.title}]({method.paper.url}), {method.paper.venue}"
+            )
+            st.latex(method.formula)
+    features = require_features()
+    blocks = features.id_test.blocks
+    include_odin = toggle(
+        "Include ODIN",
+        value=False,
+        key="compare_odin",
+        help="ODIN perturbs the inputs, so it needs the model again: computed on demand, cached per (T, ε).",
+    )
+    trained = [
+        m
+        for m in METHODS.values()
+        if m.cost == "training" and features.state(m, fit=False) is not None
+    ]
+    candidates = [
+        m
+        for m in METHODS.values()
+        if m.cost == "cache" or (include_odin and m.cost == "reinference")
+    ] + trained
+    if not trained:
+        st.caption(
+            "The heatmap decoder joins this table once it is trained (Heatmaps page)."
         )
-        params = {}
-        for method in tunable:
-            if method.label == chosen:
-                with st.container(border=True):
-                    params[method.name] = param_controls(
+
+    @fragment
+    def comparison() -> None:
+        results = st.container()
+        tunable = [m for m in candidates if m.params and m.cost != "training"]
+        keep_widget_state(
+            "compare:"
+        )  # the sliders this run does not draw keep their values
+        with st.expander(
+            "Hyperparameters (paper defaults preset; each slider recomputes its method)",
+            expanded=True,
+        ):
+            chosen = selectbox(
+                "Method to tune",
+                [m.label for m in tunable],
+                key="compare_tuned",
+                help="One method's sliders at a time, so that a move redraws little; every method keeps its values.",
+            )
+            params = {}
+            for method in tunable:
+                if method.label == chosen:
+                    with st.container(border=True):
+                        params[method.name] = param_controls(
+                            method, blocks, "compare", benchmark=features.benchmark
+                        )
+                else:
+                    params[method.name] = param_values(
                         method, blocks, "compare", benchmark=features.benchmark
                     )
+            moved = [
+                f"{m.label} {described(params[m.name])}"
+                for m in tunable
+                if params[m.name] != param_defaults(m, blocks, features.benchmark)
+            ]
+            st.caption(
+                "Away from the defaults: " + "; ".join(moved)
+                if moved
+                else "Every method at its default."
+            )
+        methods = [(m, params.get(m.name, {})) for m in candidates]
+        order = [m.label for m, _ in methods]
+        sets = [*features.ood, *(["mean"] if len(features.ood) > 1 else [])]
+        with results:
+            with st.spinner("Scoring…"), first_use_progress() as progress:
+                table = tables.all_methods_table(features, methods, progress)
+            shown = segmented(
+                "Metric",
+                ["AUROC ↑", "FPR95 ↓", "All metrics"],
+                default="AUROC ↑",
+                key="compare_metric",
+                label_visibility="collapsed",
+            )  # one table drawn at a time: a slider move re-sends only that one
+            if shown == "All metrics":
+                st.dataframe(table.round(2), hide_index=True, width="stretch")
             else:
-                params[method.name] = param_values(
-                    method, blocks, "compare", benchmark=features.benchmark
+                metric = "FPR95" if shown == "FPR95 ↓" else "AUROC"
+                pivot = (
+                    table.pivot(index="method", columns="ood_set", values=metric)
+                    .loc[order, sets]
+                    .round(2)
                 )
-        moved = [
-            f"{m.label} {described(params[m.name])}"
-            for m in tunable
-            if params[m.name] != param_defaults(m, blocks, features.benchmark)
-        ]
-        st.caption(
-            "Away from the defaults: " + "; ".join(moved)
-            if moved
-            else "Every method at its default."
-        )
-    methods = [(m, params.get(m.name, {})) for m in candidates]
-    order = [m.label for m, _ in methods]
-    sets = [*features.ood, *(["mean"] if len(features.ood) > 1 else [])]
-    with results:
-        with st.spinner("Scoring…"), first_use_progress() as progress:
-            table = tables.all_methods_table(features, methods, progress)
-        shown = st.segmented_control(
-            "Metric",
-            ["AUROC ↑", "FPR95 ↓", "All metrics"],
-            default="AUROC ↑",
-            key="compare_metric",
-            label_visibility="collapsed",
-        )  # one table drawn at a time: a slider move re-sends only that one
-        if shown == "All metrics":
-            st.dataframe(table.round(2), hide_index=True, width="stretch")
-        else:
-            metric = "FPR95" if shown == "FPR95 ↓" else "AUROC"
-            pivot = (
-                table.pivot(index="method", columns="ood_set", values=metric)
-                .loc[order, sets]
-                .round(2)
+                st.dataframe(
+                    pivot.reset_index(),
+                    hide_index=True,
+                    width="stretch",
+                    height=35 * (len(order) + 1)
+                    + 20,  # every row, and room for a scrollbar
+                    column_config={
+                        "method": st.column_config.TextColumn("method", width="medium"),
+                    },
+                    key="compare_pivot",
+                )
+            st.caption(
+                "Metrics in %: AUROC (higher is better) and FPR95 (lower is better; ID positive, the seed papers' "
+                "convention) — see the [Primer](/primer) for both FPR95 conventions and AUPR-In/Out."
             )
-            st.dataframe(
-                pivot.reset_index(),
-                hide_index=True,
+            observations(notes.best_methods(table), "compare")
+            st.download_button(
+                "Download table (CSV)",
+                table.to_csv(index=False),
+                "ood_lab_compare.csv",
+                "text/csv",
+            )
+
+        st.session_state["_compare_params"] = {m.name: p for m, p in methods}
+
+    @fragment
+    def charts() -> None:
+        """ROC curves and histograms, redrawn on their own controls (a slider above does not redraw them: they show
+        the parameters of their last redraw, named in the caption)."""
+        drawn = st.session_state.get("_compare_params", {})
+        methods = [(m, drawn.get(m.name, {})) for m in candidates]
+        order = [m.label for m, _ in methods]
+        left, right = st.columns(2)
+        with left:
+            ood_set = selectbox(
+                "ROC curves on", list(features.ood), key="compare_roc_set"
+            )
+            shown = multiselect(
+                "Methods",
+                order,
+                default=[m for m in ("Energy", "NAP", "NAP-Energy") if m in order],
+                key="compare_roc_methods",
+            )
+            curves = [
+                roc_points(
+                    *_pair(features.scores(m, p), ood_set), max_points=400
+                ).assign(method=m.label)
+                for m, p in methods
+                if m.label in shown
+            ]
+            if curves:
+                frame = pd.concat(curves)
+                frame[["fpr", "tpr"]] *= 100
+                figure = px.line(
+                    frame,
+                    x="fpr",
+                    y="tpr",
+                    color="method",
+                    title=f"ROC, ID vs {ood_set}",
+                    render_mode="svg",
+                    labels={"fpr": "FPR: OOD accepted (%)", "tpr": "TPR: ID kept (%)"},
+                )
+                figure.add_hline(y=95, line_dash="dot", annotation_text="TPR 95%")
+                figure.update_layout(height=400, margin={"t": 40, "b": 30})
+                st.plotly_chart(figure, width="stretch", key="compare_roc")
+        with right:
+            label = selectbox(
+                "Score histogram of",
+                order,
+                index=order.index("NAP") if "NAP" in order else 0,
+                key="compare_hist_method",
+            )
+            method, p = next((m, p) for m, p in methods if m.label == label)
+            id_scores, ood_scores = features.scores(method, p)
+            st.plotly_chart(
+                histogram_figure(
+                    tables.binned({"ID": id_scores, **ood_scores}),
+                    f"{label}: ID vs OOD scores",
+                ),
                 width="stretch",
-                height=35 * (len(order) + 1)
-                + 20,  # every row, and room for a scrollbar
-                column_config={
-                    "method": st.column_config.TextColumn("method", width="medium"),
-                },
-                key="compare_pivot",
+                key="compare_hist",
             )
+        drawn_names = {m.name for m, _ in methods if m.label in (*shown, label)}
         st.caption(
-            "Metrics in %: AUROC (higher is better) and FPR95 (lower is better; ID positive, the seed papers' "
-            "convention) — see the [Primer](/primer) for both FPR95 conventions and AUPR-In/Out."
-        )
-        observations(notes.best_methods(table), "compare")
-        st.download_button(
-            "Download table (CSV)",
-            table.to_csv(index=False),
-            "ood_lab_compare.csv",
-            "text/csv",
-        )
-
-    st.session_state["compare_params"] = {m.name: p for m, p in methods}
-
-
-@st.fragment
-def charts() -> None:
-    """ROC curves and histograms, redrawn on their own controls (a slider above does not redraw them: they show
-    the parameters of their last redraw, named in the caption)."""
-    drawn = st.session_state.get("compare_params", {})
-    methods = [(m, drawn.get(m.name, {})) for m in candidates]
-    order = [m.label for m, _ in methods]
-    left, right = st.columns(2)
-    with left:
-        ood_set = st.selectbox(
-            "ROC curves on", list(features.ood), key="compare_roc_set"
-        )
-        shown = st.multiselect(
-            "Methods",
-            order,
-            default=[m for m in ("Energy", "NAP", "NAP-Energy") if m in order],
-            key="compare_roc_methods",
-        )
-        curves = [
-            roc_points(*_pair(features.scores(m, p), ood_set), max_points=400).assign(
-                method=m.label
+            "Drawn with the hyperparameters of the last redraw"
+            + "".join(
+                f"; {METHODS[name].label} {described(values)}"
+                for name, values in drawn.items()
+                if values and name in drawn_names
             )
-            for m, p in methods
-            if m.label in shown
-        ]
-        if curves:
-            frame = pd.concat(curves)
-            frame[["fpr", "tpr"]] *= 100
-            figure = px.line(
-                frame,
-                x="fpr",
-                y="tpr",
-                color="method",
-                title=f"ROC, ID vs {ood_set}",
-                render_mode="svg",
-                labels={"fpr": "FPR: OOD accepted (%)", "tpr": "TPR: ID kept (%)"},
-            )
-            figure.add_hline(y=95, line_dash="dot", annotation_text="TPR 95%")
-            figure.update_layout(height=400, margin={"t": 40, "b": 30})
-            st.plotly_chart(figure, width="stretch", key="compare_roc")
-    with right:
-        label = st.selectbox(
-            "Score histogram of",
-            order,
-            index=order.index("NAP") if "NAP" in order else 0,
-            key="compare_hist_method",
+            + ". ID in blue, each OOD set in its page-wide colour."
         )
-        method, p = next((m, p) for m, p in methods if m.label == label)
-        id_scores, ood_scores = features.scores(method, p)
-        st.plotly_chart(
-            histogram_figure(
-                tables.binned({"ID": id_scores, **ood_scores}),
-                f"{label}: ID vs OOD scores",
-            ),
-            width="stretch",
-            key="compare_hist",
+        st.button(
+            "Redraw with the current sliders",
+            key="compare_redraw",
+            help="Charts are not redrawn on every slider "
+            "move, so that sliders stay fast; this redraws them now.",
         )
-    drawn_names = {m.name for m, _ in methods if m.label in (*shown, label)}
-    st.caption(
-        "Drawn with the hyperparameters of the last redraw"
-        + "".join(
-            f"; {METHODS[name].label} {described(values)}"
-            for name, values in drawn.items()
-            if values and name in drawn_names
-        )
-        + ". ID in blue, each OOD set in its page-wide colour."
-    )
-    st.button(
-        "Redraw with the current sliders",
-        key="compare_redraw",
-        help="Charts are not redrawn on every slider "
-        "move, so that sliders stay fast; this redraws them now.",
-    )
+
+    def _pair(scores: tuple, ood_set: str) -> tuple:
+        id_scores, per_set = scores
+        return id_scores, per_set[ood_set]
+
+    comparison()
+    charts()
 
 
-def _pair(scores: tuple, ood_set: str) -> tuple:
-    id_scores, per_set = scores
-    return id_scores, per_set[ood_set]
-
-
-comparison()
-charts()
+run_page(main)

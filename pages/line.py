@@ -13,324 +13,347 @@ from ood_core import tables
 from ood_core.engine.images import sample_image
 from ood_core.scores import get_method
 from ood_core.scores.line import LINE, activation_masks, microscope
+from ood_core.scores.method import Param
 from ood_core.scores.shaping import REACT
-from pages.common import (
-    context,
-    ensure_app_shell,
-    entries_key,
-    intro,
-    metric_cards,
-    observations,
-    param_controls,
-    require_features,
-    reset_button,
-    synthetic,
-    workspace,
+from pages.ui.boundary import fragment
+from pages.ui.cards import context, intro, metric_cards, observations
+from pages.ui.controls import param_controls, radio, selectbox, slider
+from pages.ui.shell import run_page
+from pages.ui.sidebar import entries_key, require_features, synthetic, workspace
+from pages.ui.state import reset_button
+
+TAU_PERCENTILE = Param(
+    "tau percentile",
+    90.0,
+    50.0,
+    100.0,
+    0.5,
+    "τ as a percentile of the ID train penultimate activations.",
 )
 
-ensure_app_shell()
-st.title("LINe — Leveraging Important Neurons")
-reset_button("line", ("line",))
-intro(
-    "Not every penultimate neuron matters for every class. LINe measures each neuron's **Shapley importance** for "
-    "each class on ID training data, then, for the class a sample is predicted as, keeps only the important "
-    "neurons and weights and **clips** large activations. The paper's claim: ID samples keep their evidence, and "
-    "OOD samples, whose activations fall on unimportant neurons, lose theirs — the notes below check it here.",
-    get_method("line"),
-)
-st.caption(
-    "Importance for a linear head: Φ[c,j] = W[c,j]·mean_{y=c} h_j (exact Shapley value with a zero baseline)."
-)
-features = require_features()
-if features.id_train is None:
-    st.info("LINe needs the ID train split (class-wise importance).")
-    st.stop()
-ws = workspace()
-phi = features.state(LINE).phi
-quantiles = features.state(REACT)
-weight, bias = features.id_test["head/weight"], features.id_test["head/bias"]
-classes, neurons = phi.shape
-max_activation = float(quantiles.quantiles[-1])
 
-st.header("1 · Which neurons matter for which class")
-top = np.argsort(-np.abs(phi).max(axis=0))[: min(40, neurons)]
-heat = go.Figure(
-    go.Heatmap(
-        z=phi[:, top],
-        x=[f"n{j}" for j in top],
-        y=[f"class {c}" for c in range(classes)],
-        colorscale="RdBu",
-        zmid=0,
-        colorbar_title="Φ",
+def main() -> None:
+    st.title("LINe — Leveraging Important Neurons")
+    reset_button("line", ("line",))
+    intro(
+        "Not every penultimate neuron matters for every class. LINe measures each neuron's **Shapley importance** for "
+        "each class on ID training data, then, for the class a sample is predicted as, keeps only the important "
+        "neurons and weights and **clips** large activations. The paper's claim: ID samples keep their evidence, and "
+        "OOD samples, whose activations fall on unimportant neurons, lose theirs — the notes below check it here.",
+        get_method("line"),
     )
-)
-heat.update_layout(
-    title=f"Importance Φ of the {len(top)} most important neurons",
-    height=360,
-    margin={"t": 40, "b": 30},
-)
-st.plotly_chart(heat, width="stretch", key="line_importance")
-left, right = st.columns(2)
-chosen_class = left.selectbox("Class", list(range(classes)), key="line_class")
-k = right.slider(
-    "Top-k neurons", 3, min(30, neurons), min(10, neurons), key="line_topk"
-)
-order = np.argsort(-phi[chosen_class])[:k]
-bars = px.bar(
-    x=[f"n{j}" for j in order],
-    y=phi[chosen_class, order],
-    labels={"x": "neuron", "y": "Φ"},
-    title=f"Top-{k} neurons of class {chosen_class}",
-)
-bars.update_layout(height=300, margin={"t": 40, "b": 30})
-st.plotly_chart(bars, width="stretch", key="line_topk_bars")
-
-st.header("2 · Prune and clip, live")
-
-
-@st.cache_data(max_entries=32, show_spinner="Sweeping (p_a, p_w)…")
-def cached_sweep(_features, key: str, grid: tuple, tau: float) -> pd.DataFrame:
-    return tables.line_sweep(_features, grid, tau)
-
-
-@st.cache_data(max_entries=32, show_spinner="Computing the accuracy / AUROC trade-off…")
-def cached_pareto(_features, key: str, percentiles: tuple, tau: float) -> pd.DataFrame:
-    return tables.line_pareto(_features, percentiles, tau)
-
-
-@st.fragment
-def live_section() -> None:
-    columns = st.columns(4)
-    with columns[0]:
-        p_a = param_controls(
-            LINE,
-            [],
-            "line",
-            only=("p_a",),
-            benchmark=features.benchmark,
-            labels={"p_a": "p_a (activation pruning)"},
-        )["p_a"]
-    with columns[1]:
-        p_w = param_controls(
-            LINE,
-            [],
-            "line",
-            only=("p_w",),
-            benchmark=features.benchmark,
-            labels={"p_w": "p_w (weight pruning)"},
-        )["p_w"]
-    mode = columns[2].radio(
-        "τ given as",
-        ["absolute", "ID-train percentile"],
-        key="line_tau_mode",
-        horizontal=True,
+    st.caption(
+        "Importance for a linear head: Φ[c,j] = W[c,j]·mean_{y=c} h_j (exact Shapley value with a zero baseline)."
     )
-    if mode == "absolute":
-        with columns[3]:
-            tau = param_controls(
+    features = require_features()
+    if features.id_train is None:
+        st.info("LINe needs the ID train split (class-wise importance).")
+        st.stop()
+    ws = workspace()
+    phi = features.state(LINE).phi
+    quantiles = features.state(REACT)
+    weight, bias = features.id_test["head/weight"], features.id_test["head/bias"]
+    classes, neurons = phi.shape
+
+    st.header("1 · Which neurons matter for which class")
+    top = np.argsort(-np.abs(phi).max(axis=0))[: min(40, neurons)]
+    heat = go.Figure(
+        go.Heatmap(
+            z=phi[:, top],
+            x=[f"n{j}" for j in top],
+            y=[f"class {c}" for c in range(classes)],
+            colorscale="RdBu",
+            zmid=0,
+            colorbar_title="Φ",
+        )
+    )
+    heat.update_layout(
+        title=f"Importance Φ of the {len(top)} most important neurons",
+        height=360,
+        margin={"t": 40, "b": 30},
+    )
+    st.plotly_chart(heat, width="stretch", key="line_importance")
+    left, right = st.columns(2)
+    chosen_class = selectbox(
+        "Class", list(range(classes)), key="line_class", where=left
+    )
+    k = slider(
+        "Top-k neurons",
+        Param("k", min(10, neurons), min(3, neurons), min(30, neurons), 1, kind="int"),
+        "line_topk",
+        where=right,
+    )
+    order = np.argsort(-phi[chosen_class])[:k]
+    bars = px.bar(
+        x=[f"n{j}" for j in order],
+        y=phi[chosen_class, order],
+        labels={"x": "neuron", "y": "Φ"},
+        title=f"Top-{k} neurons of class {chosen_class}",
+    )
+    bars.update_layout(height=300, margin={"t": 40, "b": 30})
+    st.plotly_chart(bars, width="stretch", key="line_topk_bars")
+
+    st.header("2 · Prune and clip, live")
+
+    @st.cache_data(max_entries=32, show_spinner="Sweeping (p_a, p_w)…")
+    def cached_sweep(_features, key: str, grid: tuple, tau: float) -> pd.DataFrame:
+        return tables.line_sweep(_features, grid, tau)
+
+    @st.cache_data(
+        max_entries=32, show_spinner="Computing the accuracy / AUROC trade-off…"
+    )
+    def cached_pareto(
+        _features, key: str, percentiles: tuple, tau: float
+    ) -> pd.DataFrame:
+        return tables.line_pareto(_features, percentiles, tau)
+
+    @fragment
+    def live_section() -> None:
+        columns = st.columns(4)
+        with columns[0]:
+            p_a = param_controls(
                 LINE,
                 [],
                 "line",
-                only=("tau",),
+                only=("p_a",),
                 benchmark=features.benchmark,
-                labels={"tau": "τ (clip)"},
-            )["tau"]
-    else:
-        pct = columns[3].slider(
-            "τ percentile", 50.0, 100.0, 90.0, 0.5, key="line_tau_pct"
+                labels={"p_a": "p_a (activation pruning)"},
+            )["p_a"]
+        with columns[1]:
+            p_w = param_controls(
+                LINE,
+                [],
+                "line",
+                only=("p_w",),
+                benchmark=features.benchmark,
+                labels={"p_w": "p_w (weight pruning)"},
+            )["p_w"]
+        mode = radio(
+            "τ given as",
+            ["absolute", "ID-train percentile"],
+            key="line_tau_mode",
+            horizontal=True,
+            where=columns[2],
         )
-        tau = quantiles.threshold(pct)
-        columns[3].caption(f"τ = {tau:.3f}")
-    params = {"p_a": p_a, "p_w": p_w, "tau": tau}
-    method = get_method("line")
-    line_table = tables.all_methods_table(features, [(method, params)])
-    energy_table = tables.all_methods_table(features, [(get_method("energy"), {})])
-    metric_cards(line_table, energy_table, "Energy", export="line")
-    st.caption("Deltas are against Energy (= LINe with no pruning and no clipping).")
-    observations(
-        notes.line_vs_energy(
-            line_table.set_index("ood_set")["AUROC"].to_dict(),
-            energy_table.set_index("ood_set")["AUROC"].to_dict(),
-            tables.line_evidence(features, params),
-            context(features),
-        ),
-        "line",
-    )
-    kept = activation_masks(phi, p_a)
-    positive = np.maximum(phi, 0)
-    share = (
-        100 * (positive * kept).sum(axis=1) / np.maximum(positive.sum(axis=1), 1e-12)
-    )
-    kept_bars = px.bar(
-        x=[str(c) for c in range(classes)],
-        y=share,
-        labels={"x": "class", "y": "% of the class's importance kept"},
-        title=f"Share of each class's positive importance Σ Φ kept at p_a = {p_a} "
-        f"({int(kept[0].sum())} of {neurons} neurons per class)",
-        range_y=[0, 100],
-    )
-    kept_bars.update_layout(height=280, margin={"t": 40, "b": 30})
-    st.plotly_chart(kept_bars, width="stretch", key="line_kept")
-    st.caption(
-        "Every class keeps the same number of neurons (p_a is a per-class percentile); what differs is how much of "
-        "the class's evidence those neurons carry. A low bar: the class's importance is spread thin, and pruning "
-        "removes evidence its ID images need."
-    )
+        if mode == "absolute":
+            with columns[3]:
+                tau = param_controls(
+                    LINE,
+                    [],
+                    "line",
+                    only=("tau",),
+                    benchmark=features.benchmark,
+                    labels={"tau": "τ (clip)"},
+                )["tau"]
+        else:
+            pct = slider(
+                "τ percentile", TAU_PERCENTILE, "line_tau_pct", where=columns[3]
+            )
+            tau = quantiles.threshold(pct)
+            columns[3].caption(f"τ = {tau:.3f}")
+        params = {"p_a": p_a, "p_w": p_w, "tau": tau}
+        method = get_method("line")
+        line_table = tables.all_methods_table(features, [(method, params)])
+        energy_table = tables.all_methods_table(features, [(get_method("energy"), {})])
+        metric_cards(line_table, energy_table, "Energy", export="line")
+        st.caption(
+            "Deltas are against Energy (= LINe with no pruning and no clipping)."
+        )
+        observations(
+            notes.line_vs_energy(
+                line_table.set_index("ood_set")["AUROC"].to_dict(),
+                energy_table.set_index("ood_set")["AUROC"].to_dict(),
+                tables.line_evidence(features, params),
+                context(features),
+            ),
+            "line",
+        )
+        kept = activation_masks(phi, p_a)
+        positive = np.maximum(phi, 0)
+        share = (
+            100
+            * (positive * kept).sum(axis=1)
+            / np.maximum(positive.sum(axis=1), 1e-12)
+        )
+        kept_bars = px.bar(
+            x=[str(c) for c in range(classes)],
+            y=share,
+            labels={"x": "class", "y": "% of the class's importance kept"},
+            title=f"Share of each class's positive importance Σ Φ kept at p_a = {p_a} "
+            f"({int(kept[0].sum())} of {neurons} neurons per class)",
+            range_y=[0, 100],
+        )
+        kept_bars.update_layout(height=280, margin={"t": 40, "b": 30})
+        st.plotly_chart(kept_bars, width="stretch", key="line_kept")
+        st.caption(
+            "Every class keeps the same number of neurons (p_a is a per-class percentile); what differs is how much of "
+            "the class's evidence those neurons carry. A low bar: the class's importance is spread thin, and pruning "
+            "removes evidence its ID images need."
+        )
 
-    st.subheader("One sample under the microscope")
-    sets = {"ID": features.id_test, **features.ood}
-    left, right = st.columns(2)
-    set_name = left.selectbox("Set", list(sets), key="line_sample_set")
-    size = len(sets[set_name])
-    row = (
-        right.slider("Sample", 0, size - 1, 0, key="line_sample_row")
-        if size > 1
-        else right.number_input(
-            "Sample", 0, 0, 0, key="line_sample_only", disabled=True
+        st.subheader("One sample under the microscope")
+        sets = {"ID": features.id_test, **features.ood}
+        left, right = st.columns(2)
+        set_name = selectbox("Set", list(sets), key="line_sample_set", where=left)
+        size = len(sets[set_name])
+        row = (
+            slider(
+                "Sample",
+                Param("row", 0, 0, size - 1, 1, kind="int"),
+                "line_sample_row",
+                where=right,
+            )
+            if size > 1
+            else right.number_input(
+                "Sample", 0, 0, 0, key="line_sample_only", disabled=True
+            )
         )
-    )
-    sample = microscope(
-        sets[set_name].penultimate[row], weight, bias, phi, p_a, p_w, tau
-    )
-    vector = go.Figure(
-        go.Bar(
+        sample = microscope(
+            sets[set_name].penultimate[row], weight, bias, phi, p_a, p_w, tau
+        )
+        vector = go.Figure(
+            go.Bar(
+                x=list(range(neurons)),
+                y=sample.clipped,
+                marker_color=np.where(sample.kept, "#1f77b4", "#cccccc"),
+                name="clipped at τ (grey = pruned)",
+            )
+        )
+        vector.add_scatter(
             x=list(range(neurons)),
-            y=sample.clipped,
-            marker_color=np.where(sample.kept, "#1f77b4", "#cccccc"),
-            name="clipped at τ (grey = pruned)",
-        )
-    )
-    vector.add_scatter(
-        x=list(range(neurons)),
-        y=sample.activations,
-        mode="markers",
-        marker={"symbol": "line-ew-open", "size": 8, "color": "#d62728"},
-        name="before clipping",
-    )
-    vector.add_hline(y=tau, line_dash="dot", annotation_text=f"τ = {tau:.2f}")
-    vector.update_layout(
-        title=f"{set_name} #{row}: activations, clipped and pruned for class {sample.predicted}",
-        xaxis_title="neuron",
-        height=300,
-        margin={"t": 40, "b": 30},
-        legend={"orientation": "h", "y": -0.25},
-    )
-    picture, chart = st.columns([1, 5])
-    if not synthetic(features):
-        split = "test" if set_name == "ID" else None
-        dataset = ws.id_dataset if set_name == "ID" else set_name
-        index = int(np.asarray(sets[set_name]["index"])[row])
-        picture.image(
-            sample_image(dataset, split, index), width=120, caption=f"{set_name} #{row}"
-        )
-    chart.plotly_chart(vector, width="stretch", key="line_vector")
-    logits = pd.DataFrame(
-        {
-            "class": list(range(classes)) * 2,
-            "logit": np.r_[sample.logits_before, sample.logits_after],
-            "head": ["original"] * classes + ["LINe (pruned, clipped)"] * classes,
-        }
-    )
-    st.plotly_chart(
-        px.bar(
-            logits,
-            x="class",
-            y="logit",
-            color="head",
-            barmode="group",
-            height=300,
-            title="Logits before and after pruning",
-        ),
-        width="stretch",
-        key="line_logits",
-    )
-
-    st.header("3 · Sweep (p_a, p_w) at the current τ")
-    grid = [0, 10, 30, 50, 70, 90, 95, 99]  # holds the papers' 10 and 90
-    sweep = cached_sweep(features, entries_key(features), tuple(grid), tau)
-    table = sweep.pivot(index="p_a", columns="p_w", values="AUROC")
-    figure = go.Figure(
-        go.Heatmap(
-            z=table.values,
-            x=[str(v) for v in table.columns],
-            y=[str(v) for v in table.index],
-            colorscale="Viridis",
-            colorbar_title="mean AUROC",
-            text=np.round(table.values, 1),
-            texttemplate="%{text}",
-        )
-    )
-    defaults = {  # (p_a, p_w) of the paper per benchmark
-        "CIFAR-10": (90, 90),
-        "CIFAR-100": (10, 90),
-        "ImageNet": (10, 10),
-    }
-    for (name, (pa, pw)), symbol in zip(
-        defaults.items(), ("square-open", "diamond-open", "circle-open")
-    ):
-        figure.add_scatter(
-            x=[str(pw)],
-            y=[str(pa)],
+            y=sample.activations,
             mode="markers",
-            marker={
-                "symbol": symbol,
-                "size": 34,
-                "color": "white",
-                "line": {"width": 3},
-            },
-            name=f"paper default, {name} (p_a {pa}, p_w {pw})",
+            marker={"symbol": "line-ew-open", "size": 8, "color": "#d62728"},
+            name="before clipping",
         )
-    figure.update_layout(
-        xaxis_title="p_w",
-        xaxis_type="category",
-        yaxis_type="category",
-        yaxis_title="p_a",
-        height=470,
-        margin={"t": 30, "b": 30},
-        legend={"orientation": "h", "y": -0.2},
-    )
-    st.plotly_chart(figure, width="stretch", key="line_sweep")
-    best = sweep.loc[sweep.AUROC.idxmax()]
-    st.caption(
-        f"Best cell: p_a = {best.p_a:g}, p_w = {best.p_w:g}, mean AUROC {best.AUROC:.2f} (test OOD data — for "
-        "exploration, not for choosing hyperparameters honestly)."
-    )
+        vector.add_hline(y=tau, line_dash="dot", annotation_text=f"τ = {tau:.2f}")
+        vector.update_layout(
+            title=f"{set_name} #{row}: activations, clipped and pruned for class {sample.predicted}",
+            xaxis_title="neuron",
+            height=300,
+            margin={"t": 40, "b": 30},
+            legend={"orientation": "h", "y": -0.25},
+        )
+        picture, chart = st.columns([1, 5])
+        if not synthetic(features):
+            split = "test" if set_name == "ID" else None
+            dataset = ws.id_dataset if set_name == "ID" else set_name
+            index = int(np.asarray(sets[set_name]["index"])[row])
+            picture.image(
+                sample_image(dataset, split, index),
+                width=120,
+                caption=f"{set_name} #{row}",
+            )
+        chart.plotly_chart(vector, width="stretch", key="line_vector")
+        logits = pd.DataFrame(
+            {
+                "class": list(range(classes)) * 2,
+                "logit": np.r_[sample.logits_before, sample.logits_after],
+                "head": ["original"] * classes + ["LINe (pruned, clipped)"] * classes,
+            }
+        )
+        st.plotly_chart(
+            px.bar(
+                logits,
+                x="class",
+                y="logit",
+                color="head",
+                barmode="group",
+                height=300,
+                title="Logits before and after pruning",
+            ),
+            width="stretch",
+            key="line_logits",
+        )
 
-    st.header("4 · ID accuracy vs OOD detection as pruning grows")
-    pareto = cached_pareto(
-        features, entries_key(features), (0, 10, 30, 50, 70, 80, 90, 95, 99), tau
-    )
-    long = pareto.melt(
-        id_vars="p",
-        value_vars=["ID accuracy", "AUROC"],
-        var_name="quantity",
-        value_name="percent",
-    ).replace({"quantity": {"AUROC": "mean AUROC"}})
-    figure = px.line(
-        long,
-        x="p",
-        y="percent",
-        color="quantity",
-        markers=True,
-        title="As pruning grows (p_a = p_w = p): ID accuracy of the pruned head and mean AUROC",
-    )
-    figure.update_layout(
-        height=380,
-        margin={"t": 40, "b": 30},
-        xaxis_title="pruning percentile p",
-        yaxis_title="%",
-    )
-    st.plotly_chart(figure, width="stretch", key="line_pareto")
-    spread = pareto["ID accuracy"].max() - pareto["ID accuracy"].min()
-    if spread < 1.0:
+        st.header("3 · Sweep (p_a, p_w) at the current τ")
+        grid = [0, 10, 30, 50, 70, 90, 95, 99]  # holds the papers' 10 and 90
+        sweep = cached_sweep(features, entries_key(features), tuple(grid), tau)
+        table = sweep.pivot(index="p_a", columns="p_w", values="AUROC")
+        figure = go.Figure(
+            go.Heatmap(
+                z=table.values,
+                x=[str(v) for v in table.columns],
+                y=[str(v) for v in table.index],
+                colorscale="Viridis",
+                colorbar_title="mean AUROC",
+                text=np.round(table.values, 1),
+                texttemplate="%{text}",
+            )
+        )
+        defaults = {  # (p_a, p_w) of the paper per benchmark
+            "CIFAR-10": (90, 90),
+            "CIFAR-100": (10, 90),
+            "ImageNet": (10, 10),
+        }
+        for (name, (pa, pw)), symbol in zip(
+            defaults.items(), ("square-open", "diamond-open", "circle-open")
+        ):
+            figure.add_scatter(
+                x=[str(pw)],
+                y=[str(pa)],
+                mode="markers",
+                marker={
+                    "symbol": symbol,
+                    "size": 34,
+                    "color": "white",
+                    "line": {"width": 3},
+                },
+                name=f"paper default, {name} (p_a {pa}, p_w {pw})",
+            )
+        figure.update_layout(
+            xaxis_title="p_w",
+            xaxis_type="category",
+            yaxis_type="category",
+            yaxis_title="p_a",
+            height=470,
+            margin={"t": 30, "b": 30},
+            legend={"orientation": "h", "y": -0.2},
+        )
+        st.plotly_chart(figure, width="stretch", key="line_sweep")
+        best = sweep.loc[sweep.AUROC.idxmax()]
         st.caption(
-            f"No trade-off to see on this model: ID accuracy stays within {spread:.2f} points at every pruning "
-            "level, so only the AUROC moves. On large models the paper reports accuracy falling as p grows."
-        )
-    else:
-        st.caption(
-            f"ID accuracy moves by {spread:.1f} points across pruning levels: the price of the AUROC gained."
+            f"Best cell: p_a = {best.p_a:g}, p_w = {best.p_w:g}, mean AUROC {best.AUROC:.2f} (test OOD data — for "
+            "exploration, not for choosing hyperparameters honestly)."
         )
 
+        st.header("4 · ID accuracy vs OOD detection as pruning grows")
+        pareto = cached_pareto(
+            features, entries_key(features), (0, 10, 30, 50, 70, 80, 90, 95, 99), tau
+        )
+        long = pareto.melt(
+            id_vars="p",
+            value_vars=["ID accuracy", "AUROC"],
+            var_name="quantity",
+            value_name="percent",
+        ).replace({"quantity": {"AUROC": "mean AUROC"}})
+        figure = px.line(
+            long,
+            x="p",
+            y="percent",
+            color="quantity",
+            markers=True,
+            title="As pruning grows (p_a = p_w = p): ID accuracy of the pruned head and mean AUROC",
+        )
+        figure.update_layout(
+            height=380,
+            margin={"t": 40, "b": 30},
+            xaxis_title="pruning percentile p",
+            yaxis_title="%",
+        )
+        st.plotly_chart(figure, width="stretch", key="line_pareto")
+        spread = pareto["ID accuracy"].max() - pareto["ID accuracy"].min()
+        if spread < 1.0:
+            st.caption(
+                f"No trade-off to see on this model: ID accuracy stays within {spread:.2f} points at every pruning "
+                "level, so only the AUROC moves. On large models the paper reports accuracy falling as p grows."
+            )
+        else:
+            st.caption(
+                f"ID accuracy moves by {spread:.1f} points across pruning levels: the price of the AUROC gained."
+            )
 
-live_section()
+    live_section()
+
+
+run_page(main)

@@ -15,325 +15,355 @@ from ood_core.errors import OODLabError
 from ood_core.inputs import catalog
 from ood_core.inputs.variants import PSEUDO_OOD
 from ood_core.scores import METHODS
-from pages.common import ensure_app_shell, require_features, reset_button, synthetic
+from ood_core.scores.method import Param
+from pages.ui.controls import (
+    hand_over,
+    multiselect,
+    number_input,
+    radio,
+    selectbox,
+    slider,
+)
+from pages.ui.shell import run_page
+from pages.ui.sidebar import require_features, synthetic
+from pages.ui.state import reset_button
+from pages.ui.text import plain
+
+FRACTION = Param("fraction", 0.2, 0.05, 0.5, 0.05)
+SEED = Param("seed", 0, 0, 10_000, 1, kind="int")
+POINTS = Param("points", 11, 3, 21, 1, kind="int")
 
 
-def hand_to_compare(values: dict[str, dict]) -> None:
-    """Set Compare's sliders to tuned ``{method: {param: value}}``, show the first method's, and go there."""
-    for name, chosen in values.items():
-        for param, value in chosen.items():
-            st.session_state[f"compare:{name}:{param}"] = value
+def hand_to_compare(values: dict[str, dict], blocks: list[str]) -> None:
+    """Set Compare's sliders to tuned ``{method: {param: value}}`` (each converted to what its control shows; a
+    value a control cannot take is refused in one line), show the first method's, and go there."""
+    refused = hand_over(values, METHODS, blocks, "compare")
+    if refused:
+        st.error("Not handed over: " + "; ".join(map(plain, refused)))
+        return
     if values:
         st.session_state["compare_tuned"] = METHODS[next(iter(values))].label
     st.switch_page("pages/compare.py")
 
 
-ensure_app_shell()
-st.title("Tune hyperparameters honestly")
-reset_button(
-    "tune",
-    (
-        "tune_pseudo",
-        "tune_sets",
-        "tune_id_source",
-        "tune_fraction",
-        "tune_seed",
-        "tune_objective",
-        "tune_floor",
-        "tune_points",
-        "tune_method",
-    ),
-)
-st.markdown(
-    "Every other page shows metrics on the **test** OOD sets: good for exploring, not for choosing. Here a search "
-    "picks each method's parameters on **validation** data only: validation ID images held out of the ID split, and "
-    "validation OOD made from ID *training* images (pseudo-OOD) or a validation set you registered. The test sets are "
-    "used afterwards, to show what the choice costs: **regret** = test-best AUROC (what an oracle peeking at the "
-    "test sets would pick) minus the test AUROC of the tuned values. The rank correlation says how well the "
-    "validation proxy orders the candidates the way the test sets do."
-)
-features = require_features()
-tunable = [
-    m for m in METHODS.values() if tuning.tunable(m) and not features.unavailable(m)
-]
-labels = {m.label: m for m in tunable}
-fitted_only = [
-    m.label
-    for m in METHODS.values()
-    if m.cost == "cache" and not tuning.tunable(m) and not features.unavailable(m)
-]
-if fitted_only:
-    st.info(
-        "**Nothing to tune on OOD data:** "
-        + ", ".join(fitted_only)
-        + ". Whatever these methods learn comes from the ID training set alone, so their numbers on every page are "
-        "already honest. **OptFS** is the notable one: its feature-shaping function, the part ReAct, ASH and "
-        "SCALE tune by hand with a percentile, is fitted in closed form from ID data alone.",
-        icon="✅",
+def main() -> None:
+    st.title("Tune hyperparameters honestly")
+    reset_button(
+        "tune",
+        (
+            "tune_pseudo",
+            "tune_sets",
+            "tune_id_source",
+            "tune_fraction",
+            "tune_seed",
+            "tune_objective",
+            "tune_floor",
+            "tune_points",
+            "tune_method",
+        ),
     )
-
-with st.container(border=True):
-    left, middle, right = st.columns(3)
-    with left:
-        has_images = not synthetic(features)
-        pseudo = st.multiselect(
-            "Pseudo-OOD from ID training images",
-            PSEUDO_OOD if has_images else [],
-            default=["jigsaw3"] if has_images else [],
-            key="tune_pseudo",
-            help="jigsaw3: 3×3 tiles shuffled; blur: strong Gaussian blur; permute4: pixels permuted inside 4×4 "
-            "patches; noise: high-frequency noise; invert: colours and contrast inverted; mix: two images of "
-            "different classes blended. Each is a cached dataset variant of a seeded subset of ID train.",
-        )
-        if not has_images:
-            st.caption(
-                "A synthetic workspace has no images to corrupt: use a validation set."
-            )
-        candidates = [
-            name
-            for name, spec in catalog.datasets().items()
-            if name != features.id_dataset
-            and name not in features.ood
-            and "@" not in name
-            and spec.has_images == has_images
-        ]
-        sets = st.multiselect(
-            "Validation OOD sets (not test sets)",
-            candidates,
-            key="tune_sets",
-            help="Registered datasets that are not a test OOD set of this workspace (checked by file identity).",
-        )
-    with middle:
-        id_source = st.radio(
-            "Validation ID held out of",
-            ["test", "train"],
-            horizontal=True,
-            key="tune_id_source",
-            help="test (OpenOOD's convention): those rows leave the test ID set. train: the fits saw them.",
-        )
-        fraction = st.slider(
-            "Share held out", 0.05, 0.5, 0.2, 0.05, key="tune_fraction"
-        )
-        seed = int(st.number_input("Seed", 0, 10_000, 0, key="tune_seed"))
-    with right:
-        objective = st.radio(
-            "Objective",
-            list(tuning.OBJECTIVES),
-            format_func={
-                "auroc": "mean AUROC ↑",
-                "fpr95": "mean FPR95 ↓",
-                "auroc@acc": "AUROC with an ID accuracy floor",
-            }.get,
-            key="tune_objective",
-        )
-        floor = (
-            st.slider(
-                "ID accuracy floor (%)",
-                0.0,
-                100.0,
-                max(0.0, round(features.accuracy - 1.0)),
-                0.5,
-                key="tune_floor",
-                help="Candidates that leave the classifier less accurate are rejected (LINe prunes it).",
-            )
-            if objective == "auroc@acc"
-            else 0.0
-        )
-        points = st.slider("Values per numeric parameter", 3, 21, 11, key="tune_points")
-
-try:
-    protocol = tuning.Protocol(tuple(pseudo), tuple(sets), id_source, fraction, seed)
-    if not pseudo and not sets:
-        raise OODLabError("Choose at least one pseudo-OOD variant or validation set.")
-    with st.spinner(
-        "Preparing validation data (pseudo-OOD extracted once, then cached)…"
-    ):
-        found = tuning.split(features, protocol)
-except OODLabError as exc:
-    st.error(str(exc))
-    st.stop()
-
-settings = (protocol, objective, floor, points)
-store = st.session_state.setdefault("tune_results", {})
-results: dict[str, tuning.SearchResult] = store.setdefault(repr(settings), {})
-st.caption(
-    f"Protocol: {protocol.describe()}. Validation: {len(found.validation.id_test)} ID images, "
-    + ", ".join(f"{name} ({len(f)})" for name, f in found.validation.ood.items())
-    + "."
-)
-
-
-def run(methods: list) -> None:
-    """Search each method (already tuned ones are kept); any click on the page cancels between two points."""
-    slot = st.empty()
-    running = slot.container()
-    bar = running.progress(0.0, text="Searching…")
-    running.caption(
-        "Press *Stop* (or any control) to cancel; methods already tuned are kept."
+    st.markdown(
+        "Every other page shows metrics on the **test** OOD sets: good for exploring, not for choosing. Here a search "
+        "picks each method's parameters on **validation** data only: validation ID images held out of the ID split, and "
+        "validation OOD made from ID *training* images (pseudo-OOD) or a validation set you registered. The test sets are "
+        "used afterwards, to show what the choice costs: **regret** = test-best AUROC (what an oracle peeking at the "
+        "test sets would pick) minus the test AUROC of the tuned values. The rank correlation says how well the "
+        "validation proxy orders the candidates the way the test sets do."
     )
-    running.button("Stop", key="tune_stop")
-    for index, method in enumerate(methods):
-
-        def progress(done: int, total: int, index=index, method=method) -> None:
-            bar.progress(
-                min(1.0, (index + done / max(total, 1)) / len(methods)),
-                text=f"{method.label}: {done}/{total} points",
-            )
-
-        results[method.name] = tuning.search(
-            found.validation, method, objective, floor, points, progress
+    features = require_features()
+    tunable = [
+        m for m in METHODS.values() if tuning.tunable(m) and not features.unavailable(m)
+    ]
+    labels = {m.label: m for m in tunable}
+    fitted_only = [
+        m.label
+        for m in METHODS.values()
+        if m.cost == "cache" and not tuning.tunable(m) and not features.unavailable(m)
+    ]
+    if fitted_only:
+        st.info(
+            "**Nothing to tune on OOD data:** "
+            + ", ".join(fitted_only)
+            + ". Whatever these methods learn comes from the ID training set alone, so their numbers on every page are "
+            "already honest. **OptFS** is the notable one: its feature-shaping function, the part ReAct, ASH and "
+            "SCALE tune by hand with a percentile, is fitted in closed form from ID data alone.",
+            icon="✅",
         )
-    slot.empty()
 
+    with st.container(border=True):
+        left, middle, right = st.columns(3)
+        with left:
+            has_images = not synthetic(features)
+            pseudo = multiselect(
+                "Pseudo-OOD from ID training images",
+                PSEUDO_OOD if has_images else [],
+                default=["jigsaw3"] if has_images else [],
+                key="tune_pseudo",
+                help="jigsaw3: 3×3 tiles shuffled; blur: strong Gaussian blur; permute4: pixels permuted inside 4×4 "
+                "patches; noise: high-frequency noise; invert: colours and contrast inverted; mix: two images of "
+                "different classes blended. Each is a cached dataset variant of a seeded subset of ID train.",
+            )
+            if not has_images:
+                st.caption(
+                    "A synthetic workspace has no images to corrupt: use a validation set."
+                )
+            candidates = [
+                name
+                for name, spec in catalog.datasets().items()
+                if name != features.id_dataset
+                and name not in features.ood
+                and "@" not in name
+                and spec.has_images == has_images
+            ]
+            sets = multiselect(
+                "Validation OOD sets (not test sets)",
+                candidates,
+                key="tune_sets",
+                help="Registered datasets that are not a test OOD set of this workspace (checked by file identity).",
+            )
+        with middle:
+            id_source = radio(
+                "Validation ID held out of",
+                ["test", "train"],
+                horizontal=True,
+                key="tune_id_source",
+                help="test (OpenOOD's convention): those rows leave the test ID set. train: the fits saw them.",
+            )
+            fraction = slider("Share held out", FRACTION, "tune_fraction")
+            seed = int(number_input("Seed", SEED, "tune_seed"))
+        with right:
+            objective = radio(
+                "Objective",
+                list(tuning.OBJECTIVES),
+                format_func={
+                    "auroc": "mean AUROC ↑",
+                    "fpr95": "mean FPR95 ↓",
+                    "auroc@acc": "AUROC with an ID accuracy floor",
+                }.get,
+                key="tune_objective",
+            )
+            floor = (
+                slider(
+                    "ID accuracy floor (%)",
+                    Param(
+                        "floor",
+                        max(0.0, round(features.accuracy - 1.0)),
+                        0.0,
+                        100.0,
+                        0.5,
+                        "Candidates that leave the classifier less accurate are rejected (LINe prunes it).",
+                    ),
+                    "tune_floor",
+                )
+                if objective == "auroc@acc"
+                else 0.0
+            )
+            points = slider("Values per numeric parameter", POINTS, "tune_points")
 
-chosen_label = st.selectbox("Method", list(labels), key="tune_method")
-method = labels[chosen_label]
-one, every = st.columns(2)
-if one.button(f"Tune {method.label}", type="primary", key="tune_one"):
-    run([method])
-if every.button(
-    "Tune all methods (leaderboard)",
-    key="tune_all",
-    help="Every tunable method on the same validation data.",
-):
-    run([m for m in tunable if m.name not in results])
+    try:
+        protocol = tuning.protocol(
+            pseudo=tuple(pseudo),
+            sets=tuple(sets),
+            id_source=id_source,
+            id_fraction=fraction,
+            seed=seed,
+        )
+        with st.spinner(
+            "Preparing validation data (pseudo-OOD extracted once, then cached)…"
+        ):
+            found = tuning.split(features, protocol)
+    except OODLabError as exc:
+        st.error(str(exc))
+        st.stop()
 
-result = results.get(method.name)
-if result is None:
-    st.info(f"Press **Tune {method.label}** to search its parameters.")
-else:
-    table = tuning.points_table(found, method, result)
-    shown = "FPR95" if objective == "fpr95" else "AUROC"
-    test_column = f"test {shown}"
-    best_frame = (
-        table.loc[[table["test AUROC"].idxmax()]] if test_column in table else None
-    )
-
-    def marks(frame: pd.DataFrame, name: str, values: dict) -> pd.DataFrame:
-        return frame[frame[name] == values[name]]
-
-    st.subheader(f"{method.label}: validation and test along each parameter")
+    settings = (protocol, objective, floor, points)
+    store = st.session_state.setdefault("_tune_results", {})
+    results: dict[str, tuning.SearchResult] = store.setdefault(repr(settings), {})
     st.caption(
-        "Each curve varies one parameter with the others at their tuned values. ★ tuned (validation best), "
-        "◆ default, ✕ test-best (the oracle: never used for the choice)."
+        f"Protocol: {plain(protocol.describe(), limit=600)}. Validation: {len(found.validation.id_test)} ID images, "
+        + ", ".join(f"{name} ({len(f)})" for name, f in found.validation.ood.items())
+        + "."
     )
-    columns = st.columns(max(1, len(result.chosen)))
-    for column, name in zip(columns, result.chosen):
-        others = [k for k in result.chosen if k != name]
-        along = table
-        for other in others:
-            along = along[along[other] == result.chosen[other]]
-        along = along.sort_values(name)
-        figure = go.Figure()
-        figure.add_scatter(
-            x=along[name],
-            y=along["validation"],
-            name=f"validation {shown}",
-            mode="lines+markers",
-            line={"color": "#1f77b4"},
+
+    def run(methods: list) -> None:
+        """Search each method (already tuned ones are kept); any click on the page cancels between two points."""
+        slot = st.empty()
+        running = slot.container()
+        bar = running.progress(0.0, text="Searching…")
+        running.caption(
+            "Press *Stop* (or any control) to cancel; methods already tuned are kept."
         )
-        if test_column in along:
+        running.button("Stop", key="tune_stop")
+        for index, method in enumerate(methods):
+
+            def progress(done: int, total: int, index=index, method=method) -> None:
+                bar.progress(
+                    min(1.0, (index + done / max(total, 1)) / len(methods)),
+                    text=f"{method.label}: {done}/{total} points",
+                )
+
+            results[method.name] = tuning.search(
+                found.validation, method, objective, floor, points, progress
+            )
+        slot.empty()
+
+    chosen_label = selectbox("Method", list(labels), key="tune_method")
+    method = labels[chosen_label]
+    one, every = st.columns(2)
+    if one.button(f"Tune {method.label}", type="primary", key="tune_one"):
+        run([method])
+    if every.button(
+        "Tune all methods (leaderboard)",
+        key="tune_all",
+        help="Every tunable method on the same validation data.",
+    ):
+        run([m for m in tunable if m.name not in results])
+
+    result = results.get(method.name)
+    if result is None:
+        st.info(f"Press **Tune {method.label}** to search its parameters.")
+    else:
+        table = tuning.points_table(found, method, result)
+        shown = "FPR95" if objective == "fpr95" else "AUROC"
+        test_column = f"test {shown}"
+        best_frame = (
+            table.loc[[table["test AUROC"].idxmax()]] if test_column in table else None
+        )
+
+        def marks(frame: pd.DataFrame, name: str, values: dict) -> pd.DataFrame:
+            return frame[frame[name] == values[name]]
+
+        st.subheader(f"{method.label}: validation and test along each parameter")
+        st.caption(
+            "Each curve varies one parameter with the others at their tuned values. ★ tuned (validation best), "
+            "◆ default, ✕ test-best (the oracle: never used for the choice)."
+        )
+        columns = st.columns(max(1, len(result.chosen)))
+        for column, name in zip(columns, result.chosen):
+            others = [k for k in result.chosen if k != name]
+            along = table
+            for other in others:
+                along = along[along[other] == result.chosen[other]]
+            along = along.sort_values(name)
+            figure = go.Figure()
             figure.add_scatter(
                 x=along[name],
-                y=along[test_column],
-                name=f"test {shown}",
+                y=along["validation"],
+                name=f"validation {shown}",
                 mode="lines+markers",
-                line={"color": "#ff7f0e", "dash": "dot"},
+                line={"color": "#1f77b4"},
             )
-        for label, row, y, symbol, size, colour in (
-            ("tuned", marks(along, name, result.chosen), "validation", "star", 16, "#2ca02c"),
-            ("default", marks(along, name, result.default), "validation", "diamond", 12, "#7f7f7f"),
-            ("test-best", best_frame, test_column, "x", 13, "#d62728"),
-        ):  # fmt: skip
-            if row is not None and y in row:
+            if test_column in along:
                 figure.add_scatter(
-                    x=row[name],
-                    y=row[y],
-                    name=label,
-                    mode="markers",
-                    marker={"symbol": symbol, "size": size, "color": colour},
+                    x=along[name],
+                    y=along[test_column],
+                    name=f"test {shown}",
+                    mode="lines+markers",
+                    line={"color": "#ff7f0e", "dash": "dot"},
                 )
-        figure.update_layout(
-            title=name,
-            height=330,
-            margin={"t": 40, "b": 30},
-            xaxis_title=name,
-            yaxis_title=f"mean {shown} (%)",
-        )
-        column.plotly_chart(figure, width="stretch", key=f"tune_profile_{name}")
-    if test_column in table:
-        scatter = go.Figure(
-            go.Scatter(
-                x=table["validation"],
-                y=table["test AUROC"],
-                mode="markers",
-                text=[
-                    tuning.described(row[list(result.chosen)].to_dict())
-                    for _, row in table.iterrows()
-                ],
-                name="candidates",
+            for label, row, y, symbol, size, colour in (
+                ("tuned", marks(along, name, result.chosen), "validation", "star", 16, "#2ca02c"),
+                ("default", marks(along, name, result.default), "validation", "diamond", 12, "#7f7f7f"),
+                ("test-best", best_frame, test_column, "x", 13, "#d62728"),
+            ):  # fmt: skip
+                if row is not None and y in row:
+                    figure.add_scatter(
+                        x=row[name],
+                        y=row[y],
+                        name=label,
+                        mode="markers",
+                        marker={"symbol": symbol, "size": size, "color": colour},
+                    )
+            figure.update_layout(
+                title=name,
+                height=330,
+                margin={"t": 40, "b": 30},
+                xaxis_title=name,
+                yaxis_title=f"mean {shown} (%)",
             )
-        )
-        scatter.update_layout(
-            title="Every candidate: validation objective vs test AUROC",
-            xaxis_title=f"validation {objective}",
-            yaxis_title="test mean AUROC (%)",
-            height=330,
-            margin={"t": 40, "b": 30},
-        )
-        st.plotly_chart(scatter, width="stretch", key="tune_scatter")
-
-if results:
-    st.subheader("Leaderboard of tuned methods")
-    if found.test is None:
-        st.caption(
-            "This workspace has no test OOD sets, so there is nothing to measure the regret on."
-        )
-    leaderboard = tuning.regret_table(found, list(results.values()))
-    st.dataframe(
-        leaderboard.round(2),
-        hide_index=True,
-        width="stretch",
-        height=35 * (len(leaderboard) + 1) + 3,
-        key="tune_leaderboard",
-    )
-    if "regret" in leaderboard:
-        st.caption(
-            f"Mean regret {leaderboard['regret'].mean():.2f} AUROC points over {len(leaderboard)} methods; "
-            f"median validation↔test rank correlation {leaderboard['rank corr'].median():.2f}. Test metrics are "
-            "on the ID test rows left after holding out the validation rows."
-        )
-    with tempfile.TemporaryDirectory() as folder:
-        path = tuning.save(
-            Path(folder) / "tuned.json", features, protocol, list(results.values())
-        )
-        document = path.read_text()
-    download, apply = st.columns(2)
-    download.download_button(
-        "Download tuned.json",
-        document,
-        "tuned.json",
-        "application/json",
-        key="tune_download",
-        help="Reuse with: python -m ood_core evaluate … --config tuned.json",
-    )
-    if apply.button("Use the tuned values on Compare", key="tune_apply"):
-        hand_to_compare({name: r.chosen for name, r in results.items()})
-
-with st.expander("Load a tuned.json (from the CLI or another session)"):
-    upload = st.file_uploader("tuned.json", type=["json"], key="tune_upload")
-    if upload is not None:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "tuned.json"
-            path.write_bytes(upload.getvalue())
-            try:
-                loaded = tuning.load(path, features)
-            except OODLabError as exc:
-                st.error(str(exc))
-            else:
-                st.write(
-                    f"Tuned under: {loaded.protocol.describe()}; objective {loaded.objective}."
+            column.plotly_chart(figure, width="stretch", key=f"tune_profile_{name}")
+        if test_column in table:
+            scatter = go.Figure(
+                go.Scatter(
+                    x=table["validation"],
+                    y=table["test AUROC"],
+                    mode="markers",
+                    text=[
+                        tuning.described(row[list(result.chosen)].to_dict())
+                        for _, row in table.iterrows()
+                    ],
+                    name="candidates",
                 )
-                st.code(json.dumps(loaded.values, indent=1), language="json")
-                if st.button("Use these values on Compare", key="tune_apply_loaded"):
-                    hand_to_compare(loaded.values)
+            )
+            scatter.update_layout(
+                title="Every candidate: validation objective vs test AUROC",
+                xaxis_title=f"validation {objective}",
+                yaxis_title="test mean AUROC (%)",
+                height=330,
+                margin={"t": 40, "b": 30},
+            )
+            st.plotly_chart(scatter, width="stretch", key="tune_scatter")
+
+    if results:
+        st.subheader("Leaderboard of tuned methods")
+        if found.test is None:
+            st.caption(
+                "This workspace has no test OOD sets, so there is nothing to measure the regret on."
+            )
+        leaderboard = tuning.regret_table(found, list(results.values()))
+        st.dataframe(
+            leaderboard.round(2),
+            hide_index=True,
+            width="stretch",
+            height=35 * (len(leaderboard) + 1) + 3,
+            key="tune_leaderboard",
+        )
+        if "regret" in leaderboard:
+            st.caption(
+                f"Mean regret {leaderboard['regret'].mean():.2f} AUROC points over {len(leaderboard)} methods; "
+                f"median validation↔test rank correlation {leaderboard['rank corr'].median():.2f}. Test metrics are "
+                "on the ID test rows left after holding out the validation rows."
+            )
+        with tempfile.TemporaryDirectory() as folder:
+            path = tuning.save(
+                Path(folder) / "tuned.json", features, protocol, list(results.values())
+            )
+            document = path.read_text()
+        download, apply = st.columns(2)
+        download.download_button(
+            "Download tuned.json",
+            document,
+            "tuned.json",
+            "application/json",
+            key="tune_download",
+            help="Reuse with: python -m ood_core evaluate … --config tuned.json",
+        )
+        if apply.button("Use the tuned values on Compare", key="tune_apply"):
+            hand_to_compare(
+                {name: r.chosen for name, r in results.items()}, features.blocks
+            )
+
+    with st.expander("Load a tuned.json (from the CLI or another session)"):
+        upload = st.file_uploader("tuned.json", type=["json"], key="tune_upload")
+        if upload is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "tuned.json"
+                path.write_bytes(upload.getvalue())
+                try:
+                    loaded = tuning.load(path, features)
+                except OODLabError as exc:
+                    st.error(str(exc))
+                else:
+                    st.markdown(
+                        "Tuned under: "
+                        + plain(loaded.protocol.describe(), limit=600)
+                        + f"; objective {loaded.objective}."
+                    )
+                    st.code(json.dumps(loaded.values, indent=1), language="json")
+                    if st.button(
+                        "Use these values on Compare", key="tune_apply_loaded"
+                    ):
+                        hand_to_compare(loaded.values, features.blocks)
+
+
+run_page(main)

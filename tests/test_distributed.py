@@ -94,3 +94,30 @@ def test_a_rank_that_dies_leaves_no_entry(tmp_path, demo_model):
     )
     assert run.returncode != 0
     assert FeatureCache(cache).entries() == []
+
+
+def test_stale_shards_of_a_job_that_died_at_the_merge_are_never_merged(
+    tmp_path, demo_model
+):
+    """A job that died at the merge left rank 1's shard; the next job, with a batch size that gives rank 1 no
+    rows, must not merge it (it used to fail with a broadcast error, or worse, add its rows)."""
+    from ood_core.engine.features import cache_key, model_named
+
+    cache = tmp_path / "cache"
+    key, images = cache_key(model_named("demo"), "noise")
+    stale = cache / key.model_dir / f".tmp-shards-{key.entry_dir}" / "rank1"
+    stale.mkdir(parents=True)
+    for name, shape in (("logits", (7, 10)), ("labels", (7,)), ("index", (7,))):
+        np.save(stale / f"{name}.npy", np.zeros(shape, np.float32))
+    (stale / "report.json").write_text('{"rows": 7, "skipped": []}')
+    batch = str(2 * len(images))  # one batch: rank 0 extracts every row, rank 1 none
+    args = ["-m", "ood_core", "extract", "--model", "demo", "--id", "digits"]
+    run = _run([*args, "--ood", "noise", "--batch-size", batch], cache, torchrun=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    single = _run([*args, "--ood", "noise"], tmp_path / "single", torchrun=False)
+    assert single.returncode == 0, single.stderr
+    a = feature_set("demo", "noise", cache=FeatureCache(cache))
+    b = feature_set("demo", "noise", cache=FeatureCache(tmp_path / "single"))
+    assert len(a) == len(b) == len(images)
+    for name in b.names:
+        assert np.array_equal(a[name], b[name]), name

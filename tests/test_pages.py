@@ -10,7 +10,7 @@ from ood_core.metrics import ood_metrics
 from ood_core.scores import get_method
 from ood_core.workspace import Workspace
 from ood_core.workspace import load_workspace as workspace_features
-from pages.common import BADGES
+from pages.ui.cards import BADGES
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 

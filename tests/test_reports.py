@@ -145,7 +145,7 @@ def test_a_shipped_benchmark_runs_end_to_end_through_report(openood_root, capsys
     assert {p.suffix for p in out.iterdir()} == {".md", ".csv", ".tex", ".json"}
     tex = next(out.glob("*.tex")).read_text()
     assert r"\toprule" in tex and r"c10-cifar100 FPR95" in tex and "OOD+" in tex
-    assert [r.model for r in reports.saved(out)] == ["c10net"]
+    assert [r.model for r in reports.saved(out)[0]] == ["c10net"]
 
 
 def test_the_id_convention_report_of_the_demo(tmp_path, demo_model, capsys):
@@ -154,7 +154,7 @@ def test_the_id_convention_report_of_the_demo(tmp_path, demo_model, capsys):
         cli.main(["report", "--methods", "energy", "--fpr", "id", "--out", str(out)])
         == 0
     )
-    report = reports.saved(out)[0]
+    report = reports.saved(out)[0][0]
     assert report.convention == "id" and report.benchmark == "demo"
     features = load_workspace(Workspace())
     id_scores, ood = features.scores(get_method("energy"))

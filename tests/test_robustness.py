@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from page_text import shown
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -101,7 +102,7 @@ def test_a_corrupt_entry_shows_as_corrupt_and_is_rebuilt_with_a_warning(own_cach
     assert table.loc["noise", "state"].startswith("corrupt")
     at.button(key="prepare").click().run()
     _no_exceptions(at)
-    warnings = [w.value for w in at.warning]
+    warnings = [shown(w.value) for w in at.warning]
     assert any("was corrupt" in w and "rebuilt" in w for w in warnings), warnings
     assert at.dataframe[0].value.set_index("dataset").loc["noise", "state"] == "cached"
     assert lookup_feature_set("demo", "noise")[1] == "cached"
@@ -126,7 +127,7 @@ def test_unreadable_images_of_a_folder_dataset_are_skipped_and_counted_in_the_ui
     monkeypatch.setenv("OOD_LAB_DATA_ROOT", str(data))
     monkeypatch.delenv("OOD_LAB_CONFIG", raising=False)
     at = _prepare(Workspace(ood_datasets=("mixed",)))
-    warnings = [w.value for w in at.warning]
+    warnings = [shown(w.value) for w in at.warning]
     assert any("mixed: 2 unreadable images skipped" in w for w in warnings), warnings
     table = at.dataframe[0].value.set_index("dataset")
     assert table.loc["mixed", "images"] == 6

@@ -14,7 +14,8 @@ from ood_core.scores import get_method
 from ood_core.tables import all_methods_table
 from ood_core.workspace import Workspace
 from ood_core.workspace import load_workspace as workspace_features
-from pages.common import ACTIONS, BADGES, kept
+from pages.ui.cards import BADGES
+from pages.ui.state import ACTIONS, kept
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -25,11 +26,16 @@ def extracted(demo_model):
     workspace_features(Workspace())
 
 
-def _app(query: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in (query or {}).items():
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=120).run()
+
+
+def _link(page: str, query: dict[str, str]) -> AppTest:
+    """``page`` opened by a deep link carrying ``query`` (as a click on a lecture step's link does)."""
+    at = _app()
+    for key, value in query.items():
         at.query_params[key] = value
-    return at.run()
+    return at.switch_page(page).run()
 
 
 def _healthy(at: AppTest) -> None:
@@ -49,13 +55,14 @@ def test_every_action_widget_is_declared_so_kept_state_never_sets_a_button():
                 keys.add(found.group(1))
     assert keys, "no action widget found: the scan is broken"
     undeclared = {k for k in keys if kept(k)}
-    assert not undeclared, f"add to pages.common.ACTIONS: {sorted(undeclared)}"
+    assert not undeclared, f"add to pages.ui.state.ACTIONS: {sorted(undeclared)}"
     assert {"tune_one", "bg_train", "lecture_next"} <= ACTIONS
 
 
 def test_a_deep_link_opens_nap_with_the_base_and_lambda_it_names(extracted):
-    at = _app({"nap_base": "NAP-ReAct", "nap_x:nap-react:lambda": "0.8"})
-    at.switch_page("pages/nap.py").run()
+    at = _link(
+        "pages/nap.py", {"nap_base": "NAP-ReAct", "nap_x:nap-react:lambda": "0.8"}
+    )
     _healthy(at)
     assert at.selectbox(key="nap_base").value == "NAP-ReAct"
     assert at.slider(key="nap_x:nap-react:lambda").value == pytest.approx(0.8)

@@ -261,17 +261,17 @@ def test_evaluate_uses_tuned_values_and_refuses_another_model(digits, tmp_path, 
         )
         == 2
     )
-    assert "not an OOD Lab tuned-values file" in capsys.readouterr().err
+    assert "is not a valid tuned-values file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["--val", "jigsaw3"], "expected pseudo:"),
-        (["--val", "pseudo:fog"], "unknown dataset variant"),
+        (["--val", "pseudo:fog"], "unknown pseudo-OOD variant"),
         (["--methods", "msp"], "nothing to tune"),
         (["--methods", "nope"], "unknown method"),
-        (["--val-fraction", "1.5"], "fraction must lie in"),
+        (["--val-fraction", "1.5"], "id_fraction: Input should be less than 1"),
         (["--val", "set:letters", "--ood", "letters"], "also a test OOD set"),
     ],
 )

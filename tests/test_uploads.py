@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from ood_core.engine.features import in_memory_features
 from ood_core.engine.features import model_named as loaded_model
-from ood_core.inputs.uploads import read_uploads
+from ood_core.inputs.uploads import KEEP_SIDE, read_uploads
 from ood_core.scores import get_method
 from ood_core.tables import placement
 from ood_core.workspace import Workspace, load_workspace
@@ -161,7 +161,7 @@ def test_the_page_scores_uploads_flags_noise_and_lists_rejections(features):
     at.switch_page("pages/uploads.py").run()
     assert not at.exception
     noise = encode((RNG.random((32, 32)) * 255).astype(np.uint8))
-    at.file_uploader(key="upload_files").set_value(
+    at.file_uploader(key="_uploader_0").set_value(
         [
             ("noise.png", noise, "image/png"),
             ("photo.jpg", JPEG, "image/jpeg"),
@@ -248,13 +248,13 @@ def test_big_images_are_shrunk_after_decoding():
     big = io.BytesIO()
     Image.new("RGB", (3000, 1500), (10, 200, 30)).save(big, "PNG")
     [image] = read_uploads([("big.png", big.getvalue())]).images.values()
-    assert image.size == (1024, 512)
+    assert image.size == (KEEP_SIDE, KEEP_SIDE // 2)
 
 
 PEAK = """
 import io, sys, zipfile
 from pathlib import Path
-from ood_core.inputs.uploads import read_uploads
+from ood_core.inputs.uploads import KEEP_SIDE, read_uploads
 
 def peak_mb():
     for line in Path("/proc/self/status").read_text().splitlines():

@@ -35,7 +35,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from .. import __version__
 from ..errors import CacheError
@@ -428,7 +428,8 @@ class FeatureCache:
         return sorted(found)
 
     def delete(self, entry: Path) -> None:
-        """Remove one entry (it must be an entry of this cache: see the module docstring)."""
+        """Remove one entry (it must be an entry of this cache: see the module docstring); its lock file goes
+        too unless a live process holds it."""
         entry = Path(entry)
         if entry.resolve().parent.parent != self.root.resolve() or not self._owns(
             entry
@@ -437,7 +438,7 @@ class FeatureCache:
                 f"{entry} is not an entry of the cache {self.root}; nothing was deleted"
             )
         self._remove(entry)
-        (entry.parent / f"{entry.name}.lock").unlink(missing_ok=True)
+        _unlink_if_free(entry.parent / f"{entry.name}.lock")
 
     def _owns(self, entry: Path) -> bool:
         return (
@@ -462,12 +463,22 @@ class FeatureCache:
         entries = list(self._entry_dirs())
         for entry in entries:
             self._remove(entry)
-        for item in self.debris():
-            if item.is_dir():
-                shutil.rmtree(item, ignore_errors=True)
-            else:
-                item.unlink(missing_ok=True)
+        self._clear_debris()
         return len(entries)
+
+    def _clear_debris(self) -> None:
+        """Remove trash, and the temp folders and lock files of builds that no live process holds (a running
+        extraction keeps its lock, so its temp folder and lock survive a ``clear`` and it finishes)."""
+        debris = self.debris()
+        locks = [item for item in debris if item.suffix == ".lock"]
+        live = {lock.name.removesuffix(".lock") for lock in locks if _held(lock)}
+        for item in debris:
+            abandoned = item.name.startswith(".tmp-") and _build_key(item) not in live
+            if abandoned or item.name.startswith(".trash-"):
+                shutil.rmtree(item, ignore_errors=True)
+        for lock in locks:
+            if lock.name.removesuffix(".lock") not in live:
+                _unlink_if_free(lock)
 
     @staticmethod
     def _remove(entry: Path) -> None:
@@ -482,6 +493,31 @@ class FeatureCache:
                 f"cannot remove cache entry {entry} ({exc.strerror})"
             ) from exc
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _build_key(temp: Path) -> str:
+    """The entry a build's temp folder belongs to: ``.tmp-<entry>-<random>`` (mkdtemp's suffix has no hyphen)."""
+    return temp.name.removeprefix(".tmp-").rsplit("-", 1)[0]
+
+
+def _held(lock: Path) -> bool:
+    """Whether a live process holds ``lock`` (a build in progress)."""
+    try:
+        with FileLock(str(lock), timeout=0):
+            return False
+    except Timeout:
+        return True
+    except OSError:
+        return False
+
+
+def _unlink_if_free(lock: Path) -> None:
+    """Delete a lock file unless a live process holds it (it is removed while we hold it ourselves)."""
+    try:
+        with FileLock(str(lock), timeout=0):
+            lock.unlink(missing_ok=True)
+    except (Timeout, OSError):
+        pass
 
 
 def _share(folder: Path) -> None:

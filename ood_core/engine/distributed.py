@@ -11,8 +11,9 @@ N copies of the CLI; each finds its rank in the environment torchrun sets (``RAN
 3. after a barrier, rank 0 writes the shards in rank order into the entry through the cache's atomic
    ``get_or_create`` and deletes them; a second barrier lets the other ranks load it.
 
-A rank that fails makes torchrun stop the others before the merge: no entry is created (the shard folders are
-debris that ``cache clear`` and the next run remove).
+A rank that fails makes torchrun stop the others before the merge: no entry is created. The shard folders it leaves
+are debris: ``cache clear`` removes them, and so does rank 0 at the start of the next job for that entry (before any
+rank writes), so shards of another batch size or world size are never merged.
 """
 
 from __future__ import annotations
@@ -164,6 +165,11 @@ def extract_sharded(
     dist.broadcast_object_list(exists, src=0)
     if not exists[0]:
         folder = _shard_dir(cache, key)
+        if (
+            ranks.leader
+        ):  # shards of an earlier job that died at the merge: never mix them in
+            shutil.rmtree(folder, ignore_errors=True)
+        dist.barrier()
         rows = shard_rows(len(images), settings.batch_size, ranks.rank, ranks.world)
         _extract_shard(
             model, probes, images, rows, folder / f"rank{ranks.rank}", settings, device,

@@ -14,8 +14,11 @@ import ast
 import functools
 import hashlib
 import logging
+import os
 import pickle
-from collections.abc import Callable
+import re
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,53 +259,118 @@ def folder_image_set(root: Path, labelled: bool) -> tuple[ImageSet, dict]:
     return images, _file_list_identity(root, files, labels)
 
 
+MAX_LIST_LINE = 4096  # characters: a path and its label
+MAX_LABEL = 2**31 - 1
+_INTEGER = re.compile(r"-?[0-9]{1,10}")
+
+
 def parse_imglist_line(line: str) -> tuple[str, int]:
     """One OpenOOD image-list line: ``relative/path.jpg <label>`` split on the first space; the label is an integer
-    (−1 for OOD) or a dict literal whose ``class_label``/``label`` entry is used (−1 without one)."""
+    (−1 for OOD) or a dict literal whose ``class_label``/``label`` entry is used (−1 without one). A label that is
+    not a whole number in [−1, 2³¹) raises ``ValueError`` with the reason."""
     path, _, field = line.strip().partition(" ")
-    if not field.strip():
+    field = field.strip()
+    if not field:
         return path, -1
-    try:
-        value = ast.literal_eval(field.strip())
-    except (ValueError, SyntaxError) as exc:
-        raise ValueError(
-            f"label {field.strip()!r} is neither an integer nor a dict literal"
-        ) from exc
-    if isinstance(value, dict):
-        value = value.get("class_label", value.get("label", -1))
+    if _INTEGER.fullmatch(field):
+        value: object = int(field)
+    else:
+        try:
+            value = ast.literal_eval(field)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise ValueError(
+                f"label {field[:40]!r} is neither an integer nor a dict literal"
+            ) from None
+        if isinstance(value, dict):
+            value = value.get("class_label", value.get("label", -1))
     if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"label {field.strip()!r} is not an integer")
+        # ValueError like every other bad line: callers catch one type
+        raise ValueError(f"label {field[:40]!r} is not a whole number")  # noqa: TRY004
+    if not -1 <= value <= MAX_LABEL:
+        raise ValueError(f"label {field[:40]!r} is outside [-1, {MAX_LABEL}]")
     return path, value
+
+
+class NameList(Sequence[str]):
+    """Many relative paths in one buffer (UTF-8 bytes plus offsets): a 1.28 M-line list costs ~60 MB, not the
+    ~700 MB of a list of ``str`` and ``Path`` objects."""
+
+    def __init__(self):
+        self._data = bytearray()
+        self._ends = array("q")
+
+    def append(self, name: str) -> None:
+        self._data += name.encode("utf-8", "surrogateescape")
+        self._ends.append(len(self._data))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, row):  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        if row < 0:
+            row += len(self)
+        start = self._ends[row - 1] if row > 0 else 0
+        return self._data[start : self._ends[row]].decode("utf-8", "surrogateescape")
+
+
+def read_imglist(root: Path, imglist: Path) -> tuple[NameList, np.ndarray, str]:
+    """Stream an image list: names, labels and a digest of every line's path, label, file size and modification
+    time (so a replaced image changes the cache key). Memory stays bounded: lines are read one at a time, each at
+    most ``MAX_LIST_LINE`` characters. Raises ``ValueError`` naming the first bad line."""
+    names, labels, digest = NameList(), array("q"), hashlib.sha256()
+    folder = str(root)
+    with open(imglist, encoding="utf-8", errors="surrogateescape") as fh:
+        number = 0
+        while line := fh.readline(MAX_LIST_LINE + 1):
+            number += 1
+            if len(line) > MAX_LIST_LINE and not line.endswith("\n"):
+                raise ValueError(
+                    f"line {number}: longer than {MAX_LIST_LINE:,} characters"
+                )
+            if not line.strip():
+                continue
+            try:
+                path, label = parse_imglist_line(line)
+            except ValueError as exc:
+                raise ValueError(f"line {number}: {exc}") from None
+            try:
+                stat = os.stat(os.path.join(folder, path))
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            except (OSError, ValueError):
+                size, mtime = (
+                    -1,
+                    -1,
+                )  # missing or unreadable: skipped (and counted) at extraction
+            names.append(path)
+            labels.append(label)
+            digest.update(
+                f"{path}\t{label}\t{size}\t{mtime}\n".encode("utf-8", "surrogateescape")
+            )
+    return names, np.frombuffer(labels, np.int64).copy(), digest.hexdigest()
 
 
 def imglist_image_set(root: Path, imglist: Path) -> tuple[ImageSet, dict]:
     """An OpenOOD-style image list (``parse_imglist_line`` per line), paths relative to ``root``."""
-    try:
-        rows = [
-            parse_imglist_line(line)
-            for line in imglist.read_text().splitlines()
-            if line.strip()
-        ]
-    except (OSError, ValueError) as exc:
-        raise DataPathError(
-            f"{imglist} is not an image list ('path label' per line): {exc}"
-        ) from exc
-    if not rows:
-        raise DataPathError(f"{imglist} lists no images")
-    files = [root / path for path, _ in rows]
-    labels = np.array([label for _, label in rows], np.int64)
     if not _inside(imglist, imglist.parent):
         raise DataPathError(
             f"{imglist} resolves outside its folder (a symlink?); refused"
         )
-    images = ImageSet(
-        lambda row: _open_image(files[row], root), labels, [path for path, _ in rows]
-    )
+    try:
+        names, labels, files_digest = read_imglist(root, imglist)
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise DataPathError(
+            f"{imglist} is not an image list ('path label' per line): {exc}"
+        ) from None
+    if not len(names):
+        raise DataPathError(f"{imglist} lists no images")
+    images = ImageSet(lambda row: _open_image(root / names[row], root), labels, names)
     identity = {
         "root": str(root),
         "imglist": str(imglist),
-        "n": len(files),
-        "files_sha256": hashlib.sha256(imglist.read_bytes()).hexdigest(),
+        "n": len(names),
+        "files_sha256": files_digest,
     }
     return images, identity
 
@@ -357,6 +425,14 @@ CIFAR_FILES = {
 }
 
 
+def _entry(batch: object, key: bytes) -> object:
+    """A CIFAR batch's entry under ``key`` as bytes (the original Python 2 pickles) or as str (re-saved by Python 3,
+    which torchvision also reads)."""
+    if not isinstance(batch, dict):
+        raise KeyError(key)
+    return batch[key] if key in batch else batch[key.decode()]
+
+
 def cifar_image_set(root: Path, split: str, hundred: bool) -> tuple[ImageSet, dict]:
     """CIFAR-10/100 from the extracted python batches under ``root`` (``cifar-10-batches-py/`` or
     ``cifar-100-python/``), read without running pickled code; never downloads."""
@@ -370,8 +446,10 @@ def cifar_image_set(root: Path, split: str, hundred: bool) -> tuple[ImageSet, di
         try:
             with open(path, "rb") as fh:
                 batch = _ArrayUnpickler(fh, encoding="bytes").load()
-            data.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(batch[label_key])
+            data.append(
+                np.asarray(_entry(batch, b"data"), np.uint8).reshape(-1, 3, 32, 32)
+            )
+            labels.extend(_entry(batch, label_key))
         except (
             OSError,
             pickle.UnpicklingError,

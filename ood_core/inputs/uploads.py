@@ -2,6 +2,8 @@
 
 Nothing is written to disk, and an upload can only cost a bounded amount of memory, whatever it contains:
 
+- one upload is at most ``MAX_UPLOAD_FILES`` files and ``MAX_UPLOAD_BYTES`` bytes (files past either cap are listed
+  as refused, unread), and files are read one at a time;
 - every file and zip member is read with a byte limit (``MAX_FILE_BYTES``, whatever a zip header claims), one member
   at a time; a zip is examined for at most ``MAX_MEMBERS`` entries and ``MAX_ZIP_BYTES`` decompressed bytes, and
   reading stops once ``MAX_IMAGES`` images are accepted;
@@ -20,20 +22,25 @@ from __future__ import annotations
 import io
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MAX_FILE_BYTES = 10 * 2**20
+MAX_FILE_MIB = 10
+MAX_FILE_BYTES = MAX_FILE_MIB * 2**20
+MAX_UPLOAD_FILES = 64
+MAX_UPLOAD_BYTES = 100 * 2**20
 MAX_IMAGES = 64
 MAX_PIXELS = 6000 * 6000
 MAX_TOTAL_PIXELS = 4 * MAX_PIXELS
 MAX_MEMBERS = 256
 MAX_ZIP_BYTES = 64 * 2**20
-KEEP_SIDE = 1024
+KEEP_SIDE = (
+    512  # the models read 224 px at most; an image kept for overlays costs ≤ 0.8 MB
+)
 FORMATS = ("PNG", "JPEG", "MPO")
 ORIENTATION = 0x0112  # EXIF tag: how to turn the stored pixels to display them upright
 TRANSPOSES = {
@@ -65,6 +72,8 @@ class Uploads:
 @dataclass(frozen=True)
 class Limits:
     images: int = MAX_IMAGES
+    upload_files: int = MAX_UPLOAD_FILES
+    upload_bytes: int = MAX_UPLOAD_BYTES
     file_bytes: int = MAX_FILE_BYTES
     pixels: int = MAX_PIXELS
     total_pixels: int = MAX_TOTAL_PIXELS
@@ -73,33 +82,54 @@ class Limits:
 
 
 def read_uploads(
-    files: Sequence[tuple[str, bytes]],
+    files: Iterable[tuple[str, bytes]],
     max_images: int = MAX_IMAGES,
     max_bytes: int = MAX_FILE_BYTES,
     max_pixels: int = MAX_PIXELS,
     limits: Limits | None = None,
 ) -> Uploads:
-    """Decode ``(file name, content)`` pairs; ``.zip`` files are expanded (one level, images only)."""
+    """Decode ``(file name, content)`` pairs, taken one at a time (a generator may free each file after it is
+    read); ``.zip`` files are expanded (one level, images only)."""
     limits = limits or Limits(
         images=max_images, file_bytes=max_bytes, pixels=max_pixels
     )
     result = Uploads()
-    for name, data in files:
-        members = (
-            _zip_members(name, data, limits, result)
-            if zipfile.is_zipfile(io.BytesIO(data))
-            else None
-        )
-        for member, content in members if members is not None else [(name, data)]:
-            if len(result.images) >= limits.images:
-                result.rejected.append(
-                    (member, f"over the limit of {limits.images} images per upload")
+    received = 0
+    for index, (name, data) in enumerate(files):
+        if index >= limits.upload_files:
+            result.rejected.append(
+                (name, f"over the limit of {limits.upload_files} files per upload")
+            )
+            continue
+        if received + len(data) > limits.upload_bytes:
+            result.rejected.append(
+                (
+                    name,
+                    f"the upload would exceed {limits.upload_bytes / 2**20:.0f} MiB in all",
                 )
-                if members is not None:
-                    members.close()
-                break
-            _accept(member, content, limits, result)
+            )
+            continue
+        received += len(data)
+        _read_file(name, data, limits, result)
     return result
+
+
+def _read_file(name: str, data: bytes, limits: Limits, result: Uploads) -> None:
+    """One uploaded file (an image or a zip of images) into ``result``."""
+    members = (
+        _zip_members(name, data, limits, result)
+        if zipfile.is_zipfile(io.BytesIO(data))
+        else None
+    )
+    for member, content in members if members is not None else [(name, data)]:
+        if len(result.images) >= limits.images:
+            result.rejected.append(
+                (member, f"over the limit of {limits.images} images per upload")
+            )
+            if members is not None:
+                members.close()
+            return
+        _accept(member, content, limits, result)
 
 
 def _zip_members(

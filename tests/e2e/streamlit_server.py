@@ -38,8 +38,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(log: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
-    """The server process and its URL, once ``/_stcore/health`` answers (RuntimeError if it never does)."""
+def start(
+    log: Path, timeout: float = 90, options: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str]:
+    """The server process and its URL, once ``/_stcore/health`` answers (RuntimeError if it never does);
+    ``options`` are extra ``streamlit run`` flags (``--server.disconnectedSessionTTL``, …)."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as output:
@@ -54,6 +57,7 @@ def start(log: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
                 "true",
                 "--server.port",
                 str(port),
+                *options,
             ],
             cwd=REPO,
             env=os.environ.copy(),

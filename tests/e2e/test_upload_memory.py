@@ -1,9 +1,12 @@
 """One upload of any content raises the app server's resident memory by a bounded amount (issue: uploads that took
-a server from ~1 GB to ~2.5 GB, and kept 1.8 GB after the tab closed)."""
+a server from ~1 GB to ~2.5 GB, and kept 1.8 GB after the tab closed), and three tabs' uploads are released."""
 
 from __future__ import annotations
 
 import io
+import math
+import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -39,7 +42,8 @@ def own_server(demo_model):
 
     load_workspace(Workspace())
     server, url = streamlit_server.start(
-        streamlit_server.REPO / "test-artifacts" / "streamlit-uploads.log"
+        streamlit_server.REPO / "test-artifacts" / "streamlit-uploads.log",
+        options=("--server.disconnectedSessionTTL", "5"),  # closed tabs end soon
     )
     yield server, url
     streamlit_server.stop(server)
@@ -70,3 +74,40 @@ def test_one_upload_raises_the_server_rss_by_a_bounded_amount(
         )
     finally:
         page.close()
+
+
+def test_three_tabs_of_large_uploads_stay_bounded_and_are_released(
+    browser, own_server, tmp_path
+):
+    """The issue's scenario at the largest size a file may have: three tabs, each uploading 30 files of 9.5 MB
+    (285 MB, of which the first 100 MB are read): ≤ +300 MB with the tabs open, ≤ +100 MB once they are closed."""
+    server, url = own_server
+    files = []
+    for i in range(30):
+        path = tmp_path / f"random{i}.png"
+        path.write_bytes(os.urandom(int(9.5 * 2**20)))
+        files.append(str(path))
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    _open(page, url, "uploads", "Drop PNG/JPEG images")
+    baseline = streamlit_server.memory_mb(server.pid)
+    page.close()
+    tabs = []
+    for _ in range(3):
+        tab = browser.new_page(viewport={"width": 1400, "height": 1400})
+        tab.console_errors = []
+        tabs.append(tab)
+        _open(tab, url, "uploads", "Drop PNG/JPEG images")
+        tab.locator("input[type=file]").set_input_files(files)
+        tab.get_by_text("30 file(s) were not used").first.wait_for(timeout=300_000)
+        _wait_idle(tab)
+        _assert_healthy(tab)
+        assert tab.get_by_text("would exceed 100 MiB in all").count() > 0
+    opened = streamlit_server.memory_mb(server.pid) - baseline
+    assert opened <= 300, f"{opened:.0f} MB over the baseline with three tabs open"
+    for tab in tabs:
+        tab.close()
+    deadline, closed = time.time() + 90, math.inf
+    while time.time() < deadline and closed > 100:
+        time.sleep(3)
+        closed = streamlit_server.memory_mb(server.pid) - baseline
+    assert closed <= 100, f"{closed:.0f} MB over the baseline after the tabs closed"

@@ -1,0 +1,127 @@
+"""What a page says about its numbers: the opening (formula and paper), metric cards, and the observations that
+check a paper's claim against the current numbers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+import streamlit as st
+
+from ood_core import observations as notes
+from ood_core.observations import Observation, at_chance
+from ood_core.pictures.export import metric_cards as cards_png
+from ood_core.scores.method import Method
+from ood_core.workspace import LoadedWorkspace
+
+from .sidebar import workspace
+
+PRIMER = "/primer"
+AUROC_HELP = (
+    "Area under the ROC curve: the chance that a random ID image scores higher than a random OOD image "
+    f"(50 = coin flip, 100 = perfect). [Primer]({PRIMER}#auroc)"
+)
+BADGES = {
+    True: ":green-badge[:material/check: as in the paper]",
+    False: ":orange-badge[:material/warning: unlike the paper]",
+    None: ":gray-badge[:material/info: note]",
+}
+
+
+def intro(text: str, method: Method) -> None:
+    """The page's plain-language opening, the method's formula and its paper."""
+    st.markdown(text)
+    st.latex(method.formula)
+    st.caption(
+        f"Paper: [{method.paper.title}]({method.paper.url}) ({method.paper.venue}). Scores: higher = more ID."
+    )
+
+
+@contextmanager
+def first_use_progress(
+    after_s: float = 0.5,
+) -> Iterator[Callable[[int, int, str], None]]:
+    """A ``progress(done, total, label)`` callback that draws a progress bar once the work has run ``after_s``
+    (a method's first use at benchmark size fits train statistics for seconds; a cached rerun never shows it)."""
+    placeholder, started, shown = st.empty(), time.perf_counter(), False
+
+    def progress(done: int, total: int, label: str) -> None:
+        nonlocal shown
+        if time.perf_counter() - started >= after_s:
+            shown = True
+            placeholder.progress(
+                done / max(total, 1),
+                text=f"Scoring {label} ({done + 1} of {total}): a method's first use on this workspace fits its train "
+                "statistics and stores them in the cache, so later visits and slider moves reuse them.",
+            )
+
+    yield progress
+    if shown:
+        placeholder.empty()
+
+
+def metric_cards(
+    table: pd.DataFrame,
+    reference: pd.DataFrame | None = None,
+    reference_label: str = "base",
+    export: str | None = None,
+) -> None:
+    """One AUROC/FPR95 card per OOD set, with the delta against ``reference`` rows of the same ood_set; a delta
+    against a reference at chance level is grey (it is not progress). ``export`` names a PNG download of the
+    cards (for slides)."""
+    rows = table.set_index("ood_set")
+    bases = None if reference is None else reference.set_index("ood_set")["AUROC"]
+    columns = st.columns(len(rows))
+    for column, (name, row) in zip(columns, rows.iterrows()):
+        delta, colour_mode = None, "normal"
+        if bases is not None:
+            base = bases[name]
+            delta = f"{row['AUROC'] - base:+.2f} vs {reference_label}"
+            if at_chance(base) or at_chance(row["AUROC"]):
+                delta += " (at chance)"
+                colour_mode = "off"
+        column.metric(
+            f"AUROC · {name}",
+            f"{row['AUROC']:.2f}",
+            delta,
+            delta_color=colour_mode,
+            help=AUROC_HELP,
+        )
+        column.caption(f"FPR95 {row['FPR95']:.2f} %")
+    if export:
+        label = table["method"].iloc[0] if "method" in table else export
+        st.download_button(
+            "Cards (PNG)",
+            cards_png(table, label),
+            f"{export}_cards.png",
+            "image/png",
+            key=f"export_{export}_cards",
+        )
+
+
+def mean_auroc(table: pd.DataFrame) -> float:
+    """The mean AUROC over the OOD sets of a one-method metrics table."""
+    return float(notes.mean_by(table, "method").iloc[0])
+
+
+def context(features: LoadedWorkspace) -> str:
+    """What to blame when the data disagree with a paper: the demo's size, or the user's own setting."""
+    if features.benchmark is None and workspace().model.startswith("demo"):
+        return notes.SMALL_MODEL
+    return "results depend on the model, its training and the OOD sets; the papers report their benchmarks' averages"
+
+
+def observations(items: list[Observation], key: str) -> None:
+    """The page's "what you should see here" block: sentences generated from the current numbers, each badged as
+    agreeing or disagreeing with the paper's claim, with one line on why a disagreement can happen."""
+    with st.container(border=True, key=f"observations_{key}"):
+        st.markdown(
+            "**What you should see here** — generated from the numbers on this page"
+        )
+        for item in items:
+            line = f"{BADGES[item.agrees]} {item.text}"
+            if item.agrees is False and item.why:
+                line += f"  \n*Why this can happen:* {item.why}"
+            st.markdown(line)

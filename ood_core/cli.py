@@ -1,4 +1,5 @@
-"""Command line: ``python -m ood_core extract | evaluate | select-block | heatmap | fine-tune | list | cache``.
+"""Command line: ``python -m ood_core extract | evaluate | report | tune | select-block | heatmap | fine-tune | probes |
+synth | list | cache``.
 
 Every value is checked before any work; a bad one is one line on stderr and exit code 2.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -104,16 +106,33 @@ def device_name(text: str) -> str:
     return text
 
 
+def _writable_folder(folder: Path, text: str) -> None:
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"{text}: cannot write into {folder} (permission denied)"
+        )
+
+
 def output_path(text: str) -> str:
-    """A file to write: not a folder, in a folder that exists."""
+    """A file to write: not a folder, in a folder that exists and can be written (checked before any work)."""
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    if not path.resolve().parent.is_dir():
-        raise argparse.ArgumentTypeError(
-            f"{text}: the folder {path.resolve().parent} does not exist"
-        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text} exists and cannot be overwritten")
+    _writable_folder(path.resolve().parent, text)
     return text
+
+
+def output_folder(text: str) -> Path:
+    """A folder to write files into: an existing writable folder, or one that can be created in a writable one."""
+    path = Path(text).resolve()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    _writable_folder(path if path.exists() else path.parent, text)
+    return path
 
 
 def existing_file(text: str) -> str:
@@ -556,6 +575,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probes(args: argparse.Namespace) -> int:
+    """Where the model will be probed (one dry forward pass; nothing is extracted)."""
+    import pandas as pd
+
+    model = _prepare(args.model, _Bars())
+    probes = model.probes
+    print(
+        f"model {args.model}: {len(probes.blocks)} probes ({probes.kind}); head {probes.head} "
+        f"({probes.penultimate} → {probes.classes}); statistics of ReLU(map) per channel"
+    )
+    print(pd.DataFrame(probes.table()).to_string(index=False))
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     size = SIZES[args.size]
     register(args.size, args.seed)
@@ -704,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--out",
-        type=Path,
+        type=output_folder,
         default=None,
         help="folder for the report files (default: <cache dir>/reports, listed on the Reports page)",
     )
@@ -808,6 +841,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", choices=list(SIZES), default="cifar10")
     synth.add_argument("--seed", type=non_negative_int, default=0)
     synth.set_defaults(run=cmd_synth)
+    probes = sub.add_parser(
+        "probes",
+        help="where a model is probed: each map's name, what it reads, layout and shape (no extraction)",
+    )
+    probes.add_argument("--model", default=DEMO.model)
+    probes.set_defaults(run=cmd_probes)
     listing = sub.add_parser("list", help="list models, datasets and methods")
     listing.add_argument(
         "--markdown",

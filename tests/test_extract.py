@@ -107,7 +107,7 @@ def test_stats_equal_brute_force_on_full_maps(tiny_resnet):
     assert report["skipped"] == 0 and report["device"] == "cpu"
 
 
-def test_generic_fallback_probes_post_relu_modules():
+def test_a_plain_sequential_is_probed_at_each_stage_and_before_its_pool():
     model = nn.Sequential(
         nn.Conv2d(1, 4, 3),
         nn.ReLU(),
@@ -121,7 +121,8 @@ def test_generic_fallback_probes_post_relu_modules():
     assert (
         probes.blocks == ("1", "3")
         and probes.head == "6"
-        and probes.kind == "post-ReLU modules"
+        and probes.kind == "each stage's output"
+        and probes.pre_pool == "3"
     )
     x = torch.randn(5, 1, 12, 12)
     sink = MemorySink()

@@ -49,7 +49,7 @@ def data_root(tmp_path, monkeypatch) -> Path:
         ('[models.bad]\narch = "resnet18"', "'weights' is missing"),
         (
             '[models.bad]\narch = "resnet999"\nweights = "w.pt"',
-            "not a torchvision.models architecture",
+            "not a torchvision classification architecture",
         ),
         (
             '[models.bad]\narch = "resnet18"\nweights = "w.pt"\nmean = "abc"',

@@ -1,7 +1,8 @@
 """The extraction engine: one batched, deterministic pass of a model over a dataset.
 
-Forward hooks reduce every probed block's post-ReLU output ``A [B,C,H,W]`` to per-channel ``max``, ``mean`` and
-``l2`` (Frobenius norm over H×W) on the device, inside the hook, so full activation maps never leave it. The head's
+Forward hooks at each probe's tap (``inputs.taps``: the map channel-first, whatever the family) reduce ``ReLU(A)`` of
+every probed map ``A [B,C,H,W]`` to per-channel ``max``, ``mean`` and ``l2`` (Frobenius norm over H×W; a token map's
+patch tokens) on the device, inside the hook, so full activation maps never leave it. The head's
 forward pre-hook records the penultimate feature. Per batch, only these compact arrays are copied to the host and
 written to a sink (``cache.EntryWriter`` or ``MemorySink``).
 """
@@ -14,15 +15,16 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Self
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataPathError
+from ..errors import DataPathError, OODLabError
 from ..inputs.datasets import ImageSet
 from ..inputs.probes import Probes, linear_head
+from ..inputs.taps import tapped
 
 STATS = ("max", "mean", "l2")
 Progress = Callable[[int, int], None]
@@ -134,17 +136,26 @@ def collate_readable(
 
 
 class _StatHooks:
-    """Registers the hooks; after each forward, ``batch`` maps array names to device tensors."""
+    """Reads every probe at its tap (``inputs.taps``); after each forward, ``batch`` maps array names to device
+    tensors. Use as a context manager around the forward passes (a probe read from a function call needs it)."""
 
     def __init__(self, model: nn.Module, probes: Probes):
+        self.model, self.probes = model, probes
         self.batch: dict[str, torch.Tensor] = {}
-        self.handles = [
-            model.get_submodule(b).register_forward_hook(self._block_hook(b))
-            for b in probes.blocks
-        ]
-        self.handles.append(
-            model.get_submodule(probes.head).register_forward_pre_hook(self._head_hook)
-        )
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Self:
+        taps = self._stack.enter_context(tapped(self.model, self.probes))
+        for name, tap in taps.items():
+            handle = tap.register_forward_hook(self._block_hook(name))
+            self._stack.callback(handle.remove)
+        head = self.model.get_submodule(self.probes.head)
+        handle = head.register_forward_pre_hook(self._head_hook)
+        self._stack.callback(handle.remove)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
 
     def _block_hook(self, block: str):
         def hook(module, inputs, output):
@@ -155,10 +166,6 @@ class _StatHooks:
 
     def _head_hook(self, module, inputs):
         self.batch["penultimate"] = inputs[0].flatten(1).float()
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
 
 
 def run_batches(
@@ -181,35 +188,52 @@ def run_batches(
     ``model`` must already live on ``device`` (see ``on_device``).
     """
     model.eval()
-    hooks = _StatHooks(model, probes)
     dtype = autocast_dtype(amp, device)
     written, seen = 0, 0
     readable = np.zeros(total, bool)
-    try:
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype) if dtype else contextlib.nullcontext(),
-        ):
-            for batch in batches:
-                if batch is not None:
-                    x, labels, rows = batch
-                    hooks.batch["logits"] = model(
-                        x.to(device, non_blocking=True)
-                    ).float()
-                    for name, value in hooks.batch.items():
-                        if float16_stats and name.startswith("blocks/"):
-                            value = value.half()  # computed in float32, stored rounded
-                        sink.write(name, written, value.cpu().numpy(), total)
-                    sink.write("labels", written, labels.numpy(), total)
-                    sink.write("index", written, rows.numpy(), total)
-                    readable[rows.numpy() - first_row] = True
-                    written += len(rows)
-                seen = min(total, seen + (batch_size or len(batch[0])))
-                if progress:
-                    progress(seen, total)
-    finally:
-        hooks.remove()
+    # float16 statistics: the largest value per array, checked at the end
+    peaks: dict[str, torch.Tensor] = {}
+    with (
+        _StatHooks(model, probes) as hooks,
+        torch.inference_mode(),
+        torch.autocast(device.type, dtype) if dtype else contextlib.nullcontext(),
+    ):
+        for batch in batches:
+            if batch is not None:
+                x, labels, rows = batch
+                hooks.batch["logits"] = model(x.to(device, non_blocking=True)).float()
+                for name, value in hooks.batch.items():
+                    if float16_stats and name.startswith("blocks/"):
+                        top = value.amax()
+                        peaks[name] = (
+                            top if name not in peaks else peaks[name].maximum(top)
+                        )
+                        value = value.half()  # computed in float32, stored rounded
+                    sink.write(name, written, value.cpu().numpy(), total)
+                sink.write("labels", written, labels.numpy(), total)
+                sink.write("index", written, rows.numpy(), total)
+                readable[rows.numpy() - first_row] = True
+                written += len(rows)
+            seen = min(total, seen + (batch_size or len(batch[0])))
+            if progress:
+                progress(seen, total)
+    _check_float16(peaks)
     return readable
+
+
+FLOAT16_MAX = float(torch.finfo(torch.float16).max)
+
+
+def _check_float16(peaks: dict[str, torch.Tensor]) -> None:
+    """Refuse float16 statistics that overflowed (stored as inf): the extraction fails, so no entry is kept."""
+    for name, peak in peaks.items():
+        value = float(peak)
+        if not value <= FLOAT16_MAX:
+            raise OODLabError(
+                f"{name.removeprefix('blocks/')} reaches {value:.4g}, above float16's largest value "
+                f"{FLOAT16_MAX:,.0f}: this model's statistics do not fit float16; extract without --float16-stats "
+                "(and without OOD_LAB_FLOAT16_STATS=1)"
+            )
 
 
 def data_loader(

@@ -18,7 +18,7 @@ from .cache import CacheKey, CorruptEntry, FeatureCache, FeatureSet
 from .extract import ExtractionSettings, extract
 
 Progress = Callable[[int, int], None]
-_listings: BoundedMemo[tuple[ImageSet, dict]] = BoundedMemo(64)
+_listings: BoundedMemo[tuple[ImageSet, dict]] = BoundedMemo(16)
 
 
 def model_named(name: str, progress: Progress | None = None) -> LoadedModel:
@@ -67,7 +67,7 @@ def cache_key(
     identity = {
         **identity,
         "transform": model.spec.preprocessing,
-        "probes": list(model.probes.blocks),
+        "probes": model.probes.keys,
         **({"stats_dtype": "float16"} if float16_stats else {}),
     }
     return CacheKey.create(model.fingerprint(), identity), images

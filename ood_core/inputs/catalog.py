@@ -21,7 +21,7 @@ from .datasets import (
     imglist_image_set,
     svhn_image_set,
 )
-from .models import ModelSpec, demo_spec, torchvision_spec
+from .models import LoadedModel, ModelSpec, demo_spec, load_model, registered_spec
 from .registry_file import DatasetEntry, Problem
 from .variants import parse_ref, variant_spec
 
@@ -118,7 +118,7 @@ def finetuned_specs(base_specs: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
 
 def models() -> dict[str, ModelSpec]:
     registered = {
-        name: torchvision_spec(entry, config.resolve_data_path)
+        name: registered_spec(entry, config.resolve_data_path)
         for name, entry in _registry().models.items()
     }
     base = {"demo": demo_spec(), **registered}
@@ -212,3 +212,20 @@ def add_folder_dataset(name: str, folder: str) -> DatasetSpec:
     relative = resolved.relative_to(config.data_root()).as_posix()
     registry_file.add_dataset(name, {"kind": "folder", "root": relative})
     return get_dataset(name)
+
+
+def check_model(name: str, entry: dict) -> LoadedModel:
+    """Build, load and dry-run the model a registry entry would describe, without registering it (the Setup form
+    and ``probes`` show its probes before any extraction); one ``OODLabError`` line if any step fails."""
+    if name in models():
+        raise OODLabError(f"a model named '{name}' exists already")
+    checked = registry_file.check_model(name, entry)
+    return load_model(registered_spec(checked, config.resolve_data_path))
+
+
+def add_model(name: str, entry: dict) -> LoadedModel:
+    """Register ``[models.<name>]`` once the model builds, loads its checkpoint and runs (``check_model``):
+    a model that fails any step registers nothing."""
+    loaded = check_model(name, entry)
+    registry_file.add_model(name, entry)
+    return loaded

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import demo_data
+from .weights import SHIPPED_DEMO_WEIGHTS, save_once
 
 SEED = 0
 EPOCHS = 12
@@ -126,9 +127,6 @@ def train_demo_model(
 
 def main() -> None:
     """Retrain the shipped demo weights (replaces ``demo_weights/demo_resnet.pt`` and its report)."""
-    from pathlib import Path
-
-    from .models import SHIPPED_DEMO_WEIGHTS, save_once
 
     def train() -> tuple[dict, dict]:
         model, report = train_demo_model(
@@ -136,7 +134,7 @@ def main() -> None:
         )
         return model.state_dict(), report
 
-    Path(SHIPPED_DEMO_WEIGHTS).unlink(missing_ok=True)
+    SHIPPED_DEMO_WEIGHTS.unlink(missing_ok=True)
     save_once(SHIPPED_DEMO_WEIGHTS, train, lambda path: False)
     print(f"wrote {SHIPPED_DEMO_WEIGHTS}")
 

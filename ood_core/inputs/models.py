@@ -1,29 +1,39 @@
-"""Models: the embedded demo model (weights shipped with the package) and torchvision architectures with local weights.
+"""Models: the embedded demo model, and the models a researcher brings — any torchvision classification architecture,
+any timm model (``arch = "timm:NAME"``) or a class or function of their own (``factory = "file.py:Name"``), always
+with weights from a local checkpoint (``inputs.weights``), never from a hub.
 
-Weights load with ``torch.load(weights_only=True)`` only. A model's fingerprint (architecture + sha256 of its weights
-file + input transform) is the first half of every cache key. ``loaded_model`` keeps one loaded copy per process.
+A model's fingerprint (architecture, factory source and arguments, sha256 of its weights file, input transform) is
+the first half of every cache key. ``loaded_model`` keeps one loaded copy per process. Loading is checked step by
+step — building, the checkpoint, the dry forward pass that finds the probes, the head's number of classes — and any
+failure is one line naming the model and what to change.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import tempfile
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from torch import nn
 
-from ..errors import CheckpointError, OODLabError
+from ..errors import OODLabError
 from ..memo import BoundedMemo
 from . import config, demo_data, demo_model
 from .files import file_sha256
 from .probes import Probes, find_probes
 from .registry_file import ModelEntry
+from .weights import (
+    SHIPPED_DEMO_WEIGHTS,
+    load_weights,
+    save_once,
+    weights_intact,
+)
 
 Progress = Callable[[int, int], None]
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -53,6 +63,12 @@ class ModelSpec:
     default_ood: tuple[
         str, ...
     ] = ()  # the OOD sets the sidebar offers first for this model
+    probes: str | tuple[str, ...] = (
+        "default"  # "default", "all" or probe names (see inputs.probes)
+    )
+    source: dict = field(
+        default_factory=dict
+    )  # what else identifies the architecture (factory file, arguments)
 
     @property
     def preprocessing(self) -> dict:
@@ -100,117 +116,8 @@ class LoadedModel:
             "num_classes": self.spec.num_classes,
             "weights_sha256": self.weights_sha256,
             "transform": self.spec.preprocessing,
+            **({"source": self.spec.source} if self.spec.source else {}),
         }
-
-
-def _state_dict_from_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """Read a state_dict (optionally nested under 'state_dict'/'model', with DataParallel 'module.' prefixes).
-
-    Only ``torch.load(weights_only=True)``: a checkpoint that pickles other objects is refused, naming the global it
-    needs (never suggesting to load it unsafely).
-    """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        text = str(exc)
-        blocked = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if blocked:
-            reason = (
-                f"it pickles {blocked.group(1)}, which is not plain tensor data; save the model's state_dict "
-                "(torch.save(model.state_dict(), path)) and register that file"
-            )
-        else:
-            reason = (
-                text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-            )
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from exc
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-    if not isinstance(checkpoint, dict) or not all(
-        torch.is_tensor(v) for v in checkpoint.values()
-    ):
-        raise CheckpointError(
-            f"checkpoint {path} does not hold a state_dict of tensors"
-        )
-    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
-
-
-def load_weights(module: nn.Module, path: Path, arch: str) -> None:
-    """Load ``path`` into ``module``; a mismatch names the checkpoint, the architecture and the first bad keys."""
-    state = _state_dict_from_checkpoint(path)
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)}≠{tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong:
-        parts = [
-            f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''}"
-            for label, items in (
-                ("shape mismatch", wrong),
-                ("missing", missing),
-                ("unexpected", unexpected),
-            )
-            if items
-        ]
-        raise CheckpointError(
-            f"checkpoint {path} does not fit architecture '{arch}' ({'; '.join(parts)})"
-        )
-    module.load_state_dict(state)
-
-
-SHIPPED_DEMO_WEIGHTS = Path(__file__).with_name("demo_weights") / "demo_resnet.pt"
-
-
-def save_once(
-    path: Path, train: Callable[[], tuple[dict, dict]], intact: Callable[[Path], bool]
-) -> Path:
-    """``path`` if ``intact``; otherwise run ``train() -> (state_dict, report)`` once (a file lock makes other
-    processes wait) and save the weights and ``<path>.json`` (the report plus the weights' sha256) atomically."""
-    if intact(path):
-        return path
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path.with_suffix(".lock")))
-        lock.acquire()
-    except OSError as exc:
-        raise OODLabError(
-            f"cannot write model weights to {folder} ({exc.strerror}); set OOD_LAB_CACHE_DIR"
-        ) from exc
-    try:
-        if intact(path):  # another process trained it while we waited
-            return path
-        state, report = train()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.chmod(tmp, 0o644)
-            report["weights_sha256"] = file_sha256(Path(tmp))
-            path.with_suffix(".json").write_text(json.dumps(report, indent=2))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    finally:
-        lock.release()
-    return path
-
-
-def weights_intact(path: Path) -> bool:
-    """Whether ``path`` exists and matches the sha256 recorded in ``<path>.json``."""
-    try:
-        report = json.loads(path.with_suffix(".json").read_text())
-        return path.exists() and file_sha256(path) == report.get("weights_sha256")
-    except (OSError, ValueError):
-        return False
 
 
 def _trained_demo_path() -> Path:
@@ -251,31 +158,131 @@ def demo_spec() -> ModelSpec:
     )
 
 
-def torchvision_spec(entry: ModelEntry, resolve: Callable[[str], Path]) -> ModelSpec:
-    """A torchvision architecture with a local checkpoint, from a checked registry-file entry.
+def _non_inplace(module: nn.Module) -> nn.Module:
+    """Activations made non-in-place, so that hooks and taps see the values a module produced."""
+    for child in module.modules():
+        if getattr(child, "inplace", False) is True:
+            child.inplace = False
+    return module
 
-    ``cifar_stem`` swaps in the 3×3 stem without max-pool of 32×32 ResNets; ReLUs are made non-in-place so that
-    hooks see clean tensors.
-    """
+
+def _torchvision(entry: ModelEntry) -> nn.Module:
     import torchvision
 
-    def build() -> nn.Module:
-        module = torchvision.models.get_model(
-            entry.arch, weights=None, num_classes=entry.num_classes
-        )
-        if entry.cifar_stem:
-            module.conv1 = nn.Conv2d(3, module.conv1.out_channels, 3, 1, 1, bias=False)
-            module.maxpool = nn.Identity()
-        for child in module.modules():
-            if isinstance(child, nn.ReLU):
-                child.inplace = False
-        return module
+    module = torchvision.models.get_model(
+        entry.arch, weights=None, num_classes=entry.num_classes, **entry.kwargs
+    )
+    if entry.cifar_stem:
+        module.conv1 = nn.Conv2d(3, module.conv1.out_channels, 3, 1, 1, bias=False)
+        module.maxpool = nn.Identity()
+    return module
 
+
+def _timm(entry: ModelEntry) -> nn.Module:
+    import timm
+
+    return timm.create_model(
+        entry.arch.removeprefix("timm:"),
+        pretrained=False,
+        num_classes=entry.num_classes,
+        **entry.kwargs,
+    )
+
+
+def factory_callable(text: str, resolve: Callable[[str], Path]) -> Callable:
+    """The callable ``"path/to/file.py:Name"`` (a file under the data root, imported as the user's own code) or
+    ``"package.module:Name"`` (an installed module) names."""
+    target, _, attribute = text.rpartition(":")
+    try:
+        if target.endswith(".py"):
+            path = resolve(target)
+            name = f"ood_lab_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses and pickling look the module up
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except OODLabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's module may raise anything while it is imported
+        raise OODLabError(
+            f"factory '{text}': importing {target} failed ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+    found = getattr(module, attribute, None)
+    if not callable(found):
+        raise OODLabError(
+            f"factory '{text}': {target} has no class or function named '{attribute}'"
+        )
+    return found
+
+
+def _factory(entry: ModelEntry, resolve: Callable[[str], Path]) -> nn.Module:
+    """The user's model: ``factory(**kwargs)``, with ``num_classes`` passed too when the factory names that
+    argument and ``kwargs`` does not set it."""
+    build = factory_callable(entry.factory, resolve)
+    kwargs = dict(entry.kwargs)
+    try:
+        named = inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        named = {}
+    if "num_classes" in named and "num_classes" not in kwargs:
+        kwargs["num_classes"] = entry.num_classes
+    try:
+        module = build(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise OODLabError(
+            f"factory '{entry.factory}' raised {type(exc).__name__}: {_first_line(exc)} (with kwargs "
+            f"{entry.kwargs or '{}'})"
+        ) from None
+    if not isinstance(module, nn.Module):
+        raise OODLabError(
+            f"factory '{entry.factory}' returned a {type(module).__name__}, not a torch.nn.Module"
+        )
+    return module
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _source(entry: ModelEntry, resolve: Callable[[str], Path]) -> dict:
+    """What identifies the architecture beyond its name: the factory file's digest and the arguments."""
+    source: dict = {"kwargs": entry.kwargs} if entry.kwargs else {}
+    if entry.factory:
+        target = entry.factory.rpartition(":")[0]
+        source["factory"] = entry.factory
+        if target.endswith(".py"):
+            source["factory_sha256"] = file_sha256(resolve(target))
+    if entry.probes != "default":
+        source["probes"] = entry.probes
+    return source
+
+
+def registered_spec(entry: ModelEntry, resolve: Callable[[str], Path]) -> ModelSpec:
+    """The model a checked registry-file entry describes: a torchvision architecture (``cifar_stem`` swaps in the
+    3×3 stem without max-pool of 32×32 ResNets), a timm model or the user's factory."""
+
+    def build() -> nn.Module:
+        if entry.factory:
+            module = _factory(entry, resolve)
+        elif entry.arch.startswith("timm:"):
+            module = _timm(entry)
+        else:
+            module = _torchvision(entry)
+        return _non_inplace(module)
+
+    arch = (
+        f"factory:{entry.factory}"
+        if entry.factory
+        else entry.arch + ("+cifar_stem" if entry.cifar_stem else "")
+    )
     return ModelSpec(
         name=entry.name,
-        arch=entry.arch + ("+cifar_stem" if entry.cifar_stem else ""),
+        arch=arch,
         description=entry.description
-        or f"torchvision {entry.arch}, {entry.num_classes} classes",
+        or f"{entry.arch or entry.factory}, {entry.num_classes} classes",
         num_classes=entry.num_classes,
         input_size=entry.input_size,
         channels=len(entry.mean),
@@ -286,11 +293,13 @@ def torchvision_spec(entry: ModelEntry, resolve: Callable[[str], Path]) -> Model
         resize=entry.resize,
         default_id=entry.id_dataset,
         benchmark=entry.benchmark,
+        probes=entry.probes,
+        source=_source(entry, resolve),
     )
 
 
 def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
-    """Build the model, load its weights (training the demo model if needed), find its probes.
+    """Build the model, load its weights (training the demo model if needed), find its probes by a dry pass.
 
     A synthetic workspace's model has no network: its fingerprint is its registration file's, its probes are named.
     """
@@ -305,8 +314,29 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     module = spec.build()
     load_weights(module, path, spec.arch)
     module.eval()
+    return LoadedModel(spec, module, file_sha256(path), dry_run(spec, module))
+
+
+def dry_run(spec: ModelSpec, module: nn.Module) -> Probes:
+    """The model's probes from one forward pass on a blank input of its size; a model that cannot take that input,
+    or whose head does not have the registered number of classes, is refused in one line."""
     example = torch.zeros(1, spec.channels, spec.input_size, spec.input_size)
-    return LoadedModel(spec, module, file_sha256(path), find_probes(module, example))
+    try:
+        probes = find_probes(module, example, spec.probes)
+    except OODLabError as exc:
+        raise OODLabError(f"model '{spec.name}': {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any layer may reject the input
+        raise OODLabError(
+            f"model '{spec.name}' cannot run on a {spec.channels}×{spec.input_size}×{spec.input_size} input "
+            f"({type(exc).__name__}: {_first_line(exc)}); check input_size (too small for this architecture?), "
+            "the number of channels (mean/std) and the model's own size arguments"
+        ) from None
+    if probes.classes != spec.num_classes:
+        raise OODLabError(
+            f"model '{spec.name}': its head '{probes.head}' has {probes.classes} outputs, but num_classes is "
+            f"{spec.num_classes}"
+        )
+    return probes
 
 
 _loaded: BoundedMemo[LoadedModel] = BoundedMemo(8)

@@ -8,8 +8,11 @@ processes adding entries at once both land, and a file that would not parse is n
 Example (every path relative to the data root, ``OOD_LAB_DATA_ROOT``)::
 
     [models.cifar10_resnet18]
-    arch = "resnet18"                  # any torchvision.models architecture
-    weights = "weights/resnet18_cifar10.pt"
+    arch = "resnet18"                  # any torchvision classification architecture, or "timm:NAME"
+    # factory = "models/densenet.py:DenseNet3"   # or your own class or function (instead of arch)
+    # kwargs = { depth = 100, num_classes = 10 } # passed to the architecture or factory
+    # probes = "default"                         # "default", "all", or ["layer3.0", "input:fc", "pool"]
+    weights = "weights/resnet18_cifar10.pt"    # .pt/.pth/.tar (weights_only) or .safetensors
     num_classes = 10
     input_size = 32
     cifar_stem = true
@@ -31,7 +34,7 @@ import re
 import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,7 @@ NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 DATASET_KINDS = ("folder", "imagefolder", "imglist", "cifar10", "cifar100", "svhn")
 SPLITS = ("train", "val", "test")
 BENCHMARKS = ("cifar10", "cifar100", "imagenet")
+MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,9 @@ class ModelEntry:
     name: str
     arch: str
     weights: str
+    factory: str = ""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    probes: str | tuple[str, ...] = "default"
     num_classes: int = 1000
     input_size: int = 224
     resize: int | None = None
@@ -159,6 +166,9 @@ def _known_keys(entry: dict, allowed: set[str]) -> None:
 
 MODEL_KEYS = {
     "arch",
+    "factory",
+    "kwargs",
+    "probes",
     "weights",
     "num_classes",
     "input_size",
@@ -170,6 +180,65 @@ MODEL_KEYS = {
     "benchmark",
     "description",
 }
+FACTORY = re.compile(r"([^:\x00]+\.py|[A-Za-z_][\w.]*):([A-Za-z_]\w*)")
+KWARG = re.compile(r"[A-Za-z_]\w{0,63}")
+
+
+def _source(entry: dict, architectures: Callable[[], list[str]]) -> tuple[str, str]:
+    """``(arch, factory)``: exactly one of a torchvision or timm architecture and a factory."""
+    arch, factory = _text(entry, "arch"), _text(entry, "factory")
+    if (arch is None) == (factory is None):
+        raise _Invalid(
+            "give either 'arch' (a torchvision or timm:NAME architecture) or 'factory' (file.py:Name)"
+        )
+    if factory is not None:
+        if not FACTORY.fullmatch(factory):
+            raise _Invalid(
+                f"'factory' must look like 'path/to/file.py:ClassOrFunction' or 'package.module:callable', "
+                f"got {factory!r}"
+            )
+        _check_path("factory", factory)
+        return "", factory
+    if arch.startswith("timm:"):
+        if not _timm_model(arch.removeprefix("timm:")):
+            raise _Invalid(f"'{arch}' is not a timm model (timm.list_models())")
+    elif arch not in architectures():
+        raise _Invalid(
+            f"'{arch}' is not a torchvision classification architecture (or write timm:NAME)"
+        )
+    return arch, ""
+
+
+def _timm_model(name: str) -> bool:
+    try:
+        import timm
+    except ImportError as exc:
+        raise _Invalid(f"timm is not installed ({exc})") from None
+    return bool(timm.is_model(name))
+
+
+def _kwargs(entry: dict) -> dict:
+    value = entry.get("kwargs", {})
+    if not isinstance(value, dict) or not all(KWARG.fullmatch(k) for k in value):
+        raise _Invalid(
+            "'kwargs' must be a table of argument names (kwargs = { depth = 100 })"
+        )
+    return value
+
+
+def _probes(entry: dict) -> str | tuple[str, ...]:
+    value = entry.get("probes", "default")
+    if value in ("default", "all"):
+        return value
+    if (
+        isinstance(value, list)
+        and 0 < len(value) <= 200
+        and all(isinstance(v, str) and 0 < len(v) <= 300 for v in value)
+    ):
+        return tuple(value)
+    raise _Invalid(
+        '\'probes\' must be "default", "all" or a list of module names ("layer4.0", "input:fc", "pool")'
+    )
 
 
 def parse_model(
@@ -178,12 +247,12 @@ def parse_model(
     if not isinstance(entry, dict):
         raise _Invalid("must be a table of keys")
     _known_keys(entry, MODEL_KEYS)
-    arch = _text(entry, "arch", required=True)
-    if arch not in architectures():
-        raise _Invalid(f"'{arch}' is not a torchvision.models architecture")
+    arch, factory = _source(entry, architectures)
     cifar_stem = entry.get("cifar_stem", False)
     if not isinstance(cifar_stem, bool):
         raise _Invalid(f"'cifar_stem' must be true or false, got {cifar_stem!r}")
+    if cifar_stem and (factory or arch.startswith("timm:")):
+        raise _Invalid("'cifar_stem' applies to torchvision ResNets only")
     benchmark = _text(entry, "benchmark")
     if benchmark is not None and benchmark not in BENCHMARKS:
         raise _Invalid(
@@ -198,6 +267,9 @@ def parse_model(
         name=name,
         arch=arch,
         weights=_text(entry, "weights", required=True, path=True),
+        factory=factory,
+        kwargs=_kwargs(entry),
+        probes=_probes(entry),
         num_classes=_int(entry, "num_classes", 1000),
         input_size=input_size,
         resize=_int(entry, "resize", 256 if input_size == 224 else None),
@@ -275,21 +347,44 @@ def parse_dataset(name: str, entry: Any) -> DatasetEntry:
     )
 
 
+def parse_file(path: Path) -> dict:
+    """The registry file as a TOML document: at most ``MAX_BYTES``, nesting bounded (Python's recursion limit
+    ends a deeper one), or one ``OODLabError`` line saying why not."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise OODLabError(
+                f"cannot be read: {size:,} bytes (a registry file is at most {MAX_BYTES:,})"
+            )
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise OODLabError(f"cannot be read: {exc}") from None
+    except RecursionError:
+        raise OODLabError(
+            "cannot be read: its tables or arrays are nested too deeply"
+        ) from None
+
+
+def classification_architectures() -> list[str]:
+    """Every torchvision classification architecture (``torchvision.models.list_models(module=...)``)."""
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
 def read(
     path: Path | None = None, architectures: Callable[[], list[str]] | None = None
 ) -> Registry:
     """Every valid entry of the registry file plus the problems of the others (a missing file is empty)."""
     path = path or config.config_file()
     if architectures is None:
-        import torchvision
-
-        architectures = torchvision.models.list_models
+        architectures = classification_architectures
     if not path.exists():
         return Registry({}, {}, [])
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return Registry({}, {}, [Problem("file", str(path), f"cannot be read: {exc}")])
+        document = parse_file(path)
+    except OODLabError as exc:
+        return Registry({}, {}, [Problem("file", str(path), str(exc))])
     models, datasets, problems = {}, {}, []
     for section, parse, target in (
         ("models", lambda n, e: parse_model(n, e, architectures), models),
@@ -321,27 +416,54 @@ def read(
 
 
 def add_dataset(name: str, entry: dict, path: Path | None = None) -> None:
-    """Append ``[datasets.<name>]`` to the registry file, under a lock and with an atomic replace.
-
-    Refuses an existing name, an entry that does not pass the schema, and a file that does not parse as it is.
-    """
-    path = path or config.config_file()
+    """Append ``[datasets.<name>]`` to the registry file (see ``add_entry``)."""
     try:
         parse_dataset(name, entry)
     except _Invalid as exc:
         raise OODLabError(f"dataset '{name}': {exc}") from exc
+    add_entry("datasets", name, entry, path)
+
+
+def add_model(name: str, entry: dict, path: Path | None = None) -> ModelEntry:
+    """Append ``[models.<name>]`` to the registry file (see ``add_entry``); the checked entry."""
+    try:
+        checked = parse_model(name, entry, classification_architectures)
+    except _Invalid as exc:
+        raise OODLabError(f"model '{name}': {exc}") from exc
+    add_entry("models", name, entry, path)
+    return checked
+
+
+def check_model(name: str, entry: dict) -> ModelEntry:
+    """The entry as a checked ``ModelEntry`` (schema only), or one ``OODLabError`` line."""
+    if not NAME.fullmatch(name or ""):
+        raise OODLabError(
+            "a model name starts with a letter and has at most 40 letters, digits, '-' or '_'"
+        )
+    try:
+        return parse_model(name, entry, classification_architectures)
+    except _Invalid as exc:
+        raise OODLabError(f"model '{name}': {exc}") from exc
+
+
+def add_entry(section: str, name: str, entry: dict, path: Path | None = None) -> None:
+    """Append ``[<section>.<name>]`` to the registry file, under a lock and with an atomic replace.
+
+    Refuses an existing name and a file that does not parse as it is; never writes a file that would not parse.
+    """
+    path = path or config.config_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=30):
         text = path.read_text(encoding="utf-8") if path.exists() else ""
         try:
-            current = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+            current = parse_file(path) if text else {}
+        except OODLabError as exc:
             raise OODLabError(
                 f"the registry file {path} does not parse ({exc}); fix it before adding entries"
-            ) from exc
-        if name in current.get("datasets", {}):
-            raise OODLabError(f"a dataset named '{name}' exists already")
-        addition = tomli_w.dumps({"datasets": {name: entry}})
+            ) from None
+        if name in current.get(section, {}):
+            raise OODLabError(f"a {section[:-1]} named '{name}' exists already")
+        addition = tomli_w.dumps({section: {name: entry}})
         new_text = (
             text + ("\n" if text and not text.endswith("\n") else "") + "\n" + addition
         )

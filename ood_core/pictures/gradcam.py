@@ -23,7 +23,8 @@ def grad_cam(
     inputs: torch.Tensor,
     target: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Grad-CAM of ``layer`` for ``target`` (default: the predicted class), upsampled to the input: [n, H, W] ≥ 0.
+    """Grad-CAM of ``layer`` (a module or a probe's tap, whose output is a [n, C, h, w] map) for ``target``
+    (default: the predicted class), upsampled to the input: [n, H, W] ≥ 0.
 
     ``ReLU(Σ_c α_c A_c)`` with ``α_c`` the spatial mean of ``∂y_target/∂A_c`` (Selvaraju et al., ICCV 2017),
     computed by captum's ``LayerGradCam`` and upsampled bilinearly with ``LayerAttribution.interpolate``.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Self
 
 import numpy as np
 import torch
@@ -23,7 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.extract import collate_readable, model_device
+from ..errors import OODLabError
 from ..inputs.probes import Probes
+from ..inputs.taps import tapped
 
 Progress = Callable[[int, int, float], None]
 
@@ -85,19 +88,31 @@ DEFAULT_BACKGROUND_SETTINGS = BackgroundSettings()
 
 
 class _LastMap:
-    """Keeps the last feature map (output of the last probed block) of the current forward pass, with its graph."""
+    """Keeps the class-activation map (``Probes.class_map``, channel-first) of the current forward pass, with its
+    graph; use as a context manager around the forward passes."""
 
     def __init__(self, model: nn.Module, probes: Probes):
+        name = probes.class_map() if probes.details else probes.blocks[-1]
+        if name is None:
+            raise OODLabError(
+                "this model has no spatial map whose channels its head weighs (its head reads "
+                f"{probes.penultimate} features), so background positions cannot be found by class activation"
+            )
         self.value: torch.Tensor | None = None
-        self.handle = model.get_submodule(probes.blocks[-1]).register_forward_hook(
-            self._keep
-        )
+        self._taps = tapped(model, probes, [name])
+        self._name = name
+
+    def __enter__(self) -> Self:
+        taps = self._taps.__enter__()
+        self._handle = taps[self._name].register_forward_hook(self._keep)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+        self._taps.__exit__(*exc)
 
     def _keep(self, module, args, output) -> None:
         self.value = output
-
-    def remove(self) -> None:
-        self.handle.remove()
 
 
 def fine_tune(
@@ -123,41 +138,40 @@ def fine_tune(
     device = model_device(model)
     head = model.get_submodule(probes.head)
     optimizer = torch.optim.Adam(model.parameters(), settings.lr)
-    last_map = _LastMap(model, probes)
     steps, step, start = settings.epochs * len(loader), 0, time.perf_counter()
     report: dict = {"cross_entropy": [], "background_norm": []}
     try:
-        for _ in range(settings.epochs):
-            model.train()
-            sums = np.zeros(3)
-            for batch in loader:
-                step += 1
-                if batch is None:
-                    continue
-                x, labels = batch[0].to(device), batch[1].to(device)
-                logits = model(x)
-                loss, ce, bg = background_loss(
-                    logits,
-                    labels,
-                    last_map.value,
-                    head.weight,
-                    settings.alpha,
-                    settings.k,
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                sums += [
-                    float(ce.detach()) * len(x),
-                    float(bg.detach()) * len(x),
-                    len(x),
-                ]
-                if progress:
-                    progress(step, steps, float(loss.detach()))
-            report["cross_entropy"].append(sums[0] / sums[2])
-            report["background_norm"].append(sums[1] / sums[2])
+        with _LastMap(model, probes) as last_map:
+            for _ in range(settings.epochs):
+                model.train()
+                sums = np.zeros(3)
+                for batch in loader:
+                    step += 1
+                    if batch is None:
+                        continue
+                    x, labels = batch[0].to(device), batch[1].to(device)
+                    logits = model(x)
+                    loss, ce, bg = background_loss(
+                        logits,
+                        labels,
+                        last_map.value,
+                        head.weight,
+                        settings.alpha,
+                        settings.k,
+                    )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    sums += [
+                        float(ce.detach()) * len(x),
+                        float(bg.detach()) * len(x),
+                        len(x),
+                    ]
+                    if progress:
+                        progress(step, steps, float(loss.detach()))
+                report["cross_entropy"].append(sums[0] / sums[2])
+                report["background_norm"].append(sums[1] / sums[2])
     finally:
-        last_map.remove()
         model.eval()
     report.update(
         settings=settings.as_dict(), seconds=round(time.perf_counter() - start, 2)
@@ -169,12 +183,8 @@ def last_map_background_norms(
     model: nn.Module, probes: Probes, inputs: torch.Tensor, k: int
 ) -> np.ndarray:
     """Background-feature norms [n, k] of ``inputs`` under ``model`` (no gradients), for before/after plots."""
-    last_map = _LastMap(model, probes)
-    try:
-        with torch.no_grad():
-            logits = model.eval()(inputs)
-            weight = model.get_submodule(probes.head).weight
-            norms = background_norms(last_map.value, weight, logits.argmax(1), k)
-    finally:
-        last_map.remove()
+    with _LastMap(model, probes) as last_map, torch.no_grad():
+        logits = model.eval()(inputs)
+        weight = model.get_submodule(probes.head).weight
+        norms = background_norms(last_map.value, weight, logits.argmax(1), k)
     return norms.numpy()

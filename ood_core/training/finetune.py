@@ -21,7 +21,8 @@ from ..engine.features import dataset_images, model_named
 from ..engine.images import model_inputs
 from ..errors import OODLabError
 from ..inputs import catalog
-from ..inputs.models import load_model, save_once, weights_intact
+from ..inputs.models import load_model
+from ..inputs.weights import save_once, weights_intact
 from ..rows import sample_rows
 from .background import (
     DEFAULT_BACKGROUND_SETTINGS,
@@ -58,23 +59,14 @@ def check_settings(
 
 
 def last_map_positions(base: str) -> int:
-    """h×w of the base model's last probed feature map."""
-    model = model_named(base)
-    spec = model.spec
-    captured = []
-    handle = model.module.get_submodule(model.probes.blocks[-1]).register_forward_hook(
-        lambda module, args, output: captured.append(
-            output.shape[-2] * output.shape[-1]
+    """h×w of the base model's class-activation map (the positions background features are chosen among)."""
+    probes = model_named(base).probes
+    name = probes.class_map() if probes.details else probes.blocks[-1]
+    if name is None:
+        raise OODLabError(
+            f"model '{base}' has no spatial map whose channels its head weighs; Local Background needs one"
         )
-    )
-    try:
-        with torch.no_grad():
-            model.module.eval()(
-                torch.zeros(1, spec.channels, spec.input_size, spec.input_size)
-            )
-    finally:
-        handle.remove()
-    return int(captured[0])
+    return probes.probe(name).positions
 
 
 def background_fine_tune(

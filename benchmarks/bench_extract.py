@@ -13,7 +13,13 @@ bytes per image of each model (float32, and float16 statistics) and, from those 
 cache size and extraction time of each shipped benchmark (OpenOOD v1.5 set sizes; ID train at the benchmark's
 share); and the wall time of `python -m ood_core extract` on the demo in one process vs `torchrun` with 2 processes.
 
+Per family (random weights, ``--families``): images/s of a bare forward and of the forward with every default probe's
+statistics read at its tap (``inputs.taps``), and their ratio (target ≤ 1.15): ResNet-18, DenseNet-121, the DICE
+DenseNet-BC-100 (tests/models/densenet_bc.py), MobileNetV2, VGG-11, EfficientNet-B0, ConvNeXt-T, Swin-T, ViT-B/16
+and a timm ViT, at their native input sizes.
+
 Usage: python benchmarks/bench_extract.py [--repeats 7] [--batch-size 256] [--device auto] [--skip-demo]
+       [--families | --only-families]
 """
 
 from __future__ import annotations
@@ -90,8 +96,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument(
+        "--families", action="store_true", help="also time every family"
+    )
+    parser.add_argument("--only-families", action="store_true")
     args = parser.parse_args()
     device = pick_device(args.device)
+    if args.only_families:
+        families(device, max(3, args.repeats // 2))
+        return
+    if args.families:
+        families(device, max(3, args.repeats // 2))
     if not args.skip_demo:
         demo(args, device)
     throughputs = model_throughput(device, max(3, args.repeats // 2))
@@ -254,6 +269,87 @@ def model_throughput(device: torch.device, repeats: int) -> dict:
             f"(float16 statistics: {bytes16:,} B/img)"
         )
     return results
+
+
+FAMILIES = (  # name, builder, input size, CPU batch
+    ("ResNet-18 (32 px)", lambda: _resnet(18, 10, True), 32, 64),
+    ("DenseNet-BC-100 (DICE, 32 px)", lambda: _densenet_bc(), 32, 64),
+    ("DenseNet-121", lambda: _torchvision("densenet121"), 224, 8),
+    ("MobileNetV2", lambda: _torchvision("mobilenet_v2"), 224, 8),
+    ("VGG-11", lambda: _torchvision("vgg11"), 224, 8),
+    ("EfficientNet-B0", lambda: _torchvision("efficientnet_b0"), 224, 8),
+    ("ConvNeXt-T", lambda: _torchvision("convnext_tiny"), 224, 8),
+    ("Swin-T", lambda: _torchvision("swin_t"), 224, 8),
+    ("ViT-B/16", lambda: _torchvision("vit_b_16"), 224, 8),
+    ("timm ViT-S/16", lambda: _timm("vit_small_patch16_224"), 224, 8),
+)
+
+
+def _torchvision(arch: str) -> torch.nn.Module:
+    import torchvision
+
+    from ood_core.inputs.models import _non_inplace
+
+    return _non_inplace(torchvision.models.get_model(arch, weights=None)).eval()
+
+
+def _timm(name: str) -> torch.nn.Module:
+    import timm
+
+    return timm.create_model(name, pretrained=False).eval()
+
+
+def _densenet_bc() -> torch.nn.Module:
+    import importlib.util
+
+    path = (
+        Path(__file__).resolve().parent.parent / "tests" / "models" / "densenet_bc.py"
+    )
+    spec = importlib.util.spec_from_file_location("densenet_bc", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DenseNet3(depth=100, num_classes=10).eval()
+
+
+def families(device: torch.device, repeats: int) -> None:
+    """Statistics extraction time / bare forward, per family, at its default probes."""
+    from ood_core.engine.extract import MemorySink, run_batches
+
+    print(
+        f"\nper family on {device} ({repeats} interleaved repeats, medians; random weights):"
+    )
+    print(
+        f"{'model':<32} {'probes':>6} {'layouts':<14} {'bare img/s':>10} {'stats img/s':>11} {'RATIO':>6}"
+    )
+    for name, build, size, batch in FAMILIES:
+        net = build().to(device)
+        probes = find_probes(net, torch.zeros(1, 3, size, size, device=device))
+        x = torch.randn(batch, 3, size, size, device=device)
+        batches = [(x, torch.zeros(batch, dtype=torch.int64), torch.arange(batch))]
+
+        def bare(net=net, x=x):
+            with torch.inference_mode():
+                net(x).float().cpu()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        def stats(net=net, probes=probes, batches=batches, batch=batch):
+            run_batches(net, probes, batches, MemorySink(), batch, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        bare(), stats()
+        times = {"bare": [], "stats": []}
+        for _ in range(repeats):
+            times["bare"].append(timed(bare))
+            times["stats"].append(timed(stats))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        layouts = "/".join(sorted({probes.probe(b).layout for b in probes.blocks}))
+        print(
+            f"{name:<32} {len(probes.blocks):>6} {layouts:<14} {batch / med['bare']:10.1f} "
+            f"{batch / med['stats']:11.1f} {med['stats'] / med['bare']:6.3f}"
+        )
+        del net
 
 
 def storage_table(throughputs: dict) -> None:

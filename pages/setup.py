@@ -19,6 +19,7 @@ from ood_core.scores import get_method
 from ood_core.tables import evaluate
 from ood_core.training.finetune import delete_finetuned
 from ood_core.workspace import cached_workspace
+from pages.ui.add_model import add_model_form, probe_table
 from pages.ui.boundary import callback
 from pages.ui.cards import observations
 from pages.ui.shell import run_page
@@ -163,6 +164,18 @@ def main() -> None:
             )
     except OODLabError as exc:
         st.error(str(exc))
+
+    with st.expander("Where this model is probed"):
+        model = model_named(ws.model)
+        if model.module is None:
+            st.caption(
+                "A synthetic workspace: its statistics are generated, not probed."
+            )
+        else:
+            probe_table(model)
+
+    with st.expander("Bring your model: torchvision, timm or your own file"):
+        add_model_form()
 
     with st.expander("Add a folder of images as an OOD dataset"):
         st.caption(

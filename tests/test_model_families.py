@@ -448,3 +448,29 @@ def test_local_background_says_why_a_model_without_a_class_map_cannot_use_it(
         OODLabError, match="no spatial map whose channels its head weighs"
     ):
         last_map_positions("vgg11")
+
+
+def test_setup_checks_a_factory_model_shows_its_probes_then_registers_it(
+    registered, data_root
+):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240).run()
+    at.switch_page("pages/setup.py").run()
+    at.radio(key="new_model_source").set_value("your file").run()
+    at.text_input(key="new_model_name").set_value("dice_densenet")
+    at.text_input(key="new_model_factory").set_value("nets/densenet_bc.py:DenseNet3")
+    at.text_area(key="new_model_kwargs").set_value("depth = 22")
+    at.text_input(key="new_model_weights").set_value("families/densenet_bc/weights.pt")
+    at.number_input(key="new_model_classes").set_value(CLASSES)
+    at.button(key="new_model_check").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    probes = [t for t in at.dataframe if "probe" in t.value.columns][-1].value
+    assert probes["probe"].tolist() == ["conv1", "trans1.conv1", "trans2.conv1", "relu"]
+    assert "dice_densenet" not in registry_file.read().models  # checked, not yet added
+    at.button(key="new_model_add").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "dice_densenet" in registry_file.read().models
+    at.text_input(key="new_model_name").set_value("broken")
+    at.text_input(key="new_model_weights").set_value("families/resnet18/weights.pt")
+    at.button(key="new_model_add").click().run()
+    assert any("Not added" in e.value for e in at.error)
+    assert "broken" not in registry_file.read().models

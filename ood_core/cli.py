@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -27,6 +28,7 @@ from .errors import OODLabError
 from .inputs import benchmarks, catalog
 from .inputs.synthetic import SIZES, register
 from .inputs.variants import JIGSAW_DEFAULT_N, PSEUDO_OOD, jigsaw_name
+from .metrics import BOOTSTRAP_RESAMPLES
 from .scores import METHODS, parse_method
 from .scores.heatmap import DEFAULT_OUTLIERS, HEATMAP
 from .tables import before_after, comparison_without, evaluate, methods_markdown
@@ -183,6 +185,16 @@ def _method_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=existing_file,
         help="tuned.json from `tune`: its values for every method given without explicit parameters",
+    )
+
+
+def _resamples_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--resamples",
+        type=non_negative_int,
+        default=BOOTSTRAP_RESAMPLES,
+        help=f"bootstrap resamples for the FPR95 and AUPR intervals (default {BOOTSTRAP_RESAMPLES}; "
+        "0: none, with report)",
     )
 
 
@@ -378,13 +390,38 @@ def _scored(args: argparse.Namespace) -> tuple[LoadedWorkspace, list]:
     return features, _available(features, methods, explicit, "score this workspace")
 
 
+def _with_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """Each metric with its interval columns folded into one ``lo–hi`` column beside it (for printing)."""
+    shown = table.copy()
+    for metric in ("AUROC", "FPR95", "AUPR-In", "AUPR-Out"):
+        low, high = f"{metric} low", f"{metric} high"
+        if low in shown:
+            at = shown.columns.get_loc(metric) + 1
+            shown.insert(
+                at,
+                f"{metric} 95% CI",
+                [f"{a:.2f}–{b:.2f}" for a, b in zip(shown.pop(low), shown.pop(high))],
+            )
+    return shown
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     features, methods = _scored(args)
-    table = evaluate(features, methods)
+    table = evaluate(features, methods, args.resamples if args.ci else 0)
     print(
         f"model {args.model}, ID {args.id_dataset} ({_accuracy_line(features)}), metrics in %"
+        + (
+            f"; 95% intervals: AUROC DeLong, FPR95/AUPR stratified bootstrap ({args.resamples} resamples)"
+            if args.ci
+            else ""
+        )
     )
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    shown = (
+        _with_intervals(table)
+        if args.ci
+        else table.drop(columns=["AUROC low", "AUROC high"])
+    )
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
@@ -396,7 +433,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     benchmark = benchmarks.get(args.benchmark)
     features, methods = _scored(args)
     convention = args.fpr or reports.default_convention(benchmark)
-    report = reports.build(features, benchmark, methods, convention)
+    report = reports.build(features, benchmark, methods, convention, args.resamples)
     print(reports.markdown(report))
     for path in reports.save(report, args.out or reports.folder()):
         print(f"wrote {path}")
@@ -453,6 +490,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
             f"(defaults {sign * result.default_value:6.2f}); {result.strategy}, {len(result.evaluated)} points, "
             f"{result.seconds:.1f} s"
         )
+        print(f"  {'':<12} {result.reason}")
+        if result.unreliable:
+            print(
+                f"  {'':<12} warning: the validation sets disagree on how to rank {method.label}'s candidates "
+                f"(proxy agreement {result.agreement:+.2f}): the proxy is unreliable for this method"
+            )
     path = tuning.save(args.out, features, protocol, results)
     if found.test is not None:
         table = tuning.regret_table(found, results)
@@ -577,8 +620,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_probes(args: argparse.Namespace) -> int:
     """Where the model will be probed (one dry forward pass; nothing is extracted)."""
-    import pandas as pd
-
     model = _prepare(args.model, _Bars())
     probes = model.probes
     print(
@@ -721,6 +762,12 @@ def build_parser() -> argparse.ArgumentParser:
     _workspace_arguments(evaluate_)
     _method_arguments(evaluate_)
     _csv_argument(evaluate_)
+    evaluate_.add_argument(
+        "--ci",
+        action="store_true",
+        help="95%% intervals of every metric (AUROC: DeLong; FPR95 and AUPR: stratified bootstrap)",
+    )
+    _resamples_argument(evaluate_)
     evaluate_.set_defaults(run=cmd_evaluate)
     report = sub.add_parser(
         "report",
@@ -741,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder for the report files (default: <cache dir>/reports, listed on the Reports page)",
     )
+    _resamples_argument(report)
     report.set_defaults(run=cmd_report)
     tune = sub.add_parser(
         "tune",
@@ -755,9 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument(
         "--val",
-        default="pseudo:jigsaw3",
+        default="pseudo:" + ",".join(PSEUDO_OOD),
         help="validation OOD: pseudo:<variant>[,...] (variants of ID train images: "
-        f"{', '.join(PSEUDO_OOD)}) and/or set:<dataset>[,...], joined by ';' (default: pseudo:jigsaw3)",
+        f"{', '.join(PSEUDO_OOD)}) and/or set:<dataset>[,...], joined by ';' (default: every pseudo-OOD variant)",
     )
     tune.add_argument(
         "--val-id",
@@ -772,7 +820,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of that split held out (default 0.2)",
     )
     tune.add_argument("--seed", type=non_negative_int, default=0)
-    tune.add_argument("--objective", choices=list(tuning.OBJECTIVES), default="auroc")
+    tune.add_argument(
+        "--objective",
+        choices=list(tuning.OBJECTIVES),
+        default=tuning.DEFAULT_OBJECTIVE,
+        help="; ".join(f"{k}: {v}" for k, v in tuning.OBJECTIVE_LABELS.items())
+        + f" (default {tuning.DEFAULT_OBJECTIVE}). The best point replaces the default only when its validation "
+        "gain is significant (paired test, 5%%)",
+    )
     tune.add_argument(
         "--min-accuracy",
         type=finite_float,

@@ -63,16 +63,21 @@ def _run_end(x: np.ndarray, start: int) -> int:
 
 
 @njit(nogil=True, cache=True)
-def merge_counts(a: np.ndarray, b: np.ndarray, k_id: int, k_ood: int) -> tuple:
+def merge_counts(
+    a: np.ndarray, b: np.ndarray, k_id: int, k_ood: int, v10_out: np.ndarray
+) -> tuple:
     """From ID scores ``a`` and OOD scores ``b``, both sorted ascending:
 
     - ``2·U``: twice the Mann-Whitney count, ``Σ_ID (2·#OOD < a + #OOD == a)``;
     - AUPR-In's sum ``Σ_{distinct ID v} #ID==v · TP/(TP + FP)``, TP = #ID ≥ v, FP = #OOD ≥ v;
     - AUPR-Out's sum ``Σ_{distinct OOD w} #OOD==w · TP/(TP + FP)``, TP = #OOD ≤ w, FP = #ID ≤ w;
-    - ``#OOD ≥ a[p − k_id]`` (FPR95, ID positive) and ``#ID ≤ b[k_ood − 1]`` (FPR95, OOD positive).
+    - ``#OOD ≥ a[p − k_id]`` (FPR95, ID positive) and ``#ID ≤ b[k_ood − 1]`` (FPR95, OOD positive);
+    - DeLong's structural components, summed squared: ``Σ_ID V10²`` with ``V10 = (#OOD < a + ½#OOD == a)/n``
+      and ``Σ_OOD V01²`` with ``V01 = (#ID > b + ½#ID == b)/p`` (their plain sums are ``U/n`` and ``U/p``);
+      ``v10_out[i]`` receives ``V10`` of the ``i``-th smallest ID score.
     """
     p, n = a.size, b.size
-    twice_u, aupr_in, fp_id = 0, 0.0, 0
+    twice_u, aupr_in, fp_id, v10_squares = 0, 0.0, 0, 0.0
     j = 0
     s = 0
     while s < p:  # each run a[s:e] of one ID value v
@@ -84,24 +89,32 @@ def merge_counts(a: np.ndarray, b: np.ndarray, k_id: int, k_ood: int) -> tuple:
         while j < n and b[j] == v:
             j += 1
         twice_u += (e - s) * (2 * lt + (j - lt))
+        v10 = (lt + 0.5 * (j - lt)) / n
+        v10_squares += (e - s) * v10 * v10
+        v10_out[s:e] = v10
         tp = p - s
         aupr_in += (e - s) * tp / (tp + (n - lt))
         if s <= p - k_id < e:
             fp_id = n - lt
         s = e
-    aupr_out, fp_ood = 0.0, 0
+    aupr_out, fp_ood, v01_squares = 0.0, 0, 0.0
     i = 0
+    below = 0
     h = 0
     while h < n:  # each run b[h:e] of one OOD value w
         w = b[h]
         e = _run_end(b, h)
+        while below < p and a[below] < w:
+            below += 1
         while i < p and a[i] <= w:
             i += 1
+        v01 = (p - i + 0.5 * (i - below)) / p
+        v01_squares += (e - h) * v01 * v01
         aupr_out += (e - h) * e / (e + i)
         if h <= k_ood - 1 < e:
             fp_ood = i
         h = e
-    return twice_u, aupr_in, aupr_out, fp_id, fp_ood
+    return twice_u, aupr_in, aupr_out, fp_id, fp_ood, v10_squares, v01_squares
 
 
 @njit(parallel=True, cache=True)
@@ -113,18 +126,140 @@ def set_counts(
     k_ood: np.ndarray,
     counts: np.ndarray,
     sums: np.ndarray,
+    v10: np.ndarray,
 ) -> None:
     """``merge_counts`` of the sorted ID scores against each OOD set ``ood[starts[s]:starts[s + 1]]`` (sorted here),
-    the sets in parallel: ``counts[s] = (2·U, #OOD ≥ …, #ID ≤ …)`` and ``sums[s] = (AUPR-In's, AUPR-Out's sum)``.
-    One call for all sets instead of a Python thread pool mapping ``merge_counts`` over them (side by side, after an
-    idle pause: 1.59–1.63 against 1.59–1.76 ms for 6 CIFAR-size sets, and no pool to keep)."""
+    the sets in parallel: ``counts[s] = (2·U, #OOD ≥ …, #ID ≤ …)`` and ``sums[s] = (AUPR-In's, AUPR-Out's sum,
+    Σ V10², Σ V01²)`` and ``v10[s]`` each sorted ID score's DeLong component. One call for all sets instead of a Python thread pool mapping ``merge_counts`` over them
+    (side by side, after an idle pause: 1.59–1.63 against 1.59–1.76 ms for 6 CIFAR-size sets, and no pool)."""
     for s in prange(starts.size - 1):
         b = radix_sort(ood[starts[s] : starts[s + 1]])
-        twice_u, aupr_in, aupr_out, fp_id, fp_ood = merge_counts(
-            id_sorted, b, k_id, k_ood[s]
+        twice_u, aupr_in, aupr_out, fp_id, fp_ood, v10_sq, v01_sq = merge_counts(
+            id_sorted, b, k_id, k_ood[s], v10[s]
         )
         counts[s, 0] = twice_u
         counts[s, 1] = fp_id
         counts[s, 2] = fp_ood
         sums[s, 0] = aupr_in
         sums[s, 1] = aupr_out
+        sums[s, 2] = v10_sq
+        sums[s, 3] = v01_sq
+
+
+@njit(nogil=True, cache=True)
+def weighted_metrics(
+    a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray, tpr: float
+) -> tuple:
+    """The five metrics (fractions) of ID ``a`` and OOD ``b`` (each sorted ascending) where sample ``i`` counts
+    ``wa[i]`` / ``wb[i]`` times (a bootstrap resample): AUROC, FPR95 (ID+), FPR95 (OOD+), AUPR-In, AUPR-Out, with
+    the definitions and tie handling of ``merge_counts``. A sample of weight 0 is simply absent."""
+    p, n = a.size, b.size
+    total_a, total_b = 0, 0
+    for i in range(p):
+        total_a += wa[i]
+    for i in range(n):
+        total_b += wb[i]
+    k_id = _min_count(tpr, total_a)
+    k_ood = _min_count(tpr, total_b)
+    twice_u, aupr_in, fp_id = 0, 0.0, -1
+    j, lt_w, eq_w = 0, 0, 0
+    above_a = total_a  # weight of ID samples >= current value
+    s = 0
+    while s < p:
+        v = a[s]
+        e = _run_end(a, s)
+        run = 0
+        for t in range(s, e):
+            run += wa[t]
+        while j < n and b[j] < v:
+            lt_w += wb[j]
+            j += 1
+        eq_w = 0
+        k = j
+        while k < n and b[k] == v:
+            eq_w += wb[k]
+            k += 1
+        if run > 0:
+            twice_u += run * (2 * lt_w + eq_w)
+            tp = above_a
+            aupr_in += run * tp / (tp + (total_b - lt_w))
+            if fp_id < 0 and above_a - run < k_id <= above_a:
+                fp_id = total_b - lt_w
+        above_a -= run
+        s = e
+    aupr_out, fp_ood = 0.0, -1
+    i, le_w = 0, 0
+    cum_b = 0
+    h = 0
+    while h < n:
+        w = b[h]
+        e = _run_end(b, h)
+        run = 0
+        for t in range(h, e):
+            run += wb[t]
+        while i < p and a[i] <= w:
+            le_w += wa[i]
+            i += 1
+        if run > 0:
+            cum_b += run
+            aupr_out += run * cum_b / (cum_b + le_w)
+            if fp_ood < 0 and cum_b >= k_ood:
+                fp_ood = le_w
+        h = e
+    if k_id == 0:
+        fp_id = 0
+    if k_ood == 0:
+        fp_ood = 0
+    return (
+        twice_u / (2.0 * total_a * total_b),
+        fp_id / total_b,
+        fp_ood / total_a,
+        aupr_in / total_a,
+        aupr_out / total_b,
+    )
+
+
+@njit(nogil=True, cache=True)
+def _min_count(rate: float, total: int) -> int:
+    """Smallest ``k`` in ``0..total`` with ``k / total >= rate`` (as ``metrics._min_count``)."""
+    k = min(max(int(np.ceil(rate * total)), 0), total)
+    while k > 0 and (k - 1) / total >= rate:
+        k -= 1
+    while k < total and k / total < rate:
+        k += 1
+    return k
+
+
+@njit(nogil=True, cache=True)
+def _resample(order: np.ndarray, seed: int) -> np.ndarray:
+    """Bootstrap weights in sorted order: draw ``len(order)`` samples (by their original index) with replacement
+    from a generator seeded with ``seed``, and read each sorted position's count. Two score vectors of the same
+    samples, resampled with the same seed, get the same samples: a paired bootstrap."""
+    size = order.size
+    counts = np.zeros(size, np.int64)
+    np.random.seed(seed)
+    for _ in range(size):
+        counts[np.random.randint(0, size)] += 1
+    return counts[order]
+
+
+@njit(parallel=True, cache=True)
+def bootstrap(
+    a: np.ndarray,
+    a_order: np.ndarray,
+    b: np.ndarray,
+    b_order: np.ndarray,
+    id_seed: int,
+    ood_seed: int,
+    out: np.ndarray,
+) -> None:
+    """``out[r]`` = ``weighted_metrics`` of resample ``r`` (ID and OOD resampled separately, stratified), for
+    ``r`` in ``range(len(out))``. ``a``/``b`` are sorted scores, ``*_order`` the original index of each sorted
+    position (an argsort); resample ``r`` draws ID from seed ``id_seed + r`` and OOD from ``ood_seed + r``, so the
+    results do not depend on the threads, and sets sharing the ID samples can share their ID resamples."""
+    for r in prange(out.shape[0]):
+        wa = _resample(a_order, id_seed + r)
+        wb = _resample(b_order, ood_seed + r)
+        values = weighted_metrics(a, wa, b, wb, 0.95)
+        for k in range(5):
+            out[r, k] = values[k]

@@ -33,16 +33,21 @@ OOD sets of a method and sort and merge the sets side by side in one parallel co
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from . import metric_kernels
+from .memo import BoundedMemo
 
 METRICS = ("AUROC", "FPR95", "AUPR-In", "AUPR-Out")
 FPR95_OOD = "FPR95 (OOD+)"
+AUROC_SE = "AUROC SE"  # DeLong's standard error of the AUROC, in points
+Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
 ALL_METRICS = ("AUROC", "FPR95", FPR95_OOD, "AUPR-In", "AUPR-Out")
 FPR95_CONVENTIONS = {
     "id": "FPR on OOD at 95% TPR on ID, ID positive (seed papers, ODIN)",
@@ -78,6 +83,32 @@ def _min_count(rate: float, total: int) -> int:
     return k
 
 
+def _delong_se(theta: float, p: int, n: int, v10_sq: float, v01_sq: float) -> float:
+    """DeLong's standard error of an AUROC ``theta`` (a fraction) from the sums of squared structural components:
+    ``Var = S10/p + S01/n`` with ``S10 = (Σ V10² − p·θ²)/(p − 1)`` and ``S01 = (Σ V01² − n·θ²)/(n − 1)``
+    (``ΣV10 = p·θ``, ``ΣV01 = n·θ``). Zero for a single sample on a side."""
+    s10 = (v10_sq - p * theta * theta) / (p - 1) if p > 1 else 0.0
+    s01 = (v01_sq - n * theta * theta) / (n - 1) if n > 1 else 0.0
+    return math.sqrt(max(s10 / p + s01 / n, 0.0))
+
+
+def _mean_se(
+    v10: np.ndarray, twice_u: np.ndarray, v01_sq: np.ndarray, sizes: np.ndarray, p: int
+) -> float:
+    """DeLong's standard error of the mean AUROC over ``S`` sets sharing the ID samples: ``Var = Var_i(mean_s
+    V10_s(i))/p + Σ_s S01_s/(S²·n_s)`` (fractions)."""
+    count = len(sizes)
+    if count == 0:
+        return math.nan
+    ids = v10.mean(axis=0)
+    variance = ids.var(ddof=1) / p if p > 1 else 0.0
+    for u2, squares, n in zip(twice_u.tolist(), v01_sq.tolist(), sizes.tolist()):
+        theta = u2 / (2.0 * p * n)
+        s01 = (squares - n * theta * theta) / (n - 1) if n > 1 else 0.0
+        variance += s01 / (count * count * n)
+    return math.sqrt(max(variance, 0.0))
+
+
 class IDReference:
     """ID scores sorted once, ready to be scored against any number of OOD sets.
 
@@ -92,7 +123,8 @@ class IDReference:
     def metrics(self, ood_scores: np.ndarray) -> dict[str, float]:
         """AUROC, FPR95 (both conventions) and AUPR-In/Out of ``ood_scores`` against this ID set, in percent.
 
-        Keys in ``ALL_METRICS`` order: ``AUROC, FPR95, FPR95 (OOD+), AUPR-In, AUPR-Out``.
+        Keys in ``ALL_METRICS`` order: ``AUROC, FPR95, FPR95 (OOD+), AUPR-In, AUPR-Out``, then ``AUROC SE``
+        (DeLong's standard error, from the same merge).
         """
         return self.metrics_of_sets({"": ood_scores})[""]
 
@@ -100,12 +132,20 @@ class IDReference:
         self, ood_sets: Mapping[str, np.ndarray]
     ) -> dict[str, dict[str, float]]:
         """``{name: self.metrics(scores)}``, every set sorted and merged in one parallel compiled call."""
+        return self.evaluate_sets(ood_sets)[0]
+
+    def evaluate_sets(
+        self, ood_sets: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, dict[str, float]], float]:
+        """``metrics_of_sets`` and DeLong's standard error (points) of the mean AUROC over the sets: the sets share
+        the ID samples, so the ID components are averaged over the sets before their variance is taken."""
         arrays = [_flat_scores(scores, "OOD") for scores in ood_sets.values()]
         sizes = np.array([a.size for a in arrays], np.int64)
         starts = np.zeros(len(arrays) + 1, np.int64)
         np.cumsum(sizes, out=starts[1:])
         counts = np.empty((len(arrays), 3), np.int64)
-        sums = np.empty((len(arrays), 2))
+        sums = np.empty((len(arrays), 4))
+        v10 = np.empty((len(arrays), self.n))
         metric_kernels.set_counts(
             self.sorted,
             np.concatenate(arrays) if arrays else np.empty(0),
@@ -114,20 +154,27 @@ class IDReference:
             np.array([_min_count(0.95, n) for n in sizes], np.int64),
             counts,
             sums,
+            v10,
         )
         p = self.n
-        return {
+        per_set = {
             name: {
                 "AUROC": 100 * int(twice_u) / (2.0 * p * n),
                 "FPR95": 100 * int(fp_id) / n,
                 FPR95_OOD: 100 * int(fp_ood) / p,
                 "AUPR-In": 100 * float(aupr_in) / p,
                 "AUPR-Out": 100 * float(aupr_out) / n,
+                AUROC_SE: 100
+                * _delong_se(int(twice_u) / (2.0 * p * n), p, n, v10_sq, v01_sq),
             }
-            for name, n, (twice_u, fp_id, fp_ood), (aupr_in, aupr_out) in zip(
-                ood_sets, sizes.tolist(), counts, sums
-            )
+            for name, n, (twice_u, fp_id, fp_ood), (
+                aupr_in,
+                aupr_out,
+                v10_sq,
+                v01_sq,
+            ) in zip(ood_sets, sizes.tolist(), counts, sums)
         }
+        return per_set, 100 * _mean_se(v10, counts[:, 0], sums[:, 3], sizes, p)
 
     def fpr_at_tpr(
         self, ood_scores: np.ndarray, tpr: float = 0.95, convention: str = "id"
@@ -207,23 +254,30 @@ def id_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     )
 
 
+INTERVAL_COLUMNS = ("AUROC low", "AUROC high")
+
+
 def metrics_table(
     results: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]],
     mean: bool = True,
     fpr_convention: str = "id",
 ) -> pd.DataFrame:
-    """``{method: (id_scores, {ood_set: ood_scores})}`` → tidy table, one row per (method, OOD set), metrics in %.
+    """``{method: (id_scores, {ood_set: ood_scores})}`` → tidy table, one row per (method, OOD set), metrics in %,
+    with DeLong's 95 % interval of each AUROC (``AUROC low``, ``AUROC high``; from the same merge, no extra sort).
 
     Each method's ID scores are sorted once for all its OOD sets. ``fpr_convention`` (``"id"`` or ``"ood"``,
     see ``FPR95_CONVENTIONS``) picks which FPR95 fills the FPR95 column.
-    With ``mean``, each method gets an extra row ``ood_set == "mean"`` averaging its sets.
+    With ``mean``, each method gets an extra row ``ood_set == "mean"`` averaging its sets; its AUROC interval
+    accounts for the ID samples the sets share.
     """
     key = _fpr95_key(fpr_convention)
     rows = []
     for method, (id_scores, per_set) in results.items():
         method_rows = []
+        mean_se = math.nan
         if per_set:
-            for name, m in set_metrics(id_scores, per_set).items():
+            found, mean_se = IDReference(id_scores).evaluate_sets(per_set)
+            for name, m in found.items():
                 method_rows.append(
                     {
                         "method": method,
@@ -232,18 +286,30 @@ def metrics_table(
                         "FPR95": m[key],
                         "AUPR-In": m["AUPR-In"],
                         "AUPR-Out": m["AUPR-Out"],
+                        **dict(
+                            zip(
+                                INTERVAL_COLUMNS,
+                                auroc_interval(m["AUROC"], m[AUROC_SE]),
+                            )
+                        ),
                     }
                 )
         rows += method_rows
         if mean and len(method_rows) > 1:
+            average = {m: float(np.mean([r[m] for r in method_rows])) for m in METRICS}
             rows.append(
                 {
                     "method": method,
                     "ood_set": "mean",
-                    **{m: float(np.mean([r[m] for r in method_rows])) for m in METRICS},
+                    **average,
+                    **dict(
+                        zip(INTERVAL_COLUMNS, auroc_interval(average["AUROC"], mean_se))
+                    ),
                 }
             )
-    return pd.DataFrame(rows, columns=["method", "ood_set", *METRICS])
+    return pd.DataFrame(
+        rows, columns=["method", "ood_set", *METRICS, *INTERVAL_COLUMNS]
+    )
 
 
 def roc_points(
@@ -262,3 +328,251 @@ def roc_points(
         keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
         fpr, tpr = fpr[keep], tpr[keep]
     return pd.DataFrame({"fpr": fpr, "tpr": tpr})
+
+
+# --- uncertainty: DeLong for AUROC, a stratified bootstrap for the rest, paired comparisons ----------------------
+
+
+def auroc_interval(auroc: float, se: float, z: float = Z95) -> tuple[float, float]:
+    """DeLong's 95 % (``z``) Wald interval of an AUROC in %, clipped to [0, 100]."""
+    return max(0.0, auroc - z * se), min(100.0, auroc + z * se)
+
+
+def delong_components(
+    id_scores: np.ndarray, ood_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's per-sample structural components (fractions), in the samples' own order: ``V10[i]`` = the share of
+    OOD scores below ID sample ``i`` (ties count ½), ``V01[j]`` = the share of ID scores above OOD sample ``j``.
+    Their means are the AUROC; their variances give its variance (DeLong, DeLong & Clarke-Pearson, 1988)."""
+    a = _flat_scores(id_scores, "ID")
+    b = _flat_scores(ood_scores, "OOD")
+    a_sorted, b_sorted = np.sort(a), np.sort(b)
+    v10 = (
+        np.searchsorted(b_sorted, a, "left") + np.searchsorted(b_sorted, a, "right")
+    ) / (2.0 * b.size)
+    v01 = (
+        2 * a.size
+        - np.searchsorted(a_sorted, b, "left")
+        - np.searchsorted(a_sorted, b, "right")
+    ) / (2.0 * a.size)
+    return v10, v01
+
+
+Scored = tuple[
+    np.ndarray, Mapping[str, np.ndarray]
+]  # (ID scores, {OOD set: scores}) of one method
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``a − b`` of a metric (in points) with its 95 % interval and two-sided p-value (paired on the same samples)."""
+
+    delta: float
+    low: float
+    high: float
+    p: float
+
+    @property
+    def significant(self) -> bool:
+        return self.p < 0.05
+
+    def describe(self) -> str:
+        """``+1.2 (95 % CI −0.4 to +2.8)``."""
+        return f"{self.delta:+.1f} (95 % CI {self.low:+.1f} to {self.high:+.1f})"
+
+
+def _mean_components(
+    scored: Scored, sets: Sequence[str]
+) -> tuple[float, np.ndarray, list[np.ndarray]]:
+    """The mean AUROC over ``sets`` and its DeLong components: the ID components averaged over the sets (the sets
+    share the ID samples), and each set's OOD components divided by the number of sets."""
+    id_scores, per_set = scored
+    v10s, v01s = [], []
+    for name in sets:
+        v10, v01 = delong_components(id_scores, per_set[name])
+        v10s.append(v10)
+        v01s.append(v01 / len(sets))
+    v10 = np.mean(v10s, axis=0)
+    return float(v10.mean()), v10, v01s
+
+
+def _variance(v10: np.ndarray, v01s: Sequence[np.ndarray]) -> float:
+    """``Var(θ) = S10/m + Σ_sets S01/n`` from (already combined) components."""
+    total = v10.var(ddof=1) / v10.size if v10.size > 1 else 0.0
+    for v01 in v01s:
+        total += v01.var(ddof=1) / v01.size if v01.size > 1 else 0.0
+    return total
+
+
+def _normal_p(z: float) -> float:
+    return math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def auroc_mean_interval(
+    scored: Scored, sets: Sequence[str] | None = None
+) -> tuple[float, float, float]:
+    """The mean AUROC over ``sets`` (default: all) with its DeLong 95 % interval, in %: ``(mean, low, high)``."""
+    sets = list(sets or scored[1])
+    theta, v10, v01s = _mean_components(scored, sets)
+    low, high = auroc_interval(100 * theta, 100 * math.sqrt(_variance(v10, v01s)))
+    return 100 * theta, low, high
+
+
+def paired_auroc(a: Scored, b: Scored, sets: Sequence[str] | None = None) -> Difference:
+    """Paired DeLong test of ``AUROC(a) − AUROC(b)`` (mean over ``sets``, default all) for two methods scored on the
+    same ID and OOD samples: the components of the difference are the differences of the components."""
+    sets = list(sets or a[1])
+    theta_a, v10_a, v01_a = _mean_components(a, sets)
+    theta_b, v10_b, v01_b = _mean_components(b, sets)
+    if len(v10_a) != len(v10_b) or any(len(x) != len(y) for x, y in zip(v01_a, v01_b)):
+        raise ValueError(
+            "a paired comparison needs both methods scored on the same samples"
+        )
+    delta = theta_a - theta_b
+    se = math.sqrt(_variance(v10_a - v10_b, [x - y for x, y in zip(v01_a, v01_b)]))
+    p = _normal_p(delta / se) if se > 0 else (0.0 if delta else 1.0)
+    return Difference(
+        100 * delta, 100 * (delta - Z95 * se), 100 * (delta + Z95 * se), p
+    )
+
+
+BOOTSTRAP_RESAMPLES = 1000
+_BOOTSTRAP_COLUMNS = ("AUROC", "FPR95", FPR95_OOD, "AUPR-In", "AUPR-Out")
+_bootstraps: BoundedMemo[np.ndarray] = BoundedMemo(256)
+
+
+def _streams(seed: int, stream: int) -> tuple[int, int]:
+    """The ID and OOD seeds of bootstrap ``seed``: the ID stream is the same for every OOD set (they share the ID
+    samples), each set's OOD stream its own; the streams' ranges of resample seeds never overlap."""
+    base = seed * 10_000_019
+    return base, base + 1_000_003 * (stream + 1)
+
+
+def bootstrap_metrics(
+    id_scores: np.ndarray,
+    ood_scores: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    stream: int = 0,
+) -> np.ndarray:
+    """The five metrics (%) of ``resamples`` stratified bootstrap resamples (ID and OOD resampled separately),
+    columns in ``ALL_METRICS`` order; seeded, so the same scores give the same resamples, and memoised per score
+    vector. Two methods scored on the same samples get the same resamples (a paired bootstrap); ``stream`` numbers
+    the OOD set when several share one ID set (their ID resamples are shared, their OOD resamples independent)."""
+    a = _flat_scores(id_scores, "ID")
+    b = _flat_scores(ood_scores, "OOD")
+    key = (
+        hashlib.blake2b(a.tobytes(), digest_size=16).hexdigest(),
+        hashlib.blake2b(b.tobytes(), digest_size=16).hexdigest(),
+        resamples,
+        seed,
+        stream,
+    )
+
+    def compute() -> np.ndarray:
+        a_order, b_order = np.argsort(a, kind="stable"), np.argsort(b, kind="stable")
+        out = np.empty((resamples, 5))
+        id_seed, ood_seed = _streams(seed, stream)
+        metric_kernels.bootstrap(
+            a[a_order], a_order, b[b_order], b_order, id_seed, ood_seed, out
+        )
+        return 100 * out
+
+    return _bootstraps.get(key, compute)
+
+
+def bootstrap_intervals(
+    id_scores: np.ndarray,
+    ood_scores: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    stream: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile 95 % intervals (%) of every metric from ``bootstrap_metrics``."""
+    values = bootstrap_metrics(id_scores, ood_scores, resamples, seed, stream)
+    low, high = np.percentile(values, [2.5, 97.5], axis=0)
+    return {
+        name: (float(lo), float(hi))
+        for name, lo, hi in zip(_BOOTSTRAP_COLUMNS, low, high)
+    }
+
+
+def paired_bootstrap(
+    a: Scored,
+    b: Scored,
+    metric: str,
+    sets: Sequence[str] | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> Difference:
+    """``metric(a) − metric(b)`` (mean over ``sets``) by a paired stratified bootstrap: the same resampled samples
+    for both methods; the interval is the percentile interval, the p-value twice the share of resamples on the other
+    side of zero (at least ``1 / resamples``)."""
+    column = _BOOTSTRAP_COLUMNS.index(metric)
+    sets = list(sets or a[1])
+    differences, point = np.zeros(resamples), 0.0
+    for stream, name in enumerate(sets):
+        da = bootstrap_metrics(a[0], a[1][name], resamples, seed, stream)[:, column]
+        db = bootstrap_metrics(b[0], b[1][name], resamples, seed, stream)[:, column]
+        differences += (da - db) / len(sets)
+        point += (
+            IDReference(a[0]).metrics(a[1][name])[metric]
+            - IDReference(b[0]).metrics(b[1][name])[metric]
+        ) / len(sets)
+    low, high = np.percentile(differences, [2.5, 97.5])
+    tail = min((differences <= 0).mean(), (differences >= 0).mean())
+    return Difference(
+        point, float(low), float(high), float(min(1.0, max(2 * tail, 1 / resamples)))
+    )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of several p-values (the family-wise error stays at the level)."""
+    order = np.argsort(p_values)
+    adjusted = np.empty(len(p_values))
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+BOOTSTRAPPED = ("FPR95", "AUPR-In", "AUPR-Out")
+
+
+def bootstrap_table(
+    results: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]],
+    fpr_convention: str = "id",
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    means: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """Percentile 95 % intervals of FPR95 (``fpr_convention``) and AUPR-In/Out per (method, OOD set) and for the
+    means ``{row name: sets}`` (default: ``mean`` over every set, with more than one), averaged resample by resample
+    with the ID resample shared by the sets: columns ``method``, ``ood_set``, ``FPR95 low``, ``FPR95 high``,
+    ``AUPR-In low`` … (%)."""
+    columns = {
+        "FPR95": _BOOTSTRAP_COLUMNS.index(_fpr95_key(fpr_convention)),
+        "AUPR-In": _BOOTSTRAP_COLUMNS.index("AUPR-In"),
+        "AUPR-Out": _BOOTSTRAP_COLUMNS.index("AUPR-Out"),
+    }
+    rows = []
+    for method, (id_scores, per_set) in results.items():
+        draws = {
+            name: bootstrap_metrics(id_scores, scores, resamples, seed, stream)
+            for stream, (name, scores) in enumerate(per_set.items())
+        }
+        groups = (
+            means
+            if means is not None
+            else ({"mean": list(per_set)} if len(per_set) > 1 else {})
+        )
+        for row_name, sets in groups.items():
+            draws[row_name] = np.mean([draws[s] for s in sets], axis=0)
+        for name, values in draws.items():
+            row = {"method": method, "ood_set": name}
+            for metric, column in columns.items():
+                low, high = np.percentile(values[:, column], [2.5, 97.5])
+                row[f"{metric} low"], row[f"{metric} high"] = float(low), float(high)
+            rows.append(row)
+    return pd.DataFrame(rows)

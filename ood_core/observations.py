@@ -1,19 +1,24 @@
 """Observations: plain sentences generated from the current numbers, saying whether each paper's claim holds here.
 
 Every page of the app opens its figures with a short "what you should see here" block built from these functions.
-Each function takes the numbers a page already computed (metric tables, NormRatio, accuracies) and returns
-``Observation`` records: the sentence, whether the data agree with the paper's claim (``None`` when the paper makes
-none), and, when they disagree, one line on why that can happen. No Streamlit here: the pages render the records,
-and tests check the sentences flip when the data do.
+Each function takes the numbers a page already computed (metric tables, NormRatio, accuracies, and the paired
+comparisons behind each claim: ``metrics.Difference``) and returns ``Observation`` records: the sentence, whether
+the data agree with the paper's claim (``None`` when the paper makes none), when they disagree one line on why that
+can happen, and the claim's p-value. ``settle`` then keeps "as in the paper" and "unlike the paper" only for the
+claims that are significant at 5 % after Holm's correction over the page's claims; the others say "no clear
+difference" with the difference and its interval. No Streamlit here: the pages render the records, and tests
+check the sentences flip when the data do.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from .metrics import Z95, Difference, holm
 from .scores.line import Evidence
 
 CHANCE_BAND = 5.0  # AUROC points around 50 that count as "at chance"
@@ -21,11 +26,38 @@ CHANCE_BAND = 5.0  # AUROC points around 50 that count as "at chance"
 
 @dataclass(frozen=True)
 class Observation:
-    """One sentence about the data; ``agrees`` with the paper's claim (``None``: no claim), ``why`` it can differ."""
+    """One sentence about the data; ``agrees`` with the paper's claim (``None``: no claim), ``why`` it can differ;
+    ``p``: the claim's p-value (``None``: a fact, not an estimate), ``unclear``: the sentence when it is not
+    significant."""
 
     text: str
     agrees: bool | None = None
     why: str = ""
+    p: float | None = None
+    unclear: str = ""
+
+
+def settle(items: list[Observation], level: float = 0.05) -> list[Observation]:
+    """The page's claims after Holm's correction over those with a p-value: a claim that is not significant
+    keeps no badge and says ``unclear`` instead."""
+    tested = [
+        i
+        for i, item in enumerate(items)
+        if item.p is not None and item.agrees is not None
+    ]
+    adjusted = holm([items[i].p for i in tested]) if tested else []
+    out = list(items)
+    for i, p in zip(tested, adjusted):
+        if p >= level:
+            out[i] = Observation(out[i].unclear or out[i].text, None, p=p)
+        else:
+            out[i] = replace(out[i], p=p)
+    return out
+
+
+def unclear(what: str, difference: Difference) -> str:
+    """``No clear difference between …: Δ +0.8 (95 % CI −0.5 to +2.1).``"""
+    return f"No clear difference {what}: Δ {difference.describe()}."
 
 
 def overall(per_set: Mapping[str, float]) -> float:
@@ -71,47 +103,93 @@ SMALL_MODEL = (
 
 
 def nap_depth(
-    sweep: pd.DataFrame, blocks: list[str], context: str = SMALL_MODEL
+    sweep: pd.DataFrame,
+    blocks: list[str],
+    context: str = SMALL_MODEL,
+    gap: Difference | None = None,
 ) -> Observation:
     """The NAP paper: the last block (before global pooling) is the best place to read the prior.
 
-    ``sweep``: ``tables.block_sweep`` rows (block, ood_set, AUROC, …) including the ``mean`` rows."""
+    ``sweep``: ``tables.block_sweep`` rows (block, ood_set, AUROC, …) including the ``mean`` rows; ``gap``: the
+    paired difference of mean AUROC between the best block and the runner-up (when the last block is best) or
+    between the best block and the last."""
     mean = mean_by(sweep, "block").reindex(blocks)
     best, last = str(mean.idxmax()), blocks[-1]
     rank = int((mean > mean[last]).sum()) + 1
+    p = gap.p if gap is not None else None
     if best == last:
+        runner = str(mean.drop(last).idxmax()) if len(blocks) > 1 else last
         return Observation(
             f"As the paper finds, the last block **{last}** is the best place to read NAP: mean AUROC "
-            f"{mean[last]:.1f} (next best: {mean.drop(last).max():.1f}).",
+            f"{mean[last]:.1f} (next best: {runner}, {mean.drop(last).max():.1f}).",
             True,
+            p=p,
+            unclear=unclear(
+                f"between the last block {last} and the next best, {runner}", gap
+            )
+            if gap
+            else "",
         )
     return Observation(
         f"Unlike the paper, the best block here is **{best}** (mean AUROC {mean[best]:.1f}); the last block "
         f"**{last}** scores {mean[last]:.1f}, rank {rank} of {len(blocks)}.",
         False,
         f"The paper's finding is about large networks: {context}.",
+        p=p,
+        unclear=unclear(f"between the best block {best} and the last, {last}", gap)
+        if gap
+        else "",
     )
 
 
 def combination(
-    label: str, lam: float, combined: float, base_label: str, base: float, nap: float
+    label: str,
+    lam: float,
+    combined: float,
+    base_label: str,
+    base: float,
+    nap: float,
+    vs_base: Difference | None = None,
+    vs_nap: Difference | None = None,
 ) -> Observation:
-    """NAP-X's claim: the combination beats both of its parts (mean AUROCs in %)."""
+    """NAP-X's claim: the combination beats both of its parts (mean AUROCs in %; ``vs_base`` / ``vs_nap``: the
+    paired differences combined − part). Beating both needs both differences significant (p = the larger one);
+    the claim fails when the combination is significantly below a part."""
     parts = (
         f"{base_label} alone {describe_auroc(base)}, NAP alone {describe_auroc(nap)}"
     )
+    tested = vs_base is not None and vs_nap is not None
     if combined > max(base, nap):
         return Observation(
             f"At λ = {lam:.2f}, **{label}** ({combined:.1f}) beats both of its parts ({parts}).",
             True,
+            p=max(vs_base.p, vs_nap.p) if tested else None,
+            unclear=(
+                f"At λ = {lam:.2f}, {label} ({combined:.1f}) is not clearly above both parts ({parts}): "
+                f"Δ vs {base_label} {vs_base.describe()}, Δ vs NAP {vs_nap.describe()}."
+            )
+            if tested
+            else "",
         )
     below = [name for name, v in ((base_label, base), ("NAP", nap)) if v >= combined]
+    worst = min(
+        (d for d in (vs_base, vs_nap) if d is not None),
+        key=lambda d: d.delta,
+        default=None,
+    )
     return Observation(
         f"At λ = {lam:.2f}, **{label}** ({combined:.1f}) is not better than {' or '.join(below)} alone "
         f"({parts}).",
         False,
         "A product of two scores helps only where both rank ID above OOD; when one part is much weaker or reversed "
         "on these sets, it drags the product down. Move λ towards the stronger part and watch the curve below.",
+        p=worst.p if worst is not None else None,
+        unclear=(
+            f"At λ = {lam:.2f}, {label} ({combined:.1f}) is not clearly different from its parts ({parts}): "
+            f"Δ vs {base_label} {vs_base.describe()}, Δ vs NAP {vs_nap.describe()}."
+        )
+        if tested
+        else "",
     )
 
 
@@ -129,8 +207,13 @@ def block_selection(
     rho: float,
     chosen_auroc: float,
     context: str = SMALL_MODEL,
+    gap: Difference | None = None,
+    interval: tuple[float, float] | None = None,
 ) -> list[Observation]:
-    """The Block Selection paper: the NormRatio choice finds a good block, and FeatureNorm is larger for ID."""
+    """The Block Selection paper: the NormRatio choice finds a good block, and FeatureNorm is larger for ID.
+
+    ``gap``: the paired difference of mean AUROC, best block − chosen block; ``interval``: the chosen block's
+    mean AUROC 95 % interval (the second claim is tested against 50)."""
     out = []
     if chosen == best:
         out.append(
@@ -149,14 +232,30 @@ def block_selection(
                 False,
                 "Jigsaw puzzles are only a proxy for real OOD data: a block can tell puzzles from ID images without "
                 f"telling real OOD sets apart, and {context}.",
+                p=gap.p if gap else None,
+                unclear=unclear(
+                    f"between NormRatio's choice {chosen} and the best block on the real OOD sets, {best}",
+                    gap,
+                )
+                if gap
+                else "",
             )
         )
+    p = _p_against_chance(chosen_auroc, interval)
+    no_gap = (
+        f"At {chosen}, FeatureNorm is not clearly larger or smaller for ID than for OOD: mean AUROC "
+        f"{chosen_auroc:.1f} (95 % CI {interval[0]:.1f} to {interval[1]:.1f}) includes 50."
+        if interval
+        else ""
+    )
     if chosen_auroc >= 50:
         out.append(
             Observation(
                 f"At {chosen}, FeatureNorm is larger for ID than for OOD, as the paper says: mean AUROC "
                 f"{describe_auroc(chosen_auroc)}.",
                 True,
+                p=p,
+                unclear=no_gap,
             )
         )
     else:
@@ -168,9 +267,23 @@ def block_selection(
                 False,
                 "The direction of the norm gap depends on the block and the data; the paper measured it on ResNets "
                 "trained on CIFAR and ImageNet.",
+                p=p,
+                unclear=no_gap,
             )
         )
     return out
+
+
+def _p_against_chance(
+    auroc: float, interval: tuple[float, float] | None
+) -> float | None:
+    """The two-sided p-value of AUROC = 50 % from a symmetric (Wald) 95 % interval."""
+    if interval is None:
+        return None
+    se = (interval[1] - interval[0]) / (2 * Z95)
+    if se <= 0:
+        return 0.0 if auroc != 50 else 1.0
+    return math.erfc(abs(auroc - 50) / se / math.sqrt(2))
 
 
 def line_vs_energy(
@@ -178,37 +291,55 @@ def line_vs_energy(
     energy: Mapping[str, float],
     evidence: Evidence,
     context: str = SMALL_MODEL,
+    gap: Difference | None = None,
+    set_gaps: Mapping[str, Difference] | None = None,
 ) -> list[Observation]:
     """LINe's claims: pruning and clipping improve on the energy score, and ID samples keep their evidence.
 
     ``line`` / ``energy``: AUROC (%) per OOD set and ``mean``; ``evidence``: ID accuracy and mean winning logit of
-    the original and the pruned head."""
+    the original and the pruned head; ``gap`` / ``set_gaps``: paired differences LINe − Energy (mean, per set).
+    With them, a set counts as worse only when it is significantly so."""
     sets = [s for s in line if s != "mean"]
-    worse = [s for s in sets if line[s] < energy[s]]
+    worse = [
+        s
+        for s in sets
+        if line[s] < energy[s] and (set_gaps is None or set_gaps[s].significant)
+    ]
     line, energy = {**line, "mean": overall(line)}, {**energy, "mean": overall(energy)}
     out = []
+    no_gap = unclear("between LINe and Energy (mean AUROC)", gap) if gap else ""
     if line["mean"] > energy["mean"] and not worse:
         out.append(
             Observation(
-                f"LINe improves on Energy on every set (mean AUROC {line['mean']:.1f} vs {energy['mean']:.1f}).",
+                f"LINe improves on Energy (mean AUROC {line['mean']:.1f} vs {energy['mean']:.1f})"
+                + (" with no set clearly worse." if set_gaps else " on every set."),
                 True,
+                p=gap.p if gap else None,
+                unclear=no_gap,
             )
         )
     else:
-        gap = max(sets, key=lambda s: energy[s] - line[s])
+        gap_set = max(sets, key=lambda s: energy[s] - line[s])
         mean = (
             f"improves the mean AUROC over Energy ({line['mean']:.1f} vs {energy['mean']:.1f}) but "
             if line["mean"] > energy["mean"]
             else f"does not improve on Energy (mean AUROC {describe_auroc(line['mean'])} vs "
             f"{energy['mean']:.1f}) and "
         )
+        p = None
+        if line["mean"] <= energy["mean"] and gap is not None:
+            p = gap.p
+        elif worse and set_gaps is not None:
+            p = min(set_gaps[s].p for s in worse)
         out.append(
             Observation(
-                f"LINe {mean}is below Energy on {len(worse)} of {len(sets)} sets (largest gap on {gap}: "
-                f"{line[gap]:.1f} vs {energy[gap]:.1f}).",
+                f"LINe {mean}is below Energy on {len(worse) or len([s for s in sets if line[s] < energy[s]])} "
+                f"of {len(sets)} sets (largest gap on {gap_set}: {line[gap_set]:.1f} vs {energy[gap_set]:.1f}).",
                 False,
                 "The paper's defaults were chosen for ResNets with 512–2,048 penultimate neurons; with few neurons "
                 f"per class, pruning removes evidence ID samples need ({context}).",
+                p=p,
+                unclear=no_gap,
             )
         )
     e = evidence
@@ -301,19 +432,31 @@ def background(
     return out
 
 
-def best_methods(table: pd.DataFrame) -> list[Observation]:
+def best_methods(
+    table: pd.DataFrame, lead: Difference | None = None
+) -> list[Observation]:
     """What the Compare table says: the best method per OOD set and methods at or below chance.
 
-    ``table``: ``tables.all_methods_table`` rows (method, ood_set, AUROC, …)."""
+    ``table``: ``tables.all_methods_table`` rows (method, ood_set, AUROC, …); ``lead``: the paired difference
+    of mean AUROC between the best method and the runner-up."""
     auroc = table.pivot_table(
         index="method", columns="ood_set", values="AUROC", sort=False
     )
     if "mean" not in auroc:  # a single OOD set
         auroc["mean"] = mean_by(table, "method")
-    best = auroc["mean"].idxmax()
+    ranked = auroc["mean"].sort_values(ascending=False)
+    best = ranked.index[0]
+    lead_text = ""
+    if lead is not None and len(ranked) > 1:
+        runner = ranked.index[1]
+        lead_text = (
+            f" It is clearly ahead of the runner-up, {runner} (Δ {lead.describe()})."
+            if lead.significant
+            else f" It is not clearly ahead of the runner-up, {runner} (Δ {lead.describe()}): a tie."
+        )
     out = [
         Observation(
-            f"Best mean AUROC here: **{best}** ({auroc.loc[best, 'mean']:.1f}). Per set: "
+            f"Best mean AUROC here: **{best}** ({auroc.loc[best, 'mean']:.1f}).{lead_text} Per set: "
             + ", ".join(
                 f"{s} → {auroc[s].idxmax()} ({auroc[s].max():.1f})"
                 for s in auroc.columns

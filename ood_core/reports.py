@@ -23,7 +23,12 @@ from pydantic import Field, StringConstraints
 from .errors import OODLabError
 from .inputs import config
 from .inputs.benchmarks import Benchmark
-from .metrics import metrics_table
+from .metrics import (
+    BOOTSTRAP_RESAMPLES,
+    auroc_mean_interval,
+    bootstrap_table,
+    metrics_table,
+)
 from .schema import MAX_FILE_BYTES, Strict, read_json
 from .scores.method import Method
 from .tables import method_label
@@ -34,6 +39,7 @@ FPR_LABELS = {
     "ood": "FPR95 (OOD+: ID rejected at 95% OOD caught)",
 }
 COLUMNS = ("FPR95", "AUROC", "AUPR-In", "AUPR-Out")
+INTERVALS = tuple(f"{m} {end}" for m in COLUMNS for end in ("low", "high"))
 
 
 def folder() -> Path:
@@ -66,20 +72,29 @@ class Report:
                 rows.setdefault(method, {})[f"{ood_set} {metric}"] = row[metric]
         return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
 
+    def cell(self, method: str, ood_set: str, metric: str) -> str:
+        """``87.23 [85.10, 89.33]``: a value (%) and its 95 % interval when the report has one."""
+        row = self.table[
+            (self.table.method == method) & (self.table.ood_set == ood_set)
+        ].iloc[0]
+        low, high = row.get(f"{metric} low"), row.get(f"{metric} high")
+        if low is None or pd.isna(low):
+            return f"{row[metric]:.2f}"
+        return f"{row[metric]:.2f} [{low:.2f}, {high:.2f}]"
+
 
 def build(
     features: LoadedWorkspace,
     benchmark: Benchmark,
     methods: Sequence[tuple[Method, dict]],
     convention: str,
+    resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> Report:
-    """Score every method on every test OOD set of ``benchmark``; add the near/far means."""
+    """Score every method on every test OOD set of ``benchmark``; add the near/far means and every value's 95 %
+    interval (AUROC: DeLong; FPR95 and AUPR: a stratified bootstrap of ``resamples``, none with 0)."""
     groups = benchmark.groups()
-    per_set = metrics_table(
-        {method_label(m, p): features.scores(m, p) for m, p in methods},
-        mean=False,
-        fpr_convention=convention,
-    )
+    results = {method_label(m, p): features.scores(m, p) for m, p in methods}
+    per_set = metrics_table(results, mean=False, fpr_convention=convention)
     group_of = {name: group for group, names in groups.items() for name in names}
     per_set.insert(1, "group", per_set["ood_set"].map(group_of))
     summaries = (
@@ -88,6 +103,25 @@ def build(
         .reset_index()
         .assign(ood_set=lambda f: f["group"] + " mean")
     )
+    for (
+        method,
+        scored,
+    ) in (
+        results.items()
+    ):  # each group mean's AUROC interval (the sets share the ID samples)
+        for group, names in groups.items():
+            _, low, high = auroc_mean_interval(scored, names)
+            row = (summaries.method == method) & (summaries.group == group)
+            summaries.loc[row, ["AUROC low", "AUROC high"]] = [low, high]
+    if resamples:
+        boot = bootstrap_table(
+            results,
+            convention,
+            resamples,
+            means={f"{g} mean": names for g, names in groups.items()},
+        )
+        per_set = per_set.merge(boot, on=["method", "ood_set"], how="left")
+        summaries = summaries.merge(boot, on=["method", "ood_set"], how="left")
     rank = {  # methods in their order, groups near then far, each group's mean after its sets
         "method": {m: i for i, m in enumerate(per_set["method"].unique())},
         "group": {g: i for i, g in enumerate(groups)},
@@ -101,7 +135,10 @@ def build(
         ),
         kind="stable",
         ignore_index=True,
-    )[["method", "group", "ood_set", *COLUMNS]]
+    )
+    table = table[
+        [c for c in ("method", "group", "ood_set", *COLUMNS, *INTERVALS) if c in table]
+    ]
     return Report(
         benchmark.name, str(features.model), convention, table, features.accuracy
     )
@@ -109,19 +146,21 @@ def build(
 
 def markdown(report: Report) -> str:
     """A Markdown table (per set FPR95/AUROC, near and far means), with the FPR95 convention stated."""
-    wide = report.wide().round(2)
+    wide = report.wide()
     header = ["method", *wide.columns]
     lines = [
         (
             f"**{report.benchmark}**, model `{report.model}` (ID accuracy {report.accuracy:.2f} %). "
-            f"Metrics in %. {FPR_LABELS[report.convention]}; AUROC: ID positive."
+            f"Metrics in % with 95 % intervals [low, high] (AUROC: DeLong; FPR95, AUPR: stratified bootstrap). "
+            f"{FPR_LABELS[report.convention]}; AUROC: ID positive."
         ),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for method, row in wide.iterrows():
-        lines.append("| " + " | ".join([method, *(f"{v:.2f}" for v in row)]) + " |")
+    for method in wide.index:
+        cells = [report.cell(method, *c.rsplit(" ", 1)) for c in wide.columns]
+        lines.append("| " + " | ".join([method, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -147,8 +186,14 @@ def latex(report: Report) -> str:
         " & ".join(["Method", *(escape(c) for c in wide.columns)]) + r" \\",
         r"\midrule",
     ]
-    for method, row in wide.iterrows():
-        lines.append(" & ".join([escape(method), *(f"{v:.2f}" for v in row)]) + r" \\")
+    for method in wide.index:
+        cells = [
+            report.cell(method, *c.rsplit(" ", 1))
+            .replace(" [", r" {\scriptsize[")
+            .replace("]", "]}")
+            for c in wide.columns
+        ]
+        lines.append(" & ".join([escape(method), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -250,4 +295,5 @@ def _table(path: Path) -> pd.DataFrame:
     if ((numbers < 0) | (numbers > 100)).to_numpy().any():
         raise OODLabError(f"{path.name} holds metric values outside 0–100 %")
     table[list(COLUMNS)] = numbers
-    return table[list(TABLE_COLUMNS)].fillna({"group": ""})
+    kept = [*TABLE_COLUMNS, *(c for c in INTERVALS if c in table)]
+    return table[kept].fillna({"group": ""})

@@ -11,7 +11,7 @@ import pandas as pd
 from .engine.cache import FeatureSet
 from .inputs.files import digest
 from .memo import BoundedMemo
-from .metrics import METRICS, metrics_table
+from .metrics import BOOTSTRAP_RESAMPLES, METRICS, bootstrap_table, metrics_table
 from .scores.line import Evidence, id_evidence, line_logits
 from .scores.method import Method
 from .scores.registry import get_method
@@ -25,12 +25,18 @@ def method_label(method: Method, params: Mapping[str, object]) -> str:
 
 
 def evaluate(
-    features: LoadedWorkspace, methods: Sequence[tuple[Method, dict]]
+    features: LoadedWorkspace,
+    methods: Sequence[tuple[Method, dict]],
+    resamples: int = 0,
 ) -> pd.DataFrame:
-    """Metrics table (%, one row per method × OOD set plus a per-method mean) for ``(method, params)`` pairs."""
-    return metrics_table(
-        {method_label(m, p): features.scores(m, p) for m, p in methods}
-    )
+    """Metrics table (%, one row per method × OOD set plus a per-method mean, DeLong's AUROC interval) for
+    ``(method, params)`` pairs; with ``resamples``, also the bootstrap intervals of FPR95 and AUPR-In/Out."""
+    results = {method_label(m, p): features.scores(m, p) for m, p in methods}
+    table = metrics_table(results)
+    if resamples:
+        intervals = bootstrap_table(results, resamples=resamples)
+        table = table.merge(intervals, on=["method", "ood_set"], how="left")
+    return table
 
 
 def before_after(
@@ -90,6 +96,19 @@ def all_methods_table(
             progress(done, len(methods), method.label)
         parts.append(method_rows(features, method, params))
     return pd.concat(parts, ignore_index=True) if parts else metrics_table({})
+
+
+def with_bootstrap(
+    features: LoadedWorkspace,
+    table: pd.DataFrame,
+    methods: Sequence[tuple[Method, dict]],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> pd.DataFrame:
+    """``table`` (one row per method label and OOD set) with the bootstrap intervals of FPR95 and AUPR-In/Out
+    (each method's resamples are memoised per score vector, so a slider move bootstraps only the moved method)."""
+    results = {m.label: features.scores(m, p) for m, p in methods}
+    intervals = bootstrap_table(results, resamples=resamples)
+    return table.merge(intervals, on=["method", "ood_set"], how="left")
 
 
 _rows: BoundedMemo[pd.DataFrame] = BoundedMemo(512)

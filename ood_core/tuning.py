@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, StrictInt, StringConstraints, model_validator
 
+from .comparisons import setting_difference
 from .engine.cache import FeatureSet
 from .engine.features import dataset_images, feature_set
 from .errors import OODLabError
@@ -39,7 +40,7 @@ from .inputs import catalog
 from .inputs.files import digest
 from .inputs.variants import PSEUDO_OOD
 from .memo import BoundedMemo
-from .metrics import set_metrics
+from .metrics import Difference, set_metrics
 from .rows import stratified_rows
 from .schema import Strict, checked, read_json
 from .scores.line import LINE, line_logits
@@ -47,7 +48,20 @@ from .scores.method import BLOCK_SEPARATOR, Method
 from .scores.registry import METHODS
 from .workspace import LoadedWorkspace
 
-OBJECTIVES = ("auroc", "fpr95", "auroc@acc")
+OBJECTIVES = ("dominant", "robust", "worst", "auroc", "fpr95", "auroc@acc")
+OBJECTIVE_LABELS = {
+    "dominant": "mean AUROC, never below the default on any validation set",
+    "robust": "mean − sd of AUROC over the validation sets",
+    "worst": "worst validation set's AUROC",
+    "auroc": "mean AUROC",
+    "fpr95": "mean FPR95 (lower)",
+    "auroc@acc": "mean AUROC with an ID accuracy floor",
+}
+DEFAULT_OBJECTIVE = "dominant"
+TOLERANCE = 0.5  # AUROC points a "dominant" candidate may lose against the default on one validation set
+AGREEMENT_WARNING = (
+    0.5  # below this mean rank correlation the variants disagree on the candidates
+)
 MAX_GRID = 200  # larger grids are searched by coordinate ascent
 TUNED_FORMAT = 1
 Progress = Callable[[int, int], None]
@@ -60,7 +74,9 @@ DatasetName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 class Protocol(Strict):
     """Where the validation data comes from (recorded with every tuned result; checked wherever it is read)."""
 
-    pseudo: tuple[PseudoVariant, ...] = ("jigsaw3",)
+    pseudo: tuple[PseudoVariant, ...] = (
+        PSEUDO_OOD  # every variant: no single kind of pseudo-OOD is trusted
+    )
     sets: tuple[DatasetName, ...] = ()
     id_source: Literal["test", "train"] = (
         "test"  # held out of the ID test split, or of ID train
@@ -294,14 +310,28 @@ def objective_value(
     params: Mapping[str, object],
     objective: str,
     min_accuracy: float,
-) -> float:
-    """The quantity to maximise on ``features``' sets (FPR95 negated; −inf when the accuracy floor is broken)."""
-    auroc, fpr95 = mean_metrics(features, method, params)
+    floor: Mapping[str, float] | None = None,
+) -> tuple[float, dict[str, float]]:
+    """The quantity to maximise on ``features``' sets (FPR95 negated; −inf when the accuracy floor is broken) and
+    each validation set's AUROC. ``dominant``: the mean AUROC of a candidate that is nowhere more than
+    ``TOLERANCE`` below the default (``floor``: the default's AUROC per set), −inf otherwise; ``robust``: mean −
+    standard deviation over the sets; ``worst``: the lowest set's AUROC."""
+    id_scores, ood = features.scores(method, params)
+    metrics = set_metrics(id_scores, ood)
+    aurocs = {name: m["AUROC"] for name, m in metrics.items()}
+    values = np.array(list(aurocs.values()))
     if objective == "fpr95":
-        return -fpr95
+        return -float(np.mean([m["FPR95"] for m in metrics.values()])), aurocs
     if objective == "auroc@acc" and accuracy(features, method, params) < min_accuracy:
-        return -math.inf
-    return auroc
+        return -math.inf, aurocs
+    if objective == "dominant" and floor is not None:
+        beaten = any(aurocs[name] < floor[name] - TOLERANCE for name in aurocs)
+        return (-math.inf if beaten else float(values.mean())), aurocs
+    if objective == "robust":
+        return float(values.mean() - (values.std() if len(values) > 1 else 0.0)), aurocs
+    if objective == "worst":
+        return float(values.min()), aurocs
+    return float(values.mean()), aurocs
 
 
 def accuracy(
@@ -336,23 +366,40 @@ class SearchResult:
     default_value: float
     evaluated: list[dict] = field(
         default_factory=list
-    )  # every point tried: params + validation objective
+    )  # every point tried: params, validation objective, each validation set's AUROC
     strategy: str = "grid"
     seconds: float = 0.0
+    best: dict = field(
+        default_factory=dict
+    )  # the validation-best point (``chosen`` unless the default stayed)
+    kept_default: bool = False
+    reason: str = ""  # why the default stayed, or what the chosen point gains
+    gain: dict = field(
+        default_factory=dict
+    )  # the validation-best − default, paired: delta, low, high, p
+    agreement: float = (
+        math.nan
+    )  # the proxy's self-consistency: mean rank correlation between validation sets
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def unreliable(self) -> bool:
+        """Whether the validation sets disagree on how to rank the candidates (the proxy cannot be trusted)."""
+        return not math.isnan(self.agreement) and self.agreement < AGREEMENT_WARNING
 
 
 def search(
     features: LoadedWorkspace,
     method: Method,
-    objective: str = "auroc",
+    objective: str = DEFAULT_OBJECTIVE,
     min_accuracy: float = 0.0,
     points: int = 11,
     progress: Progress | None = None,
 ) -> SearchResult:
-    """Maximise the objective over the method's parameters on ``features`` (the validation workspace)."""
+    """Maximise the objective over the method's parameters on ``features`` (the validation workspace); the best
+    point replaces the default only when its gain on the validation data is significant (``settle``)."""
     if objective not in OBJECTIVES:
         raise OODLabError(
             f"unknown objective '{objective}'; choose one of: {', '.join(OBJECTIVES)}"
@@ -362,14 +409,21 @@ def search(
     default = {k: v for k, v in features.resolved(method).items() if k in dims}
     seen: dict[str, float] = {}
     evaluated: list[dict] = []
+    floor = (
+        objective_value(features, method, default, "auroc", min_accuracy)[1]
+        if objective == "dominant"
+        else None
+    )
 
     def value_of(point: dict) -> float:
         key = digest(point)
         if key not in seen:
-            seen[key] = objective_value(
-                features, method, point, objective, min_accuracy
+            seen[key], aurocs = objective_value(
+                features, method, point, objective, min_accuracy, floor
             )
-            evaluated.append({"params": dict(point), "value": seen[key]})
+            evaluated.append(
+                {"params": dict(point), "value": seen[key], "sets": aurocs}
+            )
             if progress:
                 progress(len(evaluated), budget)
         return seen[key]
@@ -395,7 +449,8 @@ def search(
                     best, improved = top, True
             if not improved:
                 break
-    return SearchResult(
+    value_of(default)
+    result = SearchResult(
         method=method.name,
         objective=objective,
         chosen=best,
@@ -404,8 +459,61 @@ def search(
         default_value=value_of(default),
         evaluated=evaluated,
         strategy=strategy,
-        seconds=round(time.perf_counter() - start, 3),
+        best=best,
+        agreement=agreement(evaluated),
     )
+    settled = settle(features, method, result)
+    settled.seconds = round(time.perf_counter() - start, 3)
+    return settled
+
+
+def settle(
+    features: LoadedWorkspace, method: Method, result: SearchResult
+) -> SearchResult:
+    """Keep the paper default unless the validation-best point beats it significantly on the validation data:
+    a paired test of the two settings on the same validation samples (DeLong on the mean AUROC over the
+    validation sets; a paired bootstrap of FPR95 for the FPR95 objective) at 5 %."""
+    best, default = result.best, result.default
+    if digest(best) == digest(default):
+        return replace(result, reason="the validation-best point is the default itself")
+    metric = "FPR95" if result.objective == "fpr95" else "AUROC"
+    gap = setting_difference(features, (method, best), (method, default), metric)
+    if metric == "FPR95":  # lower is better: a gain is a negative difference
+        gap = Difference(-gap.delta, -gap.high, -gap.low, gap.p)
+    gain = asdict(gap)
+    better = gap.delta > 0 and gap.significant
+    if result.value == -math.inf:
+        better = False
+    if better:
+        return replace(
+            result,
+            gain=gain,
+            reason=f"validation {metric} gain over the default {gap.describe()}, p = {gap.p:.3g}",
+        )
+    return replace(
+        result,
+        chosen=dict(default),
+        value=result.default_value,
+        kept_default=True,
+        gain=gain,
+        reason=(
+            f"kept the default: the validation-best point's {metric} gain {gap.describe()} is not significant "
+            f"(paired test, p = {gap.p:.2g})"
+        ),
+    )
+
+
+def agreement(evaluated: Sequence[dict]) -> float:
+    """How consistently the validation sets rank the candidates: the mean Spearman correlation, over every pair of
+    sets, of the candidates' AUROC on one set and on the other (1: the sets agree; NaN: one set or one candidate)."""
+    frame = pd.DataFrame([point["sets"] for point in evaluated if point.get("sets")])
+    frame = frame.loc[:, frame.std() > 0]
+    if frame.shape[0] < 3 or frame.shape[1] < 2:
+        return math.nan
+    corr = frame.corr(method="spearman").to_numpy()
+    pairs = corr[np.triu_indices_from(corr, k=1)]
+    pairs = pairs[np.isfinite(pairs)]
+    return float(pairs.mean()) if len(pairs) else math.nan
 
 
 def tunable(method: Method) -> bool:
@@ -466,6 +574,8 @@ def regret_row(found: Split, method: Method, result: SearchResult) -> dict:
     row = {
         "method": method.label,
         "tuned": described(result.chosen),
+        "default kept": result.kept_default,
+        "proxy agreement": result.agreement,
         "points": len(result.evaluated),
         "search": result.strategy,
         "seconds": result.seconds,
@@ -569,6 +679,7 @@ class SavedProtocol(Protocol):
 class SavedPoint(Strict):
     params: dict[str, Value]
     value: float  # −inf where an accuracy floor rejected the point
+    sets: dict[str, float] = Field(default_factory=dict)  # each validation set's AUROC
 
 
 class SavedSearch(Strict):
@@ -581,6 +692,11 @@ class SavedSearch(Strict):
     evaluated: tuple[SavedPoint, ...] = ()
     strategy: Literal["grid", "coordinate ascent"] = "grid"
     seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    best: dict[str, Value] = Field(default_factory=dict)
+    kept_default: bool = False
+    reason: Annotated[str, StringConstraints(max_length=2_000)] = ""
+    gain: dict[str, float] = Field(default_factory=dict)
+    agreement: float = math.nan
 
 
 class ModelRef(Strict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ood_core import observations as notes
+from ood_core import comparisons
 from ood_core.inputs import catalog
 from ood_core.scores import METHODS
 from ood_core.tables import all_methods_table
@@ -74,12 +74,28 @@ def main() -> None:
         return table.set_index("ood_set")[["AUROC", "FPR95"]].add_suffix(f" {side}")
 
     paired = pd.concat([auroc_fpr("A"), auroc_fpr("B")], axis=1)
-    paired["Δ AUROC (B − A)"] = paired["AUROC B"] - paired["AUROC A"]
+    scored = {
+        side: side_features.scores(method, params)
+        for side, (side_features, params) in sides.items()
+    }
+    tests = {
+        name: comparisons.difference(
+            scored["B"], scored["A"], "AUROC", None if name == "mean" else [name]
+        )
+        for name in paired.index
+    }
+    paired["Δ AUROC (B − A)"] = [tests[name].delta for name in paired.index]
+    paired["Δ 95 % CI"] = [
+        f"{tests[n].low:+.2f} to {tests[n].high:+.2f}" for n in paired.index
+    ]
+    paired["p (paired DeLong)"] = [tests[name].p for name in paired.index]
     paired["Δ FPR95 (B − A)"] = paired["FPR95 B"] - paired["FPR95 A"]
     columns = [
         "AUROC A",
         "AUROC B",
         "Δ AUROC (B − A)",
+        "Δ 95 % CI",
+        "p (paired DeLong)",
         "FPR95 A",
         "FPR95 B",
         "Δ FPR95 (B − A)",
@@ -87,17 +103,33 @@ def main() -> None:
     st.dataframe(
         paired[columns]
         .rename_axis("OOD set")
-        .style.format("{:+.2f}", subset=columns[2::3])
-        .format("{:.2f}", subset=[c for c in columns if not c.startswith("Δ")]),
+        .style.format("{:+.2f}", subset=["Δ AUROC (B − A)", "Δ FPR95 (B − A)"])
+        .format("{:.3f}", subset=["p (paired DeLong)"])
+        .format("{:.2f}", subset=["AUROC A", "AUROC B", "FPR95 A", "FPR95 B"]),
         width="stretch",
         key="ab_table",
     )
-    mean = paired.loc["mean"] if "mean" in paired.index else paired.iloc[0]
-    better = "B" if mean["AUROC B"] > mean["AUROC A"] else "A"
-    st.markdown(
-        f"Mean AUROC: A {mean['AUROC A']:.2f}, B {mean['AUROC B']:.2f} — **{better}** is ahead by "
-        f"{notes.compare_to_base(max(mean['AUROC A'], mean['AUROC B']), min(mean['AUROC A'], mean['AUROC B']))} "
-        "points. Both sides use test OOD sets: a difference here is for understanding, not for choosing (use Tune)."
+    overall = tests["mean"] if "mean" in tests else next(iter(tests.values()))
+    st.markdown(ab_verdict(overall, paired))
+    st.caption(
+        "A and B score the same ID and OOD images, so they are compared paired (DeLong's test on the AUROC). Both "
+        "sides use test OOD sets: a difference here is for understanding, not for choosing (use Tune)."
+    )
+
+
+def ab_verdict(overall, paired: pd.DataFrame) -> str:
+    """One sentence: a tie, no clear difference, or which side is ahead (mean AUROC)."""
+    row = paired.loc["mean"] if "mean" in paired.index else paired.iloc[0]
+    means = f"Mean AUROC: A {row['AUROC A']:.1f}, B {row['AUROC B']:.1f}"
+    if overall.delta == 0:
+        return f"{means}: **A and B tie** (Δ 0.0)."
+    if not overall.significant:
+        return f"{means}: **no clear difference** (B − A: Δ {overall.describe()}, p = {overall.p:.2f})."
+    leader, sign = ("B", 1) if overall.delta > 0 else ("A", -1)
+    return (
+        f"{means}: **{leader}** is ahead by {sign * overall.delta:.1f} points (95 % CI "
+        f"{sign * (overall.low if sign > 0 else overall.high):.1f} to "
+        f"{sign * (overall.high if sign > 0 else overall.low):.1f}; paired DeLong p = {overall.p:.3f})."
     )
 
 

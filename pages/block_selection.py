@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from ood_core import claims, tables
 from ood_core import observations as notes
-from ood_core import tables
 from ood_core.engine.features import cached_feature_set, feature_set
 from ood_core.engine.images import sample_image
 from ood_core.inputs.variants import jigsaw_base_rows, jigsaw_image, jigsaw_name
@@ -99,9 +99,8 @@ def main() -> None:
             f"{rho:+.2f}",
             help="Spearman ρ across blocks, mean AUROC.",
         )
-        chosen_auroc = float(per_block[chosen])
         observations(
-            notes.block_selection(chosen, best, rho, chosen_auroc, context(features)),
+            claims.block_selection(features, ratios, context(features), table, rho),
             "block_selection",
         )
         left, right = st.columns(2)

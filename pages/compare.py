@@ -6,8 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from ood_core import observations as notes
-from ood_core import tables
+from ood_core import claims, comparisons, tables
 from ood_core.metrics import roc_points
 from ood_core.scores import METHODS
 from ood_core.tuning import described
@@ -26,6 +25,7 @@ from pages.ui.controls import (
 from pages.ui.shell import run_page
 from pages.ui.sidebar import require_features
 from pages.ui.state import keep_widget_state, reset_button
+from pages.ui.tables import leaderboard
 
 
 def main() -> None:
@@ -119,31 +119,33 @@ def main() -> None:
                 key="compare_metric",
                 label_visibility="collapsed",
             )  # one table drawn at a time: a slider move re-sends only that one
+            intervals = toggle(
+                "Intervals for FPR95 and AUPR (bootstrap)",
+                key="compare_bootstrap",
+                help="Percentile 95 % intervals from 1,000 stratified bootstrap resamples per method and set, "
+                "computed on request (seconds at benchmark size, then cached). AUROC's interval (DeLong) is "
+                "always shown.",
+            )
+            if intervals:
+                with st.spinner("Bootstrapping FPR95 and AUPR…"):
+                    table = tables.with_bootstrap(features, table, methods)
             if shown == "All metrics":
                 st.dataframe(table.round(2), hide_index=True, width="stretch")
             else:
                 metric = "FPR95" if shown == "FPR95 ↓" else "AUROC"
-                pivot = (
-                    table.pivot(index="method", columns="ood_set", values=metric)
-                    .loc[order, sets]
-                    .round(2)
+                leaders = (
+                    comparisons.column_leaders(features, table, methods, metric)
+                    if metric == "AUROC" or intervals
+                    else {}
                 )
-                st.dataframe(
-                    pivot.reset_index(),
-                    hide_index=True,
-                    width="stretch",
-                    height=35 * (len(order) + 1)
-                    + 20,  # every row, and room for a scrollbar
-                    column_config={
-                        "method": st.column_config.TextColumn("method", width="medium"),
-                    },
-                    key="compare_pivot",
-                )
+                leaderboard(table, metric, order, sets, leaders, "compare_pivot")
             st.caption(
-                "Metrics in %: AUROC (higher is better) and FPR95 (lower is better; ID positive, the seed papers' "
-                "convention) — see the [Primer](/primer) for both FPR95 conventions and AUPR-In/Out."
+                "Metrics in % with 95 % intervals (AUROC ± its DeLong half-width; FPR95 and AUPR by bootstrap, on "
+                "request). Green: the column's best, significantly ahead of the runner-up (paired test, 5 %); "
+                "amber: the best two, not clearly apart (a tie). FPR95: lower is better (ID positive, the seed "
+                "papers' convention) — see the [Primer](/primer) for both FPR95 conventions and AUPR-In/Out."
             )
-            observations(notes.best_methods(table), "compare")
+            observations(claims.best_methods(features, table, methods), "compare")
             st.download_button(
                 "Download table (CSV)",
                 table.to_csv(index=False),

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 import streamlit as st
 
+from ood_core import claims
 from ood_core import observations as notes
-from ood_core import tables
 from ood_core.scores import get_method
 from pages.ui.cards import context, observations
 from pages.ui.controls import segmented
@@ -116,36 +116,20 @@ def main() -> None:
     def step_notes(_features, key: str, index: int) -> list[notes.Observation]:
         """The observations a step's page will show, computed here so the lecturer knows before opening it."""
         if index == 2:
+            return [claims.nap_depth(_features, context(_features))]
+        if index == 3:
+            method = get_method("nap-energy")
             return [
-                notes.nap_depth(
-                    tables.block_sweep(_features), blocks, context(_features)
+                claims.combination(
+                    _features, method, _features.resolved(method, {"lambda": 0.4})
                 )
             ]
         if index == 4 and _features.jigsaw is not None:
-            ratios = _features.normratio()
-            table, rho = tables.block_selection_table(_features, ratios)
-            chosen = str(ratios.idxmax())
-            per_block = notes.mean_auroc_per_block(table)
-            return notes.block_selection(
-                chosen,
-                str(per_block.idxmax()),
-                rho,
-                float(per_block[chosen]),
-                context(_features),
+            return claims.block_selection(
+                _features, _features.normratio(), context(_features)
             )
         if index == 5 and _features.id_train is not None:
-            method, energy = get_method("line"), get_method("energy")
-            per_set = lambda m: (
-                tables.all_methods_table(_features, [(m, {})])
-                .set_index("ood_set")["AUROC"]
-                .to_dict()
-            )
-            return notes.line_vs_energy(
-                per_set(method),
-                per_set(energy),
-                tables.line_evidence(_features, {}),
-                context(_features),
-            )
+            return claims.line_vs_energy(_features, {}, context(_features))
         return []
 
     titles = [s.title for s in STEPS]

@@ -8,8 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from ood_core import observations as notes
-from ood_core import tables
+from ood_core import claims, comparisons, tables
 from ood_core.engine.images import sample_image
 from ood_core.scores import get_method
 from ood_core.scores.line import LINE, activation_masks, microscope
@@ -155,19 +154,19 @@ def main() -> None:
         method = get_method("line")
         line_table = tables.all_methods_table(features, [(method, params)])
         energy_table = tables.all_methods_table(features, [(get_method("energy"), {})])
-        metric_cards(line_table, energy_table, "Energy", export="line")
+        metric_cards(
+            line_table,
+            energy_table,
+            "Energy",
+            export="line",
+            differences=comparisons.per_set_differences(
+                features, (method, params), (get_method("energy"), {})
+            ),
+        )
         st.caption(
             "Deltas are against Energy (= LINe with no pruning and no clipping)."
         )
-        observations(
-            notes.line_vs_energy(
-                line_table.set_index("ood_set")["AUROC"].to_dict(),
-                energy_table.set_index("ood_set")["AUROC"].to_dict(),
-                tables.line_evidence(features, params),
-                context(features),
-            ),
-            "line",
-        )
+        observations(claims.line_vs_energy(features, params, context(features)), "line")
         kept = activation_masks(phi, p_a)
         positive = np.maximum(phi, 0)
         share = (

@@ -7,15 +7,14 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from ood_core import observations as notes
-from ood_core import tables
+from ood_core import claims, comparisons, tables
 from ood_core.engine.images import sample_image
 from ood_core.pictures.export import contact_sheet
 from ood_core.scores import get_method
 from ood_core.scores.method import LAST_BLOCK
 from ood_core.scores.nap import NAP_X
 from pages.ui.boundary import fragment
-from pages.ui.cards import context, intro, mean_auroc, metric_cards, observations
+from pages.ui.cards import context, intro, metric_cards, observations
 from pages.ui.charts import colour, histogram_figure
 from pages.ui.controls import param_controls, selectbox
 from pages.ui.shell import run_page
@@ -111,7 +110,7 @@ def main() -> None:
     )
     figure.update_layout(height=360, margin={"t": 40, "b": 30})
     st.plotly_chart(figure, width="stretch", key="nap_depth_bars")
-    observations([notes.nap_depth(sweep, blocks, context(features))], "nap_depth")
+    observations([claims.nap_depth(features, context(features), sweep)], "nap_depth")
     st.dataframe(
         tables.per_set(sweep, "block", "FPR95", list(features.ood))
         .round(2)
@@ -177,23 +176,17 @@ def main() -> None:
         )
         table = tables.all_methods_table(features, [(method, params)])
         base = tables.all_methods_table(features, [(method, {**params, "lambda": 1.0})])
-        alone = tables.all_methods_table(
-            features, [(method, {**params, "lambda": 0.0})]
+        as_base = {**params, "lambda": 1.0}
+        metric_cards(
+            table,
+            base,
+            "base",
+            export="nap_x",
+            differences=comparisons.per_set_differences(
+                features, (method, params), (method, as_base)
+            ),
         )
-        metric_cards(table, base, "base", export="nap_x")
-        observations(
-            [
-                notes.combination(
-                    method.label,
-                    lam,
-                    mean_auroc(table),
-                    method.parts[0][0].label,
-                    mean_auroc(base),
-                    mean_auroc(alone),
-                )
-            ],
-            "nap_combination",
-        )
+        observations([claims.combination(features, method, params)], "nap_combination")
         others = tuple(sorted((k, v) for k, v in params.items() if k != "lambda"))
         curve = lambda_curve(features, entries_key(features), method.name, others)
         figure = px.line(

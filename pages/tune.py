@@ -97,11 +97,12 @@ def main() -> None:
             pseudo = multiselect(
                 "Pseudo-OOD from ID training images",
                 PSEUDO_OOD if has_images else [],
-                default=["jigsaw3"] if has_images else [],
+                default=list(PSEUDO_OOD) if has_images else [],
                 key="tune_pseudo",
                 help="jigsaw3: 3×3 tiles shuffled; blur: strong Gaussian blur; permute4: pixels permuted inside 4×4 "
                 "patches; noise: high-frequency noise; invert: colours and contrast inverted; mix: two images of "
-                "different classes blended. Each is a cached dataset variant of a seeded subset of ID train.",
+                "different classes blended. Each is a cached dataset variant of a seeded subset of ID train. All "
+                "six by default: no single kind of pseudo-OOD stands for real OOD data.",
             )
             if not has_images:
                 st.caption(
@@ -135,12 +136,12 @@ def main() -> None:
             objective = radio(
                 "Objective",
                 list(tuning.OBJECTIVES),
-                format_func={
-                    "auroc": "mean AUROC ↑",
-                    "fpr95": "mean FPR95 ↓",
-                    "auroc@acc": "AUROC with an ID accuracy floor",
-                }.get,
+                format_func=tuning.OBJECTIVE_LABELS.get,
                 key="tune_objective",
+                help="Whatever the objective, the best point replaces the paper default only when its gain on the "
+                "validation data is significant (a paired test on the same validation images, 5 %). The default, "
+                "'never below the default on any validation set', keeps a candidate only if no kind of pseudo-OOD "
+                "says it is worse.",
             )
             floor = (
                 slider(
@@ -223,6 +224,23 @@ def main() -> None:
     if result is None:
         st.info(f"Press **Tune {method.label}** to search its parameters.")
     else:
+        verdict = st.success if not result.kept_default else st.info
+        verdict(
+            f"**{method.label}**: "
+            + ("kept the paper default. " if result.kept_default else "")
+            + plain(result.reason, limit=600)
+        )
+        if result.unreliable:
+            st.warning(
+                f"The validation sets disagree on how to rank {method.label}'s candidates (proxy agreement "
+                f"{result.agreement:+.2f}, rank correlation between sets): the proxy is unreliable for this "
+                "method, whatever it picks."
+            )
+        elif result.agreement == result.agreement:  # not NaN
+            st.caption(
+                f"Proxy agreement {result.agreement:+.2f}: the validation sets rank the candidates alike (no test "
+                "data needed to see this)."
+            )
         table = tuning.points_table(found, method, result)
         shown = "FPR95" if objective == "fpr95" else "AUROC"
         test_column = f"test {shown}"

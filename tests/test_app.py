@@ -56,6 +56,8 @@ def test_setup_extracts_the_demo_with_one_click_and_shows_results(fresh_cache):
         "FPR95",
         "AUPR-In",
         "AUPR-Out",
+        "AUROC low",
+        "AUROC high",
     ]
     inventory = at.dataframe[-1].value
     assert len(inventory) == 8 and set(inventory["status"]) == {"ok"}

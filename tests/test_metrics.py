@@ -11,6 +11,7 @@ except ImportError:  # pragma: no cover
 from ood_core import metric_kernels
 from ood_core.metrics import (
     ALL_METRICS,
+    AUROC_SE,
     FPR95_CONVENTIONS,
     FPR95_OOD,
     METRICS,
@@ -90,6 +91,8 @@ def test_metrics_table_is_tidy_with_mean_rows():
         "FPR95",
         "AUPR-In",
         "AUPR-Out",
+        "AUROC low",
+        "AUROC high",
     ]
     assert table[["method", "ood_set"]].values.tolist() == [
         ["A", "x"],
@@ -128,7 +131,7 @@ def _oracle(id_scores, ood_scores):
 def _assert_matches_oracle(id_scores, ood_scores):
     got = IDReference(id_scores).metrics(ood_scores)
     want = _oracle(id_scores, ood_scores)
-    assert list(got) == list(ALL_METRICS)
+    assert list(got) == [*ALL_METRICS, AUROC_SE]
     for key in ALL_METRICS:
         assert abs(got[key] - want[key]) <= TOL, (key, got[key], want[key])
     four = ood_metrics(id_scores, ood_scores)
@@ -199,6 +202,7 @@ def test_separation_values_both_ways():
         "FPR95 (OOD+)": 0.0,
         "AUPR-In": 100.0,
         "AUPR-Out": 100.0,
+        AUROC_SE: 0.0,  # perfect separation: every component is 1 (or 0)
     }
     down = IDReference(np.arange(0.0, 10.0)).metrics(np.arange(10.0, 20.0))
     assert down["AUROC"] == 0.0

@@ -152,3 +152,59 @@ def test_id_evidence_matches_a_per_sample_count():
     assert evidence.accuracy_before == evidence.accuracy_after == pytest.approx(90.0)
     assert evidence.logit_after == pytest.approx(evidence.logit_before)
     assert evidence.logit_before == pytest.approx(np.mean([max(row) for row in logits]))
+
+
+def _nap_workspace(n: int, seed: int = 1):
+    """Two blocks read by NAP (one channel, mean 0, so S_NAP = max²): b1 a less noisy view of the same latent score
+    than b2, the last block. With n = 2,000 per side b1 is significantly better (paired DeLong p ≈ 0.006); with
+    half the samples the gap is no longer significant (p ≈ 0.76)."""
+    import uuid
+
+    from ood_core.engine.cache import FeatureSet
+    from ood_core.workspace import LoadedWorkspace
+
+    rng = np.random.default_rng(seed)
+    latent = {"id": rng.normal(1, 1, n), "ood": rng.normal(0, 1, n)}
+    noise = {"b1": 0.5, "b2": 0.62}
+    sets = {}
+    for side in ("id", "ood"):
+        arrays = {
+            "logits": rng.normal(0, 1, (n, 3)).astype(np.float32),
+            "labels": rng.integers(0, 3, n) if side == "id" else np.full(n, -1),
+        }
+        for block in ("b1", "b2"):
+            value = latent[side] + rng.normal(0, noise[block], n) + 8.0
+            arrays[f"blocks/{block}/max"] = value[:, None]
+            arrays[f"blocks/{block}/mean"] = np.zeros((n, 1))
+        meta = {"probes": ["b1", "b2"], "rows": n, "created": uuid.uuid4().hex}
+        sets[side] = FeatureSet(None, meta, arrays)
+    return LoadedWorkspace(sets["id"], None, {"ood": sets["ood"]})
+
+
+def _subset(features, rows):
+    from ood_core.tuning import subset
+
+    return features.with_sets(
+        {"ood": subset(features.ood["ood"], rows, "half")}
+    ).__class__(
+        subset(features.id_test, rows, "half"),
+        None,
+        {"ood": subset(features.ood["ood"], rows, "half")},
+    )
+
+
+def test_a_claim_unlike_the_paper_becomes_no_clear_difference_when_the_samples_are_halved():
+    from ood_core import claims
+    from ood_core.observations import settle
+
+    full = _nap_workspace(2000)
+    [depth] = settle([claims.nap_depth(full, "a context")])
+    assert depth.agrees is False and depth.text.startswith(
+        "Unlike the paper, the best block here is **b1**"
+    )
+    half = _subset(full, np.arange(1000))
+    [depth] = settle([claims.nap_depth(half, "a context")])
+    assert depth.agrees is None
+    assert depth.text.startswith(
+        "No clear difference between the best block b1 and the last, b2: Δ +"
+    )

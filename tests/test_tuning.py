@@ -7,6 +7,7 @@ import itertools
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
@@ -301,3 +302,53 @@ def test_regret_is_test_best_minus_tuned_over_the_evaluated_points(digits):
     assert len(found.validation.id_test) + len(found.test.id_test) == len(
         features.id_test
     )
+
+
+def test_the_default_objective_never_picks_a_point_below_the_default_on_a_validation_set(
+    digits,
+):
+    features = load_workspace(Workspace("demo", "digits", ()))
+    found = tuning.split(features, tuning.Protocol())  # every pseudo-OOD variant
+    for name in ("react", "nap-energy", "ash-s"):
+        result = tuning.search(found.validation, METHODS[name], points=6)
+        by_point = {tuning.digest(p["params"]): p["sets"] for p in result.evaluated}
+        chosen, default = (
+            by_point[tuning.digest(result.chosen)],
+            by_point[tuning.digest(result.default)],
+        )
+        assert all(chosen[s] >= default[s] - tuning.TOLERANCE for s in default), name
+        if not result.kept_default and result.chosen != result.default:
+            assert result.gain["p"] < 0.05 and result.gain["delta"] > 0, name
+
+
+def test_a_gain_that_is_not_significant_keeps_the_default(digits):
+    """Only 12 validation ID images: no candidate's gain can be told from noise."""
+    features = load_workspace(Workspace("demo", "digits", ()))
+    protocol = tuning.Protocol(pseudo=("blur",), id_fraction=0.05)
+    found = tuning.split(features, protocol)
+    small = found.validation.with_sets(
+        {
+            name: tuning.subset(f, np.arange(12), "few")
+            for name, f in found.validation.ood.items()
+        }
+    )
+    result = tuning.search(small, METHODS["react"], objective="auroc", points=6)
+    assert result.kept_default and result.chosen == result.default
+    assert "not significant" in result.reason
+
+
+def test_proxy_agreement_is_the_mean_rank_correlation_between_validation_sets():
+    points = [
+        {"params": {"p": i}, "sets": {"a": a, "b": b, "c": c}}
+        for i, (a, b, c) in enumerate([(1, 2, 3), (2, 3, 1), (3, 1, 2), (4, 4, 4)])
+    ]
+    frame = pd.DataFrame([p["sets"] for p in points])
+    expected = np.mean(
+        [
+            frame["a"].corr(frame["b"], method="spearman"),
+            frame["a"].corr(frame["c"], method="spearman"),
+            frame["b"].corr(frame["c"], method="spearman"),
+        ]
+    )
+    assert tuning.agreement(points) == pytest.approx(expected)
+    assert np.isnan(tuning.agreement(points[:2]))

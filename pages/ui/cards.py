@@ -4,14 +4,15 @@ check a paper's claim against the current numbers."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import pandas as pd
 import streamlit as st
 
 from ood_core import observations as notes
-from ood_core.observations import Observation, at_chance
+from ood_core.metrics import Difference
+from ood_core.observations import CHANCE_BAND, Observation, at_chance
 from ood_core.pictures.export import metric_cards as cards_png
 from ood_core.scores.method import Method
 from ood_core.workspace import LoadedWorkspace
@@ -62,34 +63,56 @@ def first_use_progress(
         placeholder.empty()
 
 
+def _delta(
+    value: float, base: float, label: str, difference: Difference | None
+) -> tuple[str, str]:
+    """A card's delta text and colour: green/red only when the paired test says the difference is real, grey
+    against a base at or below chance (beating a coin flip, or a reversed score, is not progress)."""
+    text = f"{value - base:+.1f} vs {label}"
+    if base < 50 - CHANCE_BAND:
+        return text + " (base below chance)", "off"
+    if at_chance(base) or at_chance(value):
+        return text + " (at chance)", "off"
+    if difference is not None and not difference.significant:
+        return text + " (no clear difference)", "off"
+    return text, "normal"
+
+
 def metric_cards(
     table: pd.DataFrame,
     reference: pd.DataFrame | None = None,
     reference_label: str = "base",
     export: str | None = None,
+    differences: Mapping[str, Difference] | None = None,
 ) -> None:
-    """One AUROC/FPR95 card per OOD set, with the delta against ``reference`` rows of the same ood_set; a delta
-    against a reference at chance level is grey (it is not progress). ``export`` names a PNG download of the
-    cards (for slides)."""
+    """One AUROC card per OOD set (1 decimal, DeLong's 95 % interval and FPR95 beneath), with the delta against
+    ``reference`` rows of the same ood_set: coloured only where ``differences`` (paired tests) say it is real,
+    grey against a base at or below chance. ``export`` names a PNG download of the cards (for slides)."""
     rows = table.set_index("ood_set")
     bases = None if reference is None else reference.set_index("ood_set")["AUROC"]
     columns = st.columns(len(rows))
     for column, (name, row) in zip(columns, rows.iterrows()):
         delta, colour_mode = None, "normal"
         if bases is not None:
-            base = bases[name]
-            delta = f"{row['AUROC'] - base:+.2f} vs {reference_label}"
-            if at_chance(base) or at_chance(row["AUROC"]):
-                delta += " (at chance)"
-                colour_mode = "off"
+            delta, colour_mode = _delta(
+                row["AUROC"],
+                bases[name],
+                reference_label,
+                (differences or {}).get(name),
+            )
         column.metric(
             f"AUROC · {name}",
-            f"{row['AUROC']:.2f}",
+            f"{row['AUROC']:.1f}",
             delta,
             delta_color=colour_mode,
             help=AUROC_HELP,
         )
-        column.caption(f"FPR95 {row['FPR95']:.2f} %")
+        interval = (
+            f"95 % CI {row['AUROC low']:.1f}–{row['AUROC high']:.1f} · "
+            if "AUROC low" in row
+            else ""
+        )
+        column.caption(f"{interval}FPR95 {row['FPR95']:.1f} %")
     if export:
         label = table["method"].iloc[0] if "method" in table else export
         st.download_button(
@@ -115,12 +138,14 @@ def context(features: LoadedWorkspace) -> str:
 
 def observations(items: list[Observation], key: str) -> None:
     """The page's "what you should see here" block: sentences generated from the current numbers, each badged as
-    agreeing or disagreeing with the paper's claim, with one line on why a disagreement can happen."""
+    agreeing or disagreeing with the paper's claim only when the claim is significant at 5 % (Holm-corrected over
+    the block's claims), with one line on why a disagreement can happen."""
     with st.container(border=True, key=f"observations_{key}"):
         st.markdown(
-            "**What you should see here** — generated from the numbers on this page"
+            "**What you should see here** — generated from the numbers on this page; a claim is checked only "
+            "when the difference is significant (paired tests, 5 %, Holm-corrected)"
         )
-        for item in items:
+        for item in notes.settle(items):
             line = f"{BADGES[item.agrees]} {item.text}"
             if item.agrees is False and item.why:
                 line += f"  \n*Why this can happen:* {item.why}"

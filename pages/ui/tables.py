@@ -1,0 +1,83 @@
+"""Metric tables as pages show them: one number format everywhere (2 decimals in tables), each value with its
+95 % interval, and a column's best value highlighted only where it is significantly best (ties shown as ties)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from ood_core.comparisons import Leader
+
+BEST = "background-color: #d4edda; font-weight: 600"
+TIED = "background-color: #fff3cd"
+CHANGED = "box-shadow: inset 4px 0 0 #1f77b4"
+
+
+def with_interval(value: float, low: float | None, high: float | None) -> str:
+    """``87.23 ± 1.10`` (the half-width of a symmetric interval) or ``12.30 [10.10, 14.50]``."""
+    if low is None or high is None or pd.isna(low):
+        return f"{value:.2f}"
+    if abs((value - low) - (high - value)) < 0.01:
+        return f"{value:.2f} ± {(high - low) / 2:.2f}"
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def pivot_with_intervals(
+    table: pd.DataFrame, metric: str, order: Sequence[str], sets: Sequence[str]
+) -> pd.DataFrame:
+    """``method × OOD set`` of ``metric`` as text with its interval (when the table has one)."""
+    low, high = f"{metric} low", f"{metric} high"
+    rows = table.set_index(["method", "ood_set"])
+    cells = {
+        column: [
+            with_interval(
+                rows.loc[(method, column), metric],
+                rows.loc[(method, column)].get(low),
+                rows.loc[(method, column)].get(high),
+            )
+            if (method, column) in rows.index
+            else ""
+            for method in order
+        ]
+        for column in sets
+    }
+    return pd.DataFrame(cells, index=pd.Index(list(order), name="method"))
+
+
+def leaderboard(
+    table: pd.DataFrame,
+    metric: str,
+    order: Sequence[str],
+    sets: Sequence[str],
+    leaders: Mapping[str, Leader],
+    key: str,
+    changed: str | None = None,
+) -> None:
+    """The pivot of ``metric`` with intervals: per column the best cell green where the paired test says it is
+    best, the best two amber where they are not clearly apart; the row of ``changed`` marked at its left edge."""
+    shown = pivot_with_intervals(table, metric, order, sets).reset_index()
+    row = {method: i for i, method in enumerate(order)}
+
+    def style(frame: pd.DataFrame) -> pd.DataFrame:
+        css = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        for column, leader in leaders.items():
+            if column not in css:
+                continue
+            if leader.tied:
+                css.loc[[row[leader.best], row[leader.runner]], column] = TIED
+            else:
+                css.loc[row[leader.best], column] = BEST
+        if changed in row:
+            css.loc[row[changed]] = css.loc[row[changed]] + ";" + CHANGED
+        return css
+
+    st.dataframe(
+        shown.style.apply(style, axis=None),
+        hide_index=True,
+        width="stretch",
+        height=35 * (len(order) + 1) + 3,
+        column_config={"method": st.column_config.TextColumn("method", width="medium")},
+        key=key,
+    )

@@ -147,6 +147,56 @@ def update_times(
     return results
 
 
+INTERVAL_METHODS = ("msp", "energy", "react", "line", "nap-energy")
+
+
+def interval_costs(features: LoadedWorkspace, repeats: int) -> None:
+    """What the uncertainty adds to one slider update: (a) the scores and the metrics as plain numbers, (b) the
+    page's metrics table with DeLong's AUROC intervals (per set and for the mean), (c) (b) and the paired DeLong tests
+    that colour a page's card deltas (each set and the mean against the method at its default). The three
+    alternate, each after the score memo is cleared; medians."""
+    from ood_core.metrics import paired_auroc
+
+    def cards(method, scores, reference) -> None:
+        metrics_table({method.label: scores})
+        for name in scores[1]:
+            paired_auroc(scores, reference, [name])
+        paired_auroc(scores, reference)
+
+    print(
+        "  uncertainty added to one slider update (median ms; (a) plain metrics, (b) + intervals, (c) + tests):"
+    )
+    for name in INTERVAL_METHODS:
+        method = METHODS[name]
+        if features.unavailable(method):
+            continue
+        numeric = [p for p in method.params if p.numeric]
+        values = moves(numeric[0], True, features.benchmark)[:4] if numeric else [None]
+        times = {"a": [], "b": [], "c": []}
+        for _ in range(repeats):
+            for value in values:
+                params = {numeric[0].name: value} if numeric else {}
+                reference = features.scores(method)
+                for label, bucket in times.items():
+                    workspace_module._scores.clear()
+                    features.scores(method)  # the page before the move
+                    start = time.perf_counter()
+                    scores = features.scores(method, params)
+                    if label == "a":
+                        set_metrics(*scores)
+                    elif label == "b":
+                        metrics_table({method.label: scores})
+                    else:
+                        cards(method, scores, reference)
+                    bucket.append(time.perf_counter() - start)
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        print(
+            f"    {method.label:<12} (a) {med['a']:6.1f}  (b) {med['b']:6.1f} (+{med['b'] - med['a']:.1f})  "
+            f"(c) {med['c']:6.1f} (+{med['c'] - med['a']:.1f})",
+            flush=True,
+        )
+
+
 def metrics_time(features: LoadedWorkspace, repeats: int) -> float:
     id_scores, ood = features.scores(METHODS["energy"])
     times = []
@@ -411,6 +461,11 @@ def main() -> None:
         action="store_true",
         help="two moves near the default per parameter (ImageNet size, where one move can take seconds)",
     )
+    parser.add_argument(
+        "--intervals-only",
+        action="store_true",
+        help="only what the intervals and paired tests add to an update",
+    )
     args = parser.parse_args()
     size = SIZES[args.size]
     cache = FeatureCache()
@@ -421,6 +476,9 @@ def main() -> None:
     print(
         f"== {args.size}: workspace ready in {time.perf_counter() - start:.1f} s ({cache.root})"
     )
+    if args.intervals_only:
+        interval_costs(features, max(3, args.repeats))
+        return
     if not args.no_first_use:
         first_use(size, cache)
     start = time.perf_counter()
@@ -445,6 +503,7 @@ def main() -> None:
     print(
         f"  near the default: median over methods {statistics.median(values) * 1e3:.1f} ms, slowest {max(values) * 1e3:.1f} ms"
     )
+    interval_costs(features, max(3, args.repeats))
     if not args.no_anchor:
         anchor_times(features, args.repeats)
     print(f"  peak resident memory of this process: {peak_rss_mb():,.0f} MB")

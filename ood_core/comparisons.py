@@ -7,7 +7,6 @@ Both methods score the same ID and OOD samples, so their difference is tested pa
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from .metrics import (
     Difference,
     Scored,
     auroc_mean_interval,
+    content_key,
     paired_auroc,
     paired_bootstrap,
 )
@@ -69,13 +69,10 @@ def mean_interval(
     return auroc_mean_interval(scored(features, setting))
 
 
-def _identity(scores: Scored, sets: Sequence[str]) -> str:
-    """What the scores are, for the memo: a digest of their bytes."""
+def _identity(scores: Scored, sets: Sequence[str]) -> tuple:
+    """What the scores are, for the memo: the digests of their values."""
     id_scores, per_set = scores
-    digest = hashlib.blake2b(digest_size=16)
-    for array in [id_scores, *(per_set[s] for s in sets)]:
-        digest.update(np.ascontiguousarray(array, np.float64).tobytes())
-    return digest.hexdigest()
+    return tuple(content_key(a) for a in [id_scores, *(per_set[s] for s in sets)])
 
 
 def per_set_differences(

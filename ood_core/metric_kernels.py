@@ -263,3 +263,86 @@ def bootstrap(
         values = weighted_metrics(a, wa, b, wb, 0.95)
         for k in range(5):
             out[r, k] = values[k]
+
+
+@njit(nogil=True, cache=True)
+def radix_argsort(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(np.sort(x), np.argsort(x, kind="stable"))`` for finite float64 ``x``: ``radix_sort`` carrying each
+    key's original index (LSD passes are stable, so equal values keep their order)."""
+    n = x.size
+    keys = np.empty(n, np.uint64)
+    bits = x.view(np.uint64)
+    for i in range(n):
+        k = bits[i]
+        keys[i] = ~k if k & _SIGN else k | _SIGN
+    counts = np.zeros((_DIGITS, 1 << _BITS), np.int64)
+    for i in range(n):
+        k = keys[i]
+        for p in range(_DIGITS):
+            counts[p, (k >> np.uint64(_BITS * p)) & _MASK] += 1
+    source, target = keys, np.empty(n, np.uint64)
+    index, moved = np.arange(n), np.empty(n, np.int64)
+    for p in range(_DIGITS):
+        shift = np.uint64(_BITS * p)
+        if counts[p, (source[0] >> shift) & _MASK] == n:
+            continue
+        offset = 0
+        for b in range(1 << _BITS):
+            c = counts[p, b]
+            counts[p, b] = offset
+            offset += c
+        for i in range(n):
+            k = source[i]
+            b = (k >> shift) & _MASK
+            target[counts[p, b]] = k
+            moved[counts[p, b]] = index[i]
+            counts[p, b] += 1
+        source, target = target, source
+        index, moved = moved, index
+    for i in range(n):
+        k = source[i]
+        source[i] = k & ~_SIGN if k & _SIGN else ~k
+    return source.view(np.float64), index
+
+
+@njit(nogil=True, cache=True)
+def components(
+    a: np.ndarray,
+    a_index: np.ndarray,
+    b: np.ndarray,
+    b_index: np.ndarray,
+    v10: np.ndarray,
+    v01: np.ndarray,
+) -> None:
+    """DeLong's per-sample components in the samples' own order, from sorted ID ``a`` and OOD ``b`` and their
+    original indices: ``v10[i] = (#OOD < a_i + ½#OOD == a_i)/n``, ``v01[j] = (#ID > b_j + ½#ID == b_j)/p``."""
+    p, n = a.size, b.size
+    j = 0
+    s = 0
+    while s < p:
+        v = a[s]
+        e = _run_end(a, s)
+        while j < n and b[j] < v:
+            j += 1
+        lt = j
+        eq = j
+        while eq < n and b[eq] == v:
+            eq += 1
+        value = (lt + 0.5 * (eq - lt)) / n
+        for t in range(s, e):
+            v10[a_index[t]] = value
+        s = e
+    i = 0
+    below = 0
+    h = 0
+    while h < n:
+        w = b[h]
+        e = _run_end(b, h)
+        while below < p and a[below] < w:
+            below += 1
+        while i < p and a[i] <= w:
+            i += 1
+        value = (p - i + 0.5 * (i - below)) / p
+        for t in range(h, e):
+            v01[b_index[t]] = value
+        h = e

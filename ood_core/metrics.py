@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -338,24 +339,59 @@ def auroc_interval(auroc: float, se: float, z: float = Z95) -> tuple[float, floa
     return max(0.0, auroc - z * se), min(100.0, auroc + z * se)
 
 
+_sorted: BoundedMemo[tuple[np.ndarray, np.ndarray]] = BoundedMemo(256)
+
+
+_components: BoundedMemo[tuple[np.ndarray, np.ndarray]] = BoundedMemo(256)
+
+
+def _argsorted(
+    scores: np.ndarray, what: str
+) -> tuple[tuple, tuple[np.ndarray, np.ndarray]]:
+    """The score vector's key and ``(sorted scores, original index of each)``, memoised per score vector (an ID
+    set is sorted once for all its OOD sets and comparisons)."""
+    key = content_key(scores)
+    return key, _sorted.get(
+        key, lambda: metric_kernels.radix_argsort(_flat_scores(scores, what))
+    )
+
+
+_keys: dict[int, tuple[weakref.ref, tuple]] = {}
+
+
+def content_key(scores: np.ndarray) -> tuple:
+    """A digest of a score vector's values, remembered per array object while it lives (a page asks about the same
+    memoised score vectors many times; hashing each time would cost more than the test)."""
+    known = _keys.get(id(scores))
+    if known is not None and known[0]() is scores:
+        return known[1]
+    x = np.ascontiguousarray(scores, np.float64).ravel()
+    key = (x.size, hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest())
+    identity = id(scores)
+    try:
+        reference = weakref.ref(scores, lambda _: _keys.pop(identity, None))
+    except TypeError:  # not an object that takes weak references: no shortcut
+        return key
+    _keys[identity] = (reference, key)
+    return key
+
+
 def delong_components(
     id_scores: np.ndarray, ood_scores: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """DeLong's per-sample structural components (fractions), in the samples' own order: ``V10[i]`` = the share of
     OOD scores below ID sample ``i`` (ties count ½), ``V01[j]`` = the share of ID scores above OOD sample ``j``.
-    Their means are the AUROC; their variances give its variance (DeLong, DeLong & Clarke-Pearson, 1988)."""
-    a = _flat_scores(id_scores, "ID")
-    b = _flat_scores(ood_scores, "OOD")
-    a_sorted, b_sorted = np.sort(a), np.sort(b)
-    v10 = (
-        np.searchsorted(b_sorted, a, "left") + np.searchsorted(b_sorted, a, "right")
-    ) / (2.0 * b.size)
-    v01 = (
-        2 * a.size
-        - np.searchsorted(a_sorted, b, "left")
-        - np.searchsorted(a_sorted, b, "right")
-    ) / (2.0 * a.size)
-    return v10, v01
+    Their means are the AUROC; their variances give its variance (DeLong, DeLong & Clarke-Pearson, 1988). One merge
+    of the two sorted sets (each sorted once, memoised)."""
+    id_key, (a, a_index) = _argsorted(id_scores, "ID")
+    ood_key, (b, b_index) = _argsorted(ood_scores, "OOD")
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        v10, v01 = np.empty(a.size), np.empty(b.size)
+        metric_kernels.components(a, a_index, b, b_index, v10, v01)
+        return v10, v01
+
+    return _components.get((id_key, ood_key), compute)
 
 
 Scored = tuple[
@@ -461,13 +497,7 @@ def bootstrap_metrics(
     the OOD set when several share one ID set (their ID resamples are shared, their OOD resamples independent)."""
     a = _flat_scores(id_scores, "ID")
     b = _flat_scores(ood_scores, "OOD")
-    key = (
-        hashlib.blake2b(a.tobytes(), digest_size=16).hexdigest(),
-        hashlib.blake2b(b.tobytes(), digest_size=16).hexdigest(),
-        resamples,
-        seed,
-        stream,
-    )
+    key = (content_key(id_scores), content_key(ood_scores), resamples, seed, stream)
 
     def compute() -> np.ndarray:
         a_order, b_order = np.argsort(a, kind="stable"), np.argsort(b, kind="stable")

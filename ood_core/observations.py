@@ -13,10 +13,12 @@ check the sentences flip when the data do.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
+from scipy.stats import ttest_1samp
 
 from .metrics import Z95, Difference, holm
 from .scores.line import Evidence
@@ -377,13 +379,15 @@ def line_vs_energy(
 
 def background(
     alpha: float,
-    deltas: Mapping[str, float],
-    control: Mapping[str, float] | None,
+    deltas: Mapping[str, Sequence[float]],
+    control: Mapping[str, Sequence[float]] | None,
 ) -> list[Observation]:
     """Local Background features: the background term makes the model less confident on OOD (Energy improves) and
     the gain is the term's, not fine-tuning's (it beats the α = 0 control).
 
-    ``deltas`` / ``control``: per method label, mean AUROC after − before, for α and for the α = 0 control."""
+    ``deltas`` / ``control``: per method label, the change of mean AUROC (after − before), one value per seed, for
+    α and for the α = 0 control with the same seeds. Claims rest on the spread over seeds: a one-sample t-test of
+    Energy's changes, a paired t-test (by seed) of α's changes against the control's."""
     if alpha == 0:
         return [
             Observation(
@@ -394,42 +398,76 @@ def background(
     out = []
     energy = deltas.get("Energy")
     if energy is not None:
+        mean, spread = _mean_sd(energy)
+        p = _t_test(energy)
         out.append(
             Observation(
-                f"With α = {alpha:g}, Energy's mean AUROC changes by {energy:+.1f}"
+                f"With α = {alpha:g}, Energy's mean AUROC changes by {mean:+.1f}{spread}"
                 + (
                     ": the model is less confident on OOD, as the paper says."
-                    if energy > 0
+                    if mean > 0
                     else ": the model is **not** less confident on OOD here."
                 ),
-                energy > 0,
+                mean > 0,
                 ""
-                if energy > 0
+                if mean > 0
                 else "Energy reads the logits; the background term acts on local features, and a short fine-tune "
                 "of a small model may reshape the logits only a little.",
+                p=p,
+                unclear=f"With α = {alpha:g}, Energy's mean AUROC changes by {mean:+.1f}{spread}: no clear change "
+                f"over the seeds (t-test p = {p:.2f})."
+                if p is not None
+                else "",
             )
         )
     if control is None:
         out.append(
             Observation(
-                "Train the α = 0 control (same k and epochs) to tell the background term's effect from fine-tuning's.",
+                "Train the α = 0 control (same k, epochs and seeds) to tell the background term's effect from "
+                "fine-tuning's.",
                 None,
             )
         )
         return out
-    for label, delta in deltas.items():
-        extra = delta - control[label]
+    for label, values in deltas.items():
+        extra = [a - c for a, c in zip(values, control[label])]
+        mean, spread = _mean_sd(extra)
+        p = _t_test(extra)
         out.append(
             Observation(
-                f"{label}: {delta:+.1f} with α = {alpha:g} vs {control[label]:+.1f} for the α = 0 control, so the "
-                f"background term itself adds **{extra:+.1f}**.",
-                extra > 0,
+                f"{label}: {np.mean(values):+.1f} with α = {alpha:g} vs {np.mean(control[label]):+.1f} for the α = 0 "
+                f"control, so the background term itself adds **{mean:+.1f}**{spread}.",
+                mean > 0,
                 ""
-                if extra > 0
+                if mean > 0
                 else "Fine-tuning alone moves the scores too; what the term adds can be smaller than that noise.",
+                p=p,
+                unclear=f"{label}: the background term adds {mean:+.1f}{spread} over the α = 0 control: no clear "
+                f"difference over the seeds (paired t-test p = {p:.2f})."
+                if p is not None
+                else "",
             )
         )
     return out
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, str]:
+    """The mean and `` ± sd over n seeds`` (empty for one seed)."""
+    if len(values) < 2:
+        return float(np.mean(values)), " (one seed)"
+    return float(
+        np.mean(values)
+    ), f" ± {np.std(values, ddof=1):.1f} (sd over {len(values)} seeds)"
+
+
+def _t_test(values: Sequence[float]) -> float | None:
+    """The two-sided p-value of a one-sample t-test of mean 0 (``None`` with fewer than 2 values)."""
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return None
+    if np.allclose(values, values[0]):
+        return 0.0 if values[0] != 0 else 1.0
+    return float(ttest_1samp(values, 0.0).pvalue)
 
 
 def best_methods(

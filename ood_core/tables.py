@@ -198,28 +198,73 @@ def extremes(
 
 def paired_before_after(
     before: LoadedWorkspace,
-    after: LoadedWorkspace,
+    after: Sequence[LoadedWorkspace],
     methods: Sequence[Method],
-    control: LoadedWorkspace | None = None,
+    control: Sequence[LoadedWorkspace] = (),
 ) -> pd.DataFrame:
-    """AUROC (%) of each method at its defaults before and after fine-tuning, paired per (method, OOD set):
-    columns ``before``, ``after``, ``Δ``; with the α = 0 ``control`` model also ``Δ control`` and
-    ``Δ − Δ control`` (what the fine-tuning's extra loss term adds beyond fine-tuning itself)."""
-    workspaces = {"before": before, "after": after} | (
-        {"control": control} if control else {}
-    )
-    auroc = {
-        name: metrics_table({m.label: features.scores(m) for m in methods}).set_index(
-            ["method", "ood_set"]
-        )["AUROC"]
-        for name, features in workspaces.items()
-    }
-    frame = pd.DataFrame({"before": auroc["before"], "after": auroc["after"]})
-    frame["Δ"] = frame["after"] - frame["before"]
-    if control is not None:
-        frame["Δ control"] = auroc["control"] - frame["before"]
+    """AUROC (%) of each method at its defaults before and after fine-tuning, paired per (method, OOD set), the
+    fine-tune repeated over seeds (``after``, one workspace per seed): columns ``before``, ``after`` (mean over
+    seeds), ``Δ`` (mean), ``Δ sd`` (over seeds) and ``Δ per seed``; with the α = 0 ``control`` models (the same
+    seeds) also ``Δ control``, ``Δ control sd`` and ``Δ − Δ control`` (what the extra loss term adds)."""
+
+    def auroc(features: LoadedWorkspace) -> pd.Series:
+        table = metrics_table({m.label: features.scores(m) for m in methods})
+        return table.set_index(["method", "ood_set"])["AUROC"]
+
+    start = auroc(before)
+    runs = pd.DataFrame({i: auroc(f) - start for i, f in enumerate(after)})
+    frame = pd.DataFrame({"before": start, "after": start + runs.mean(axis=1)})
+    frame["Δ"] = runs.mean(axis=1)
+    frame["Δ sd"] = runs.std(axis=1, ddof=1) if len(after) > 1 else float("nan")
+    frame["Δ per seed"] = [
+        ", ".join(f"{v:+.1f}" for v in row) for row in runs.to_numpy()
+    ]
+    if control:
+        controls = pd.DataFrame({i: auroc(f) - start for i, f in enumerate(control)})
+        frame["Δ control"] = controls.mean(axis=1)
+        frame["Δ control sd"] = (
+            controls.std(axis=1, ddof=1) if len(control) > 1 else float("nan")
+        )
         frame["Δ − Δ control"] = frame["Δ"] - frame["Δ control"]
     return frame.reset_index()
+
+
+def seed_table(
+    features: LoadedWorkspace,
+    method: Method,
+    runs: Sequence[Mapping[str, object]],
+    left_out: str | None = None,
+) -> pd.DataFrame:
+    """AUROC (%) of one trained method over several training runs (``runs``: its parameters per seed): one row per
+    run (``seed <s>``) plus ``mean`` and ``sd`` rows, one column per OOD set (``left_out`` dropped) and ``mean``."""
+    rows = {}
+    for params in runs:
+        id_scores, ood = features.scores(method, params)
+        ood = {name: v for name, v in ood.items() if name != left_out}
+        table = metrics_table({method.label: (id_scores, ood)})
+        rows[f"seed {params.get('seed', 0)}"] = table.set_index("ood_set")["AUROC"]
+    frame = pd.DataFrame(rows).T
+    summary = pd.DataFrame(
+        {
+            "mean": frame.mean(),
+            "sd": frame.std(ddof=1) if len(frame) > 1 else frame.mean() * float("nan"),
+        }
+    ).T
+    return pd.concat([frame, summary])
+
+
+def seed_deltas(
+    before: LoadedWorkspace, after: Sequence[LoadedWorkspace], methods: Sequence[Method]
+) -> dict[str, list[float]]:
+    """Per method, the change of its mean AUROC over the OOD sets, one value per seed (after − before)."""
+
+    def means(features: LoadedWorkspace) -> pd.Series:
+        table = metrics_table({m.label: features.scores(m) for m in methods})
+        return table.groupby("method", sort=False)["AUROC"].mean()
+
+    start = means(before)
+    per_seed = [means(f) - start for f in after]
+    return {m.label: [float(s[m.label]) for s in per_seed] for m in methods}
 
 
 def per_set(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -10,7 +13,7 @@ from ood_core import observations as notes
 from ood_core.inputs import catalog
 from ood_core.scores import get_method
 from ood_core.scores.method import Param
-from ood_core.tables import paired_before_after
+from ood_core.tables import paired_before_after, seed_deltas
 from ood_core.training import finetune
 from ood_core.training.background import BackgroundSettings
 from ood_core.workspace import Workspace, cached_workspace, load_workspace
@@ -83,86 +86,119 @@ def main() -> None:
     )
     epochs = slider("Epochs", EPOCHS, "bg_epochs", where=columns[2])
     settings = BackgroundSettings(alpha=alpha, k=k, epochs=epochs)
-    name = finetune.background_model_name(base, settings)
-    after_ws = Workspace(name, ws.id_dataset, ws.ood_datasets)
+    seeds = finetune.SEEDS
 
-    def fine_tune_and_extract(chosen: BackgroundSettings, model: str):
-        """Fine-tune the base model with ``chosen`` settings (registered as ``model``) and extract its features, with
-        progress; the loaded workspace of the new model."""
-        with st.status(f"Fine-tuning {base} into {model} …", expanded=True) as status:
-            bar = st.progress(0.0)
-            finetune.background_fine_tune(
-                base,
-                ws.id_dataset,
-                chosen,
-                lambda step, steps, loss: bar.progress(
-                    step / steps, f"step {step}/{steps} · loss {loss:.3f}"
-                ),
+    def names_of(chosen: BackgroundSettings) -> list[str]:
+        return [
+            finetune.background_model_name(base, replace(chosen, seed=seed))
+            for seed in seeds
+        ]
+
+    def cached_runs(chosen: BackgroundSettings) -> list | None:
+        """The loaded workspaces of every seed's fine-tuned model, or ``None`` unless all are ready."""
+        runs = []
+        for model in names_of(chosen):
+            found = (
+                cached_workspace(Workspace(model, ws.id_dataset, ws.ood_datasets))
+                if model in catalog.models()
+                else None
             )
-            status.update(label=f"Extracting features of {model} …")
-            loaded = load_workspace(
-                Workspace(model, ws.id_dataset, ws.ood_datasets),
-                progress=lambda label, done, total: bar.progress(
-                    done / total, f"{label}: {done}/{total}"
-                ),
-            )
-            status.update(label=f"{model} is ready", state="complete")
+            if found is None:
+                return None
+            runs.append(found)
+        return runs
+
+    def fine_tune_and_extract(chosen: BackgroundSettings) -> list:
+        """Fine-tune the base model with ``chosen`` settings once per seed (each registered as a model) and extract
+        its features, with progress; the loaded workspaces."""
+        loaded = []
+        for seed, model in zip(seeds, names_of(chosen)):
+            with st.status(
+                f"Seed {seed}: fine-tuning {base} into {model} …", expanded=True
+            ) as status:
+                bar = st.progress(0.0)
+                finetune.background_fine_tune(
+                    base,
+                    ws.id_dataset,
+                    replace(chosen, seed=seed),
+                    lambda step, steps, loss, bar=bar: bar.progress(
+                        step / steps, f"step {step}/{steps} · loss {loss:.3f}"
+                    ),
+                )
+                status.update(label=f"Seed {seed}: extracting features of {model} …")
+                loaded.append(
+                    load_workspace(
+                        Workspace(model, ws.id_dataset, ws.ood_datasets),
+                        progress=lambda label, done, total, bar=bar: bar.progress(
+                            done / total, f"{label} — {done}/{total}"
+                        ),
+                    )
+                )
+                status.update(label=f"Seed {seed}: {model} is ready", state="complete")
         return loaded
 
-    after = cached_workspace(after_ws) if name in catalog.models() else None
-    if after is None:
+    afters = cached_runs(settings)
+    if afters is None:
         st.info(
-            f"`{name}` is not trained and extracted yet (demo: ≈ 10 s to fine-tune, ≈ 5 s to extract)."
+            f"The fine-tune is repeated over {len(seeds)} seeds, so that what α changes can be told from what "
+            "chance changes (demo: ≈ 15 s per seed to fine-tune and extract)."
         )
-        if not st.button("Fine-tune and extract", type="primary", key="bg_train"):
+        if not st.button(
+            f"Fine-tune and extract ({len(seeds)} seeds)",
+            type="primary",
+            key="bg_train",
+        ):
             st.stop()
-        after = fine_tune_and_extract(settings, name)
+        afters = fine_tune_and_extract(settings)
 
-    report = finetune.report(name)
+    names = names_of(settings)
+    reports = [finetune.report(model) for model in names]
     st.caption(
-        f"`{name}`: fine-tuned for {epochs} epochs in {report['seconds']:.1f} s. It is now a model like any other: "
-        "pick it in the sidebar to explore it on every page."
+        f"`{names[0]}` and its other seeds: fine-tuned for {epochs} epochs in "
+        f"{sum(r['seconds'] for r in reports):.1f} s in all. Each is a model like any other: pick it in the "
+        "sidebar to explore it on every page."
     )
 
     st.header("2 · Before and after")
+    accuracies = np.array([a.accuracy for a in afters])
     cards = st.columns(3)
     cards[0].metric(
         "ID accuracy after",
-        f"{after.accuracy:.2f} %",
-        f"{after.accuracy - features.accuracy:+.2f} vs before",
+        f"{accuracies.mean():.1f} %",
+        f"{accuracies.mean() - features.accuracy:+.1f} vs before (sd {accuracies.std(ddof=1):.1f} over seeds)",
+        delta_color="off",
     )
-    cards[1].metric("Cross-entropy (last epoch)", f"{report['cross_entropy'][-1]:.3f}")
+    cards[1].metric(
+        "Cross-entropy (last epoch)",
+        f"{np.mean([r['cross_entropy'][-1] for r in reports]):.3f}",
+    )
     cards[2].metric(
-        "Background norm (last epoch)", f"{report['background_norm'][-1]:.3f}"
+        "Background norm (last epoch)",
+        f"{np.mean([r['background_norm'][-1] for r in reports]):.3f}",
     )
 
     control_settings = BackgroundSettings(alpha=0.0, k=k, epochs=epochs)
-    control_name = finetune.background_model_name(base, control_settings)
-    control = (
-        cached_workspace(Workspace(control_name, ws.id_dataset, ws.ood_datasets))
-        if alpha > 0 and control_name in catalog.models()
-        else None
-    )
+    controls = cached_runs(control_settings) if alpha > 0 else None
     methods = [get_method(m) for m in COMPARED]
-    table = paired_before_after(features, after, methods, control)
+    table = paired_before_after(features, afters, methods, controls or ())
+    deltas = seed_deltas(features, afters, methods)
     observations(
         notes.background(
             alpha,
-            notes.mean_by(table, "method", "Δ").to_dict(),
-            notes.mean_by(table, "method", "Δ control").to_dict()
-            if control is not None
-            else None,
+            deltas,
+            seed_deltas(features, controls, methods) if controls else None,
         ),
         "background",
     )
     if (
         alpha > 0
-        and control is None
+        and controls is None
         and st.button(
-            f"Train the α = 0 control (k = {k}, {epochs} epochs)", key="bg_control"
+            f"Train the α = 0 control (k = {k}, {epochs} epochs, {len(seeds)} seeds)",
+            key="bg_control",
         )
     ):
-        fine_tune_and_extract(control_settings, control_name)
+        fine_tune_and_extract(control_settings)
         st.rerun()
     st.dataframe(
         table.style.format(precision=1),
@@ -171,16 +207,50 @@ def main() -> None:
         key="bg_table",
     )
     st.caption(
-        "AUROC (%) per method and OOD set, paired: before → after fine-tuning with α"
+        f"AUROC (%) per method and OOD set, paired: before → after fine-tuning with α, the mean over {len(seeds)} "
+        "seeds with its standard deviation and each seed's change"
         + (
-            ", and against the α = 0 control (plain fine-tuning with the same k and epochs)."
-            if control
+            ", and against the α = 0 control (plain fine-tuning with the same k, epochs and seeds)."
+            if controls
             else "."
         )
     )
+    spread = pd.DataFrame(
+        [
+            {"method": label, "run": f"α = {alpha:g}", "seed": seed, "Δ mean AUROC": v}
+            for label, values in deltas.items()
+            for seed, v in zip(seeds, values)
+        ]
+        + (
+            [
+                {
+                    "method": label,
+                    "run": "α = 0 control",
+                    "seed": seed,
+                    "Δ mean AUROC": v,
+                }
+                for label, values in seed_deltas(features, controls, methods).items()
+                for seed, v in zip(seeds, values)
+            ]
+            if controls
+            else []
+        )
+    )
+    strip = px.strip(
+        spread,
+        x="method",
+        y="Δ mean AUROC",
+        color="run",
+        hover_data=["seed"],
+        title="Change of the mean AUROC, one point per seed",
+    )
+    strip.add_hline(y=0, line_dash="dot")
+    strip.update_layout(height=320, margin={"t": 40, "b": 30})
+    st.plotly_chart(strip, width="stretch", key="bg_seeds")
     st.download_button(
         "Download metrics (CSV)", table.to_csv(index=False), "background_metrics.csv"
     )
+    name = names[0]
 
     @st.cache_data(show_spinner="Measuring background-feature norms …", max_entries=8)
     def norms(base: str, name: str, sets_key: str, k: int) -> pd.DataFrame:

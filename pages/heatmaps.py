@@ -14,7 +14,7 @@ from ood_core.pictures.export import contact_sheet
 from ood_core.pictures.gallery import OVERLAYS, overlay_images
 from ood_core.pictures.overlays import colour_scale
 from ood_core.scores import get_method
-from ood_core.scores.heatmap import DEFAULT_OUTLIERS, HEATMAP
+from ood_core.scores.heatmap import DEFAULT_OUTLIERS, HEATMAP, SEEDS
 from pages.ui.boundary import fragment
 from pages.ui.cards import observations
 from pages.ui.charts import histogram_figure
@@ -88,33 +88,57 @@ def main() -> None:
         "outliers": DEFAULT_OUTLIERS if outlier_set == jigsaw else outlier_set,
         "epochs": epochs,
     }
-    state = features.state(HEATMAP, params, fit=False)
-    if state is None:
+    runs = [{**params, "seed": seed} for seed in SEEDS]
+    states = [features.state(HEATMAP, run, fit=False) for run in runs]
+    if any(state is None for state in states):
         notice = st.empty()
         notice.info(
-            "No decoder is cached for this model, outlier set and epoch budget yet (demo: < 1 min on 2 CPU cores). "
-            "Until it is trained, the gallery below shows Grad-CAM and NAP peaks, sorted by the Energy score."
+            f"The decoder is trained {len(SEEDS)} times (seeds {', '.join(map(str, SEEDS))}), so that its score can "
+            "be told from the luck of one training run (demo: ≈ 25 s each on 2 CPU cores). Until then, the gallery "
+            "below shows Grad-CAM and NAP peaks, sorted by the Energy score."
         )
-        if st.button("Train decoder", type="primary", key="heatmap_train"):
+        if st.button(
+            f"Train the decoder ({len(SEEDS)} seeds)",
+            type="primary",
+            key="heatmap_train",
+        ):
             notice.empty()
-            with st.status("Training the heatmap decoder …", expanded=True) as status:
-                bar, chart = st.progress(0.0), st.empty()
-                curve: list[dict] = []
+            for index, run in enumerate(runs):
+                if states[index] is not None:
+                    continue
+                with st.status(
+                    f"Training the heatmap decoder, seed {run['seed']} …", expanded=True
+                ) as status:
+                    bar, chart = st.progress(0.0), st.empty()
+                    curve: list[dict] = []
 
-                def show(epoch: int, total: int, train_loss: float, val_loss: float):
-                    bar.progress(epoch / total, f"epoch {epoch}/{total}")
-                    curve.extend(
-                        [
-                            {"epoch": epoch, "loss": train_loss, "split": "train"},
-                            {"epoch": epoch, "loss": val_loss, "split": "held out"},
-                        ]
-                    )
-                    chart.line_chart(
-                        pd.DataFrame(curve), x="epoch", y="loss", color="split"
-                    )
+                    def show(
+                        epoch,
+                        total,
+                        train_loss,
+                        val_loss,
+                        bar=bar,
+                        chart=chart,
+                        curve=curve,
+                    ):
+                        bar.progress(epoch / total, f"epoch {epoch}/{total}")
+                        curve.extend(
+                            [
+                                {"epoch": epoch, "loss": train_loss, "split": "train"},
+                                {"epoch": epoch, "loss": val_loss, "split": "held out"},
+                            ]
+                        )
+                        chart.line_chart(
+                            pd.DataFrame(curve), x="epoch", y="loss", color="split"
+                        )
 
-                state = features.state(HEATMAP, params, progress=show)
-                status.update(label="Decoder trained and cached", state="complete")
+                    states[index] = features.state(HEATMAP, run, progress=show)
+                    status.update(
+                        label=f"Decoder (seed {run['seed']}) trained and cached",
+                        state="complete",
+                    )
+    state = states[0] if all(s is not None for s in states) else None
+    params = runs[0]
 
     if (
         state is None
@@ -151,11 +175,22 @@ def main() -> None:
         scores_by_set = {"ID": id_scores, **ood_scores}
         compared = [(HEATMAP, params), *[(get_method(name), {}) for name in COMPARED]]
         table = tables.comparison_without(features, compared, outlier_set)
+        seeds = tables.seed_table(features, HEATMAP, runs, outlier_set)
         auroc = table.pivot(index="method", columns="ood_set", values="AUROC")
-        auroc = auroc[
-            [*evaluated, "mean"] if len(evaluated) > 1 else list(evaluated)
-        ].loc[table["method"].unique()]
-        st.dataframe(auroc.style.format("{:.1f}"), width="stretch")
+        columns = [*evaluated, "mean"] if len(evaluated) > 1 else list(evaluated)
+        auroc = auroc[columns].loc[table["method"].unique()]
+        shown = auroc.map(lambda v: f"{v:.1f}")
+        shown.loc[HEATMAP.label] = [
+            f"{seeds.loc['mean', c]:.1f} ± {seeds.loc['sd', c]:.1f}" for c in columns
+        ]
+        st.dataframe(shown, width="stretch")
+        st.caption(
+            f"AUROC (%). {HEATMAP.label}: mean ± sd over {len(SEEDS)} training runs (seeds "
+            + ", ".join(
+                f"{s}: {seeds.loc[f'seed {s}', columns[-1]]:.1f}" for s in SEEDS
+            )
+            + f" {'mean' if len(columns) > 1 else columns[0]} AUROC); the gallery uses seed {SEEDS[0]}'s decoder."
+        )
         observations(notes.best_methods(table), "heatmaps")
         histogram = tables.binned(
             {name: scores_by_set[name] for name in ["ID", *evaluated]}

@@ -105,16 +105,26 @@ def test_line_sentences_compare_with_energy_and_the_accuracy_cost():
     assert "falls from 97.0 % to 40.0 %" in worse[1].text
 
 
-def test_background_separates_the_term_from_fine_tuning():
-    deltas = {"Energy": -1.0, "NAP": 4.0}
+def test_background_separates_the_term_from_fine_tuning_over_seeds():
+    deltas = {"Energy": [-1.0, -1.2, -0.9], "NAP": [4.0, 4.2, 3.9]}
     asks = notes.background(0.1, deltas, None)
     assert asks[0].agrees is False and "not** less confident" in asks[0].text
+    assert "sd over 3 seeds" in asks[0].text and asks[0].p < 0.05
     assert asks[-1].agrees is None and "α = 0 control" in asks[-1].text
-    controlled = notes.background(0.1, deltas, {"Energy": 2.0, "NAP": 1.0})
+    controlled = notes.background(
+        0.1, deltas, {"Energy": [2.0, 2.1, 1.8], "NAP": [1.0, 1.1, 0.9]}
+    )
     energy, nap = controlled[1], controlled[2]
     assert energy.agrees is False and "adds **-3.0**" in energy.text
     assert nap.agrees is True and "adds **+3.0**" in nap.text
     assert notes.background(0.0, deltas, None)[0].agrees is None
+
+
+def test_a_claim_about_alpha_resting_on_seeds_that_disagree_is_no_clear_difference():
+    """One seed up, one down: the mean says +1.0, the spread says nothing."""
+    deltas = {"Energy": [6.0, -4.0, 1.0]}
+    [energy, _] = notes.settle(notes.background(0.1, deltas, None))
+    assert energy.agrees is None and "no clear change over the seeds" in energy.text
 
 
 @pytest.mark.parametrize(

@@ -387,3 +387,38 @@ def test_block_sets_are_checked(sets):
         method.resolve(test.blocks, {"block_set": "b1+b9"})
     with pytest.raises(OODLabError, match="at least one block"):
         method.resolve(test.blocks, {"block_set": "+"})
+
+
+def test_gen_terms_of_confident_predictions_match_an_mpmath_reference():
+    """log(p_top (1 − p_top)) for margins up to 60: log1p(−p) would cancel below 1 − p ≈ 1e-15."""
+    import mpmath
+
+    from ood_core.scores.output import gen_terms
+
+    mpmath.mp.dps = 60
+    logits = np.array([[m, 0.0, -1.0, 0.5] for m in (0.0, 5.0, 20.0, 35.0, 42.0, 60.0)])
+    terms = gen_terms(logits)
+    for row, z in zip(terms, logits):
+        exact = [mpmath.mpf(v) for v in z]
+        total = mpmath.fsum(mpmath.e**v for v in exact)
+        p = sorted((mpmath.e**v / total for v in exact), reverse=True)
+        expected = [float(mpmath.log(q * (1 - q))) for q in p]
+        np.testing.assert_allclose(row, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_vim_origin_ignores_rounding_level_singular_values_of_a_float32_head():
+    """A rank-2 head of 3 classes in float32 (its third singular value is rounding noise): the origin −W⁺b is the
+    float64 minimum-norm solution on the two real directions, not a division by ~1e-8."""
+    from ood_core.scores.subspace import pinv_cutoff
+
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    v, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    exact = u[:, :2] @ np.diag([5.0, 2.0]) @ v[:, :2].T
+    weight = exact.astype(np.float32).astype(np.float64)
+    bias = rng.normal(size=3)
+    reference = -np.linalg.pinv(exact, rcond=1e-10) @ bias
+    origin = -np.linalg.pinv(weight, rcond=pinv_cutoff(weight)) @ bias
+    np.testing.assert_allclose(origin, reference, rtol=1e-5, atol=1e-5)
+    naive = -np.linalg.pinv(weight) @ bias  # NumPy's default cutoff (the official code)
+    assert np.linalg.norm(naive) > 1e3 * np.linalg.norm(reference)

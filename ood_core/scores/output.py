@@ -144,12 +144,25 @@ ENERGY = Method(
 
 def gen_terms(logits: np.ndarray) -> np.ndarray:
     """``log(p_j (1 − p_j))`` [N, K] of ``p = softmax(z)`` with each row in decreasing order of ``p`` (float64;
-    ``−inf`` where the product is 0): everything of GEN that does not depend on γ or M, computed once per set."""
+    ``−inf`` where the product is 0): everything of GEN that does not depend on γ or M, computed once per set.
+
+    ``log(1 − p_top)`` of the top class is the log-sum-exp of the other classes' log-probabilities: ``log1p(−p)``
+    would cancel once ``1 − p`` falls below ~1e-15 (a confident prediction); the others have ``p ≤ ½``, where
+    ``log1p(−p)`` is exact."""
 
     def rows(chunk: np.ndarray) -> np.ndarray:
         log_p = -np.sort(-softmax_rows(chunk)[1], axis=1)
-        with np.errstate(divide="ignore"):
-            return log_p + np.log1p(-np.exp(log_p))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            complement = np.log1p(-np.exp(log_p))
+            if log_p.shape[1] > 1:
+                rest = log_p[:, 1:]
+                top = rest.max(axis=1)
+                finite = np.isfinite(top)
+                shifted = np.where(finite[:, None], rest - top[:, None], rest)
+                complement[:, 0] = np.where(
+                    finite, top + np.log(row_sums(np.exp(shifted))), top
+                )
+            return log_p + complement
 
     return dense.by_rows(rows, logits)
 
@@ -187,6 +200,7 @@ GEN = Method(
         fn=lambda features, state: {"gen/terms": gen_terms(features["logits"])},
         needs=("logits",),
         store=True,
+        version=2,  # 1 took log(1 − p_top) as log1p(−p_top), which cancels for confident predictions
     ),
     params=(
         Param(

@@ -32,10 +32,17 @@ from .background import (
     last_map_background_norms,
 )
 
+SEEDS = (
+    0,
+    1,
+    2,
+)  # every fine-tune (and its α = 0 control) is repeated over these seeds by default
+
 
 def background_model_name(base: str, settings: BackgroundSettings) -> str:
-    """``<base>-bg-a<α>-k<k>-e<epochs>`` (unique per base model and setting)."""
-    return f"{base}-bg-a{settings.alpha:g}-k{settings.k}-e{settings.epochs}"
+    """``<base>-bg-a<α>-k<k>-e<epochs>[-s<seed>]`` (unique per base model, setting and seed; seed 0 unmarked)."""
+    seed = f"-s{settings.seed}" if settings.seed else ""
+    return f"{base}-bg-a{settings.alpha:g}-k{settings.k}-e{settings.epochs}{seed}"
 
 
 def check_settings(

@@ -4,14 +4,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pandas as pd
+from scipy.stats import norm
 
 from . import comparisons, tables
 from . import observations as notes
+from .metrics import Z95
 from .observations import Observation
+from .scores.heatmap import HEATMAP
+from .scores.heatmap import SEEDS as HEATMAP_SEEDS
 from .scores.method import Method
 from .scores.registry import get_method
+from .training.background import BackgroundSettings
+from .training.finetune import SEEDS
 from .workspace import LoadedWorkspace
 
 
@@ -112,3 +119,89 @@ def best_methods(
     ]
     lead = comparisons.lead(features, [s for s, _ in present], [v for _, v in present])
     return notes.best_methods(table, lead)
+
+
+def reading_metrics(features: LoadedWorkspace) -> list[Observation]:
+    """How to read AUROC and FPR95, on this workspace's own baseline (MSP): what each number says in words."""
+    msp = get_method("msp")
+    table = tables.all_methods_table(features, [(msp, {})])
+    mean, low, high = comparisons.mean_interval(features, (msp, {}))
+    fpr = float(notes.mean_by(table, "method", "FPR95").iloc[0])
+    return [
+        Observation(
+            f"Here MSP, the baseline, has a mean AUROC of {mean:.1f} (95 % CI {low:.1f}–{high:.1f}): an OOD image "
+            f"scores below an ID image in {mean:.0f} % of random pairs. Its FPR95 is {fpr:.1f} %: at the threshold "
+            f"that keeps 95 % of ID images, {fpr:.0f} % of OOD images still pass as ID."
+        )
+    ]
+
+
+def prior(features: LoadedWorkspace) -> list[Observation]:
+    """NAP's prior separates ID from OOD on the last block, before pooling: its mean AUROC is above chance."""
+    nap = get_method("nap")
+    mean, low, high = comparisons.mean_interval(
+        features, (nap, {"block": features.blocks[-1]})
+    )
+    se = (high - low) / (2 * Z95)
+    p = float(norm.sf((mean - 50) / se)) if se > 0 else float(mean <= 50)
+    text = (
+        f"S_NAP on the last block ({features.blocks[-1]}) ranks ID above OOD with mean AUROC {mean:.1f} "
+        f"(95 % CI {low:.1f}–{high:.1f})"
+    )
+    return notes.settle(
+        [
+            Observation(
+                text + ": ID channels peak higher at the same mean, as the paper says.",
+                mean > 50,
+                "the prior is a property of well-trained, large networks; "
+                + notes.SMALL_MODEL,
+                p=p,
+                unclear=text + ": not clearly above chance.",
+            )
+        ]
+    )
+
+
+def heatmap_decoder(features: LoadedWorkspace) -> list[Observation]:
+    """The heatmap decoder's score (default settings, over its training seeds) next to Energy; or how to train it."""
+    runs = [{"seed": seed} for seed in HEATMAP_SEEDS]
+    if features.id_train is None or any(
+        features.state(HEATMAP, run, fit=False) is None for run in runs
+    ):
+        return [
+            Observation(
+                f"The OOD decoder is not trained yet (Heatmaps page: {len(runs)} seeds). Until then the gallery "
+                "shows Grad-CAM and NAP's peaks, ranked by Energy."
+            )
+        ]
+    seeds = tables.seed_table(features, HEATMAP, runs)
+    energy, _, _ = comparisons.mean_interval(features, (get_method("energy"), {}))
+    return [
+        Observation(
+            f"The decoder's heatmap score reaches a mean AUROC of {seeds.loc['mean', 'mean']:.1f} ± "
+            f"{seeds.loc['sd', 'mean']:.1f} (sd over {len(runs)} training seeds), against {energy:.1f} for Energy "
+            "on the same sets."
+        )
+    ]
+
+
+def background(
+    features: LoadedWorkspace, settings: BackgroundSettings
+) -> list[Observation]:
+    """Local Background's claims for fine-tunes already trained with ``settings`` (and their α = 0 control), or
+    what to train first."""
+    afters = tables.background_runs(features, settings)
+    if afters is None:
+        return [
+            Observation(
+                f"Not fine-tuned yet with α = {settings.alpha:g} (Local Background page: {len(SEEDS)} seeds, "
+                "≈ 15 s each on the demo)."
+            )
+        ]
+    methods = [get_method(name) for name in ("energy", "nap", "featurenorm")]
+    controls = tables.background_runs(features, replace(settings, alpha=0.0))
+    return notes.background(
+        settings.alpha,
+        tables.seed_deltas(features, afters, methods),
+        tables.seed_deltas(features, controls, methods) if controls else None,
+    )

@@ -4,18 +4,22 @@ histograms, extremes and where uploaded images fall — all from a loaded worksp
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from .engine.cache import FeatureSet
+from .inputs import catalog
 from .inputs.files import digest
 from .memo import BoundedMemo
 from .metrics import BOOTSTRAP_RESAMPLES, METRICS, bootstrap_table, metrics_table
 from .scores.line import Evidence, id_evidence, line_logits
 from .scores.method import Method
 from .scores.registry import get_method
-from .workspace import LoadedWorkspace
+from .training.background import BackgroundSettings
+from .training.finetune import SEEDS, background_model_name
+from .workspace import LoadedWorkspace, Workspace, cached_workspace
 
 FLAG_PERCENTILE = 5.0  # below the 5th percentile of ID scores = rejected at 95% TPR
 
@@ -251,6 +255,25 @@ def seed_table(
         }
     ).T
     return pd.concat([frame, summary])
+
+
+def background_runs(
+    base: LoadedWorkspace, settings: BackgroundSettings
+) -> list[LoadedWorkspace] | None:
+    """The cached workspaces of ``base``'s model fine-tuned with ``settings`` once per seed (``finetune.SEEDS``),
+    on the same ID and OOD sets; ``None`` unless every seed's model is registered and its features cached."""
+    runs = []
+    for seed in SEEDS:
+        model = background_model_name(base.model, replace(settings, seed=seed))
+        found = (
+            cached_workspace(Workspace(model, base.id_dataset, tuple(base.ood)))
+            if model in catalog.models()
+            else None
+        )
+        if found is None:
+            return None
+        runs.append(found)
+    return runs
 
 
 def seed_deltas(

@@ -12,6 +12,7 @@ from ood_core.scores import METHODS
 from ood_core.tables import all_methods_table
 from ood_core.workspace import Workspace, cached_workspace
 from pages.ui.controls import param_controls, selectbox
+from pages.ui.sections import prose
 from pages.ui.shell import run_page
 from pages.ui.sidebar import require_features, workspace
 from pages.ui.state import reset_button
@@ -20,7 +21,7 @@ from pages.ui.state import reset_button
 def main() -> None:
     st.title("A/B — two settings of one method")
     reset_button("ab", ("ab_",))
-    st.markdown(
+    prose(
         "Pick a method, then set each side: its model (e.g. a fine-tuned one against its base, or α = 0 against "
         "α > 0 on Local Background) and its parameters. Both sides are scored on the same ID and OOD sets; the table "
         "pairs them per set."
@@ -121,8 +122,10 @@ def ab_verdict(overall, paired: pd.DataFrame) -> str:
     """One sentence: a tie, no clear difference, or which side is ahead (mean AUROC)."""
     row = paired.loc["mean"] if "mean" in paired.index else paired.iloc[0]
     means = f"Mean AUROC: A {row['AUROC A']:.1f}, B {row['AUROC B']:.1f}"
-    if overall.delta == 0:
-        return f"{means}: **A and B tie** (Δ 0.0)."
+    if (
+        round(overall.delta, 1) == 0
+    ):  # a difference that rounds to 0.0 is no lead, whatever its p
+        return f"{means}: **A and B tie** (Δ {overall.delta:+.2f})."
     if not overall.significant:
         return f"{means}: **no clear difference** (B − A: Δ {overall.describe()}, p = {overall.p:.2f})."
     leader, sign = ("B", 1) if overall.delta > 0 else ("A", -1)

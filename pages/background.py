@@ -10,16 +10,16 @@ import plotly.express as px
 import streamlit as st
 
 from ood_core import observations as notes
-from ood_core.inputs import catalog
 from ood_core.scores import get_method
 from ood_core.scores.method import Param
-from ood_core.tables import paired_before_after, seed_deltas
+from ood_core.tables import background_runs, paired_before_after, seed_deltas
 from ood_core.training import finetune
 from ood_core.training.background import BackgroundSettings
-from ood_core.workspace import Workspace, cached_workspace, load_workspace
+from ood_core.workspace import Workspace, load_workspace
 from pages.ui.cards import observations
-from pages.ui.charts import colour
+from pages.ui.charts import colour, show
 from pages.ui.controls import slider
+from pages.ui.sections import about, section
 from pages.ui.shell import run_page
 from pages.ui.sidebar import needs_images, require_features, workspace
 from pages.ui.state import reset_button
@@ -39,23 +39,24 @@ EPOCHS = Param("epochs", BackgroundSettings().epochs, 1, 10, 1, kind="int")
 def main() -> None:
     st.title("Local Background features")
     reset_button("background", ("bg_alpha", "bg_k", "bg_epochs"))
-    st.markdown(
-        "OOD images often share *background* with ID images — sky, texture, empty paper. If the network's local "
-        "features at background positions of ID images are pushed towards zero norm during training, the same "
-        "background in an OOD image contributes little, and (the paper's claim) the model grows less confident on it. "
-        "Fine-tune the current model here and compare Energy, NAP and FeatureNorm before and after, and against plain "
-        "fine-tuning with α = 0 (the control)."
-    )
-    st.latex(
-        r"\mathcal{L}=\mathrm{CE}(f(x),y)+\alpha\cdot\frac{1}{k}\sum_{(i,j)\in \mathrm{low}_k(\mathrm{CAM})}"
-        r"\lVert f_{ij}\rVert_2,\qquad \mathrm{CAM}_{ij}=w_{\hat y}^\top f_{ij}"
-    )
-    st.caption(
-        "Paper: [Local Background Features Matter in Out-of-Distribution Detection]"
-        "(https://arxiv.org/abs/2510.12259) (2025). **Our interpretation of an abstract-only paper:** background "
-        "positions = the k lowest class-activation positions of the last feature map; the paper's exact choice "
-        "may differ. Scores: higher = more ID."
-    )
+    with about():
+        st.markdown(
+            "OOD images often share *background* with ID images — sky, texture, empty paper. If the network's local "
+            "features at background positions of ID images are pushed towards zero norm during training, the same "
+            "background in an OOD image contributes little, and (the paper's claim) the model grows less confident on it. "
+            "Fine-tune the current model here and compare Energy, NAP and FeatureNorm before and after, and against plain "
+            "fine-tuning with α = 0 (the control)."
+        )
+        st.latex(
+            r"\mathcal{L}=\mathrm{CE}(f(x),y)+\alpha\cdot\frac{1}{k}\sum_{(i,j)\in \mathrm{low}_k(\mathrm{CAM})}"
+            r"\lVert f_{ij}\rVert_2,\qquad \mathrm{CAM}_{ij}=w_{\hat y}^\top f_{ij}"
+        )
+        st.caption(
+            "Paper: [Local Background Features Matter in Out-of-Distribution Detection]"
+            "(https://arxiv.org/abs/2510.12259) (2025). **Our interpretation of an abstract-only paper:** background "
+            "positions = the k lowest class-activation positions of the last feature map; the paper's exact choice "
+            "may differ. Scores: higher = more ID."
+        )
     features = require_features()
     needs_images(features, "fine-tuning", stop=True)
     ws = workspace()
@@ -65,7 +66,7 @@ def main() -> None:
         st.info("Fine-tuning needs the ID train split; this ID dataset has none.")
         st.stop()
 
-    st.header("1 · Fine-tune")
+    section("1 · Fine-tune", "fine-tune")
     columns = st.columns(3)
     alpha = slider("α (background weight)", ALPHA, "bg_alpha", where=columns[0])
     positions = finetune.last_map_positions(base)
@@ -93,20 +94,6 @@ def main() -> None:
             finetune.background_model_name(base, replace(chosen, seed=seed))
             for seed in seeds
         ]
-
-    def cached_runs(chosen: BackgroundSettings) -> list | None:
-        """The loaded workspaces of every seed's fine-tuned model, or ``None`` unless all are ready."""
-        runs = []
-        for model in names_of(chosen):
-            found = (
-                cached_workspace(Workspace(model, ws.id_dataset, ws.ood_datasets))
-                if model in catalog.models()
-                else None
-            )
-            if found is None:
-                return None
-            runs.append(found)
-        return runs
 
     def fine_tune_and_extract(chosen: BackgroundSettings) -> list:
         """Fine-tune the base model with ``chosen`` settings once per seed (each registered as a model) and extract
@@ -137,7 +124,8 @@ def main() -> None:
                 status.update(label=f"Seed {seed}: {model} is ready", state="complete")
         return loaded
 
-    afters = cached_runs(settings)
+    with st.spinner(f"Reading the fine-tuned models' features ({len(seeds)} seeds)…"):
+        afters = background_runs(features, settings)
     if afters is None:
         st.info(
             f"The fine-tune is repeated over {len(seeds)} seeds, so that what α changes can be told from what "
@@ -159,7 +147,7 @@ def main() -> None:
         "sidebar to explore it on every page."
     )
 
-    st.header("2 · Before and after")
+    section("2 · Before and after", "before-after")
     accuracies = np.array([a.accuracy for a in afters])
     cards = st.columns(3)
     cards[0].metric(
@@ -178,10 +166,13 @@ def main() -> None:
     )
 
     control_settings = BackgroundSettings(alpha=0.0, k=k, epochs=epochs)
-    controls = cached_runs(control_settings) if alpha > 0 else None
-    methods = [get_method(m) for m in COMPARED]
-    table = paired_before_after(features, afters, methods, controls or ())
-    deltas = seed_deltas(features, afters, methods)
+    with st.spinner(
+        f"Scoring {len(COMPARED)} methods before and after, on every seed's model and its control…"
+    ):
+        controls = background_runs(features, control_settings) if alpha > 0 else None
+        methods = [get_method(m) for m in COMPARED]
+        table = paired_before_after(features, afters, methods, controls or ())
+        deltas = seed_deltas(features, afters, methods)
     observations(
         notes.background(
             alpha,
@@ -246,7 +237,7 @@ def main() -> None:
     )
     strip.add_hline(y=0, line_dash="dot")
     strip.update_layout(height=320, margin={"t": 40, "b": 30})
-    st.plotly_chart(strip, width="stretch", key="bg_seeds")
+    show(strip, key="bg_seeds")
     st.download_button(
         "Download metrics (CSV)", table.to_csv(index=False), "background_metrics.csv"
     )
@@ -269,7 +260,7 @@ def main() -> None:
         color_discrete_map={"before": "#9e9e9e", "after": colour("ID")},
     )
     figure.update_layout(height=380, margin={"t": 50, "b": 30})
-    st.plotly_chart(figure, width="stretch", key="bg_norms")
+    show(figure, key="bg_norms")
 
 
 run_page(main)

@@ -16,8 +16,9 @@ from ood_core.scores.block_norm import select_block
 from ood_core.scores.method import Param
 from pages.ui.boundary import fragment
 from pages.ui.cards import context, intro, metric_cards, observations
-from pages.ui.charts import histogram_figure
+from pages.ui.charts import histogram_figure, reference_line, show
 from pages.ui.controls import selectbox, slider
+from pages.ui.sections import charts_and_notes, section
 from pages.ui.shell import run_page
 from pages.ui.sidebar import needs_images, require_features, workspace
 from pages.ui.state import reset_button
@@ -42,9 +43,7 @@ def main() -> None:
         "images into **jigsaw puzzles** (pseudo-OOD) and picks the block whose FeatureNorm drops most: the largest "
         "**NormRatio**. Here you can check that choice against the true AUROC on real OOD sets.",
         get_method("featurenorm"),
-    )
-    st.latex(
-        r"NR(b)=\frac{1}{N}\sum_{i=1}^{N}\frac{FN_b(x_i)}{FN_b(\mathrm{jigsaw}(x_i))}"
+        r"NR(b)=\frac{1}{N}\sum_{i=1}^{N}\frac{FN_b(x_i)}{FN_b(\mathrm{jigsaw}(x_i))}",
     )
     features = require_features()
     needs_images(
@@ -78,6 +77,8 @@ def main() -> None:
         bar.empty()
         return result
 
+    section("NormRatio's pick against the real OOD sets", "normratio")
+
     @fragment
     def normratio_section() -> None:
         n = slider("Jigsaw grid size n", GRID, "bs_grid")
@@ -99,29 +100,33 @@ def main() -> None:
             f"{rho:+.2f}",
             help="Spearman ρ across blocks, mean AUROC.",
         )
-        observations(
-            claims.block_selection(features, ratios, context(features), table, rho),
-            "block_selection",
-        )
-        left, right = st.columns(2)
+        charts, notes_here = charts_and_notes()
+        with notes_here:
+            observations(
+                claims.block_selection(features, ratios, context(features), table, rho),
+                "block_selection",
+            )
+        left, right = charts.columns(2)
         bars = go.Figure(
             go.Bar(
                 x=ratios.index,
                 y=ratios.values,
                 text=[f"{v:.3f}" for v in ratios.values],
+                textposition="outside",  # above the bar: clear of the NR = 1 line inside it
+                cliponaxis=False,
                 marker_color=[
                     "#d62728" if b == chosen else "#9aa9bd" for b in ratios.index
                 ],
             )
         )
-        bars.add_hline(y=1.0, line_dash="dot", annotation_text="NR = 1: no drop")
         bars.update_layout(
             title=f"NormRatio per block (jigsaw {n}×{n}; selected in red)",
             yaxis_title="NR",
             height=360,
             margin={"t": 40, "b": 30},
         )
-        left.plotly_chart(bars, width="stretch", key="bs_nr_bars")
+        reference_line(bars, 1.0, "NR = 1")
+        show(bars, key="bs_nr_bars", where=left)
         heat = table.set_index("block").filter(like="AUROC ")
         figure = go.Figure(
             go.Heatmap(  # blocks left to right, as in the NormRatio bars beside it
@@ -144,7 +149,7 @@ def main() -> None:
             height=360,
             margin={"t": 40, "b": 30},
         )
-        right.plotly_chart(figure, width="stretch", key="bs_auroc_heat")
+        show(figure, key="bs_auroc_heat", where=right)
         st.dataframe(table.round(3), hide_index=True, width="stretch")
         st.download_button(
             "Download table (CSV)",
@@ -187,7 +192,7 @@ def main() -> None:
         figure = histogram_figure(
             histogram, f"FeatureNorm of {block}: ID vs jigsaw vs OOD", "FN_b(x)"
         )
-        st.plotly_chart(figure, width="stretch", key="bs_fn_hist")
+        show(figure, key="bs_fn_hist")
         st.caption(
             "ID in blue, the jigsaw pseudo-OOD in grey, each OOD set in its page-wide colour."
         )

@@ -12,7 +12,7 @@ from ood_core.scores import METHODS
 from ood_core.tuning import described
 from pages.ui.boundary import fragment
 from pages.ui.cards import first_use_progress, observations
-from pages.ui.charts import histogram_figure
+from pages.ui.charts import histogram_figure, reference_line, show
 from pages.ui.controls import (
     multiselect,
     param_controls,
@@ -22,7 +22,8 @@ from pages.ui.controls import (
     selectbox,
     toggle,
 )
-from pages.ui.shell import run_page
+from pages.ui.sections import prose, section
+from pages.ui.shell import presenting, run_page
 from pages.ui.sidebar import require_features
 from pages.ui.state import keep_widget_state, reset_button
 from pages.ui.tables import leaderboard
@@ -31,7 +32,7 @@ from pages.ui.tables import leaderboard
 def main() -> None:
     st.title("Compare methods")
     reset_button("compare", ("compare",))
-    st.markdown(
+    prose(
         "Every registered detector scored from the same cache: output-based (MSP, MaxLogit, Energy, GEN, Entropy, "
         "KL-Matching, ODIN), feature-space (Mahalanobis, Mahalanobis++, RMDS, KNN, fDBD, NCI, ViM), activation shaping "
         "(ReAct, DICE, ASH, SCALE, OptFS, LINe) and the activation prior and block norms (NAP, NAP-X, FeatureNorm, "
@@ -68,27 +69,31 @@ def main() -> None:
             "The heatmap decoder joins this table once it is trained (Heatmaps page)."
         )
 
+    section("Every method on the same cache", "table")
+
     @fragment
     def comparison() -> None:
-        results = st.container()
         tunable = [m for m in candidates if m.params and m.cost != "training"]
         keep_widget_state(
             "compare:"
         )  # the sliders this run does not draw keep their values
         with st.expander(
             "Hyperparameters (paper defaults preset; each slider recomputes its method)",
-            expanded=True,
+            expanded=not presenting(),  # presenting: the table on the first screen
         ):
+            pick, sliders = st.columns([1, 2])
             chosen = selectbox(
                 "Method to tune",
                 [m.label for m in tunable],
                 key="compare_tuned",
-                help="One method's sliders at a time, so that a move redraws little; every method keeps its values.",
+                help="One method's sliders at a time, so that a move redraws little; every method keeps its values. "
+                "Its row is marked ▶ in the table.",
+                where=pick,
             )
             params = {}
             for method in tunable:
                 if method.label == chosen:
-                    with st.container(border=True):
+                    with sliders.container(border=True):
                         params[method.name] = param_controls(
                             method, blocks, "compare", benchmark=features.benchmark
                         )
@@ -109,7 +114,9 @@ def main() -> None:
         methods = [(m, params.get(m.name, {})) for m in candidates]
         order = [m.label for m, _ in methods]
         sets = [*features.ood, *(["mean"] if len(features.ood) > 1 else [])]
-        with results:
+        with (
+            st.container()
+        ):  # below the sliders, so that a moved slider and its row share the screen
             with st.spinner("Scoring…"), first_use_progress() as progress:
                 table = tables.all_methods_table(features, methods, progress)
             shown = segmented(
@@ -138,7 +145,9 @@ def main() -> None:
                     if metric == "AUROC" or intervals
                     else {}
                 )
-                leaderboard(table, metric, order, sets, leaders, "compare_pivot")
+                leaderboard(
+                    table, metric, order, sets, leaders, "compare_pivot", changed=chosen
+                )
             st.caption(
                 "Metrics in % with 95 % intervals (AUROC ± its DeLong half-width; FPR95 and AUPR by bootstrap, on "
                 "request). Green: the column's best, significantly ahead of the runner-up (paired test, 5 %); "
@@ -192,9 +201,9 @@ def main() -> None:
                     render_mode="svg",
                     labels={"fpr": "FPR: OOD accepted (%)", "tpr": "TPR: ID kept (%)"},
                 )
-                figure.add_hline(y=95, line_dash="dot", annotation_text="TPR 95%")
                 figure.update_layout(height=400, margin={"t": 40, "b": 30})
-                st.plotly_chart(figure, width="stretch", key="compare_roc")
+                reference_line(figure, 95, "TPR 95 %")
+                show(figure, key="compare_roc")
         with right:
             label = selectbox(
                 "Score histogram of",
@@ -204,12 +213,11 @@ def main() -> None:
             )
             method, p = next((m, p) for m, p in methods if m.label == label)
             id_scores, ood_scores = features.scores(method, p)
-            st.plotly_chart(
+            show(
                 histogram_figure(
                     tables.binned({"ID": id_scores, **ood_scores}),
                     f"{label}: ID vs OOD scores",
                 ),
-                width="stretch",
                 key="compare_hist",
             )
         drawn_names = {m.name for m, _ in methods if m.label in (*shown, label)}

@@ -17,8 +17,9 @@ from ood_core.scores import get_method
 from ood_core.scores.heatmap import DEFAULT_OUTLIERS, HEATMAP, SEEDS
 from pages.ui.boundary import fragment
 from pages.ui.cards import observations
-from pages.ui.charts import histogram_figure
+from pages.ui.charts import histogram_figure, show
 from pages.ui.controls import OPACITY, param_controls, radio, selectbox, slider
+from pages.ui.sections import about, section
 from pages.ui.shell import run_page
 from pages.ui.sidebar import needs_images, require_features, workspace
 from pages.ui.state import reset_button
@@ -39,22 +40,23 @@ def main() -> None:
             "heatmap_order",
         ),
     )
-    st.markdown(
-        "A small **decoder** learns to paint a heatmap from the classifier's penultimate features and its prediction: "
-        "nothing for ID images, and for outliers the difference to the nearest ID training image of the same class. "
-        "The heatmap's strength is the OOD score, and its shape shows *which regions* look foreign. Beside it: "
-        "Grad-CAM (where the predicted class's evidence sits) and the peaks that NAP's max/mean ratio reads."
-    )
-    st.latex(
-        r"h=\tanh G\big([z',\,\mathrm{onehot}(\hat y)]\big),\quad "
-        r"\mathcal{L}=\overline{(1+5|t|)\,(x+h-t)^2},\quad "
-        r"S(x)=-\frac{1}{HW}\sum_{i,j}\max_c |h_{c,ij}|"
-    )
-    st.caption(
-        "Paper: [Heatmap-based Out-of-Distribution Detection](https://arxiv.org/abs/2211.08115) (WACV 2023). "
-        "z′ = penultimate features divided by their ID-train maximum; target t = x for ID images, the nearest "
-        "same-class ID image (Euclidean on z) for outlier-exposure images. Scores: higher = more ID."
-    )
+    with about():
+        st.markdown(
+            "A small **decoder** learns to paint a heatmap from the classifier's penultimate features and its prediction: "
+            "nothing for ID images, and for outliers the difference to the nearest ID training image of the same class. "
+            "The heatmap's strength is the OOD score, and its shape shows *which regions* look foreign. Beside it: "
+            "Grad-CAM (where the predicted class's evidence sits) and the peaks that NAP's max/mean ratio reads."
+        )
+        st.latex(
+            r"h=\tanh G\big([z',\,\mathrm{onehot}(\hat y)]\big),\quad "
+            r"\mathcal{L}=\overline{(1+5|t|)\,(x+h-t)^2},\quad "
+            r"S(x)=-\frac{1}{HW}\sum_{i,j}\max_c |h_{c,ij}|"
+        )
+        st.caption(
+            "Paper: [Heatmap-based Out-of-Distribution Detection](https://arxiv.org/abs/2211.08115) (WACV 2023). "
+            "z′ = penultimate features divided by their ID-train maximum; target t = x for ID images, the nearest "
+            "same-class ID image (Euclidean on z) for outlier-exposure images. Scores: higher = more ID."
+        )
     features = require_features()
     needs_images(
         features, "the decoder (it trains on images) and its galleries", stop=True
@@ -62,7 +64,7 @@ def main() -> None:
     ws = workspace()
     sets = {"ID": features.id_test, **features.ood}
 
-    st.header("1 · Train the decoder")
+    section("1 · Train the decoder", "decoder")
     jigsaw = jigsaw_name(ws.id_dataset, JIGSAW_DEFAULT_N)
     left, right = st.columns([2, 1])
     outlier_set = selectbox(
@@ -112,7 +114,7 @@ def main() -> None:
                     bar, chart = st.progress(0.0), st.empty()
                     curve: list[dict] = []
 
-                    def show(
+                    def report_epoch(
                         epoch,
                         total,
                         train_loss,
@@ -132,7 +134,7 @@ def main() -> None:
                             pd.DataFrame(curve), x="epoch", y="loss", color="split"
                         )
 
-                    states[index] = features.state(HEATMAP, run, progress=show)
+                    states[index] = features.state(HEATMAP, run, progress=report_epoch)
                     status.update(
                         label=f"Decoder (seed {run['seed']}) trained and cached",
                         state="complete",
@@ -163,9 +165,9 @@ def main() -> None:
         ).melt("epoch", var_name="split", value_name="loss")
         figure = px.line(loss, x="epoch", y="loss", color="split", title="Decoder loss")
         figure.update_layout(height=280, margin={"t": 40, "b": 30})
-        st.plotly_chart(figure, width="stretch", key="heatmap_loss")
+        show(figure, key="heatmap_loss")
 
-        st.header("2 · The heatmap score next to the others")
+        section("2 · The heatmap score next to the others", "score")
         evaluated = {name: f for name, f in features.ood.items() if name != outlier_set}
         if len(evaluated) < len(features.ood):
             st.caption(
@@ -195,11 +197,10 @@ def main() -> None:
         histogram = tables.binned(
             {name: scores_by_set[name] for name in ["ID", *evaluated]}
         )
-        st.plotly_chart(
+        show(
             histogram_figure(
                 histogram, "Heatmap score per set", "S(x) = −mean max_c |h|"
             ),
-            width="stretch",
             key="heatmap_histogram",
         )
         st.download_button(
@@ -211,7 +212,7 @@ def main() -> None:
 
     @fragment
     def gallery() -> None:
-        st.header("3 · Gallery")
+        section(f"{3 if decoder is not None else 2} · Gallery", "gallery")
         columns = st.columns(4)
         kind = radio(
             "Overlay",

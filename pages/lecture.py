@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 import streamlit as st
 
-from ood_core import claims
+from ood_core import claims, tables
 from ood_core import observations as notes
-from ood_core.scores import get_method
+from ood_core.scores import METHODS, get_method
+from ood_core.training.background import BackgroundSettings
 from pages.ui.cards import context, observations
 from pages.ui.controls import segmented
 from pages.ui.shell import presenting, run_page
@@ -24,6 +25,7 @@ class Step:
     goal: str
     page: str
     look: str
+    focus: str  # the anchor of the section the step lands on (``sections.section``)
     state: dict[str, object] = field(default_factory=dict)
 
 
@@ -39,6 +41,7 @@ def main() -> None:
             "Know what AUROC and FPR95 say before reading any number.",
             "pages/primer.py",
             "Drag the separation to 0: AUROC falls to 50 (a coin flip) and FPR95 to 95 %.",
+            "playground",
             {"primer_gap": 1.5},
         ),
         Step(
@@ -46,6 +49,7 @@ def main() -> None:
             "See why a channel's max/mean ratio separates ID from OOD before pooling.",
             "pages/nap.py",
             "In the scatter, ID points reach a higher max at the same mean; the S_NAP histogram separates the sets.",
+            "prior",
             {"nap_prior_block": blocks[-1]},
         ),
         Step(
@@ -53,12 +57,14 @@ def main() -> None:
             "Test the paper's claim that the last block is best on this model.",
             "pages/nap.py",
             "The depth bars and the note under them: which block wins, and whether that matches the paper.",
+            "depth",
         ),
         Step(
             "3 · NAP-X: combining two scores",
             "Combine NAP with Energy at the paper's λ and check the result beats both parts.",
             "pages/nap.py",
             "The cards and the λ curve: where does it peak, and is the paper's λ = 0.4 near the peak?",
+            "nap-x",
             {"nap_base": "NAP-Energy", "nap_x:nap-energy:lambda": 0.4},
         ),
         Step(
@@ -66,6 +72,7 @@ def main() -> None:
             "Pick a block from jigsaw puzzles (NormRatio), then check the pick against the real OOD sets.",
             "pages/block_selection.py",
             "The three cards, the heatmap, and the FeatureNorm histograms: jigsaw and real OOD can sit on opposite sides.",
+            "normratio",
             {"bs_grid": 3},
         ),
         Step(
@@ -73,6 +80,7 @@ def main() -> None:
             "Prune each class to its important neurons (Shapley) and clip; see what ID samples lose.",
             "pages/line.py",
             "The cards against Energy, then one ID sample under the microscope: its logits before and after.",
+            "live",
             {
                 "line:line:p_a": float(line["p_a"]),
                 "line:line:p_w": float(line["p_w"]),
@@ -85,6 +93,7 @@ def main() -> None:
             "See which regions drive the decision: Grad-CAM, NAP's peaks, and (once trained) the OOD decoder.",
             "pages/heatmaps.py",
             "Galleries of the most OOD-like images per set; switch the overlay.",
+            "gallery",
             {"heatmap_overlay": "Grad-CAM"},
         ),
         Step(
@@ -92,6 +101,7 @@ def main() -> None:
             "Fine-tune with the background term, and against plain fine-tuning (α = 0) as the control.",
             "pages/background.py",
             "The paired table: what α adds beyond fine-tuning itself, for Energy and for NAP.",
+            "before-after",
             {"bg_alpha": 0.1},
         ),
         Step(
@@ -99,6 +109,7 @@ def main() -> None:
             "Compare every method on the same cache, then choose hyperparameters on validation data only.",
             "pages/compare.py",
             "The table and its note; then the Tune page's regret: what peeking at the test sets would have bought.",
+            "table",
         ),
     ]
 
@@ -109,12 +120,17 @@ def main() -> None:
             "id": ws.id_dataset,
             "ood": ",".join(ws.ood_datasets),
             **{key: str(value) for key, value in step.state.items()},
+            "focus": step.focus,
             **({"present": "1"} if presenting() else {}),
         }
 
     @st.cache_data(max_entries=16, show_spinner="Reading the data for this step…")
     def step_notes(_features, key: str, index: int) -> list[notes.Observation]:
         """The observations a step's page will show, computed here so the lecturer knows before opening it."""
+        if index == 0:
+            return claims.reading_metrics(_features)
+        if index == 1:
+            return claims.prior(_features)
         if index == 2:
             return [claims.nap_depth(_features, context(_features))]
         if index == 3:
@@ -130,6 +146,15 @@ def main() -> None:
             )
         if index == 5 and _features.id_train is not None:
             return claims.line_vs_energy(_features, {}, context(_features))
+        if index == 6:
+            return claims.heatmap_decoder(_features)
+        if index == 7 and _features.id_train is not None:
+            return claims.background(_features, BackgroundSettings(alpha=0.1))
+        if index == 8:
+            every = [(m, {}) for m in METHODS.values() if m.cost == "cache"]
+            return claims.best_methods(
+                _features, tables.all_methods_table(_features, every), every
+            )
         return []
 
     titles = [s.title for s in STEPS]
@@ -185,7 +210,7 @@ def main() -> None:
             key="lecture_overview",
         )
         st.caption(
-            "Every page has **↺ Reset to paper defaults**; the values you set on a page are kept when you leave it "
+            "Every page has a **↺ reset** button; the values you set on a page are kept when you leave it "
             "and come back. Presentation mode (sidebar) shows one step per screen at 1280×720."
         )
 

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ood_core import claims, comparisons, tables
+from ood_core import observations as notes
 from ood_core.engine.images import sample_image
 from ood_core.scores import get_method
 from ood_core.scores.line import LINE, activation_masks, microscope
@@ -16,7 +17,9 @@ from ood_core.scores.method import Param
 from ood_core.scores.shaping import REACT
 from pages.ui.boundary import fragment
 from pages.ui.cards import context, intro, metric_cards, observations
+from pages.ui.charts import show
 from pages.ui.controls import param_controls, radio, selectbox, slider
+from pages.ui.sections import section
 from pages.ui.shell import run_page
 from pages.ui.sidebar import entries_key, require_features, synthetic, workspace
 from pages.ui.state import reset_button
@@ -49,12 +52,16 @@ def main() -> None:
         st.info("LINe needs the ID train split (class-wise importance).")
         st.stop()
     ws = workspace()
-    phi = features.state(LINE).phi
-    quantiles = features.state(REACT)
+    with st.spinner(
+        "Fitting on the ID train split: each neuron's Shapley importance per class and the activation "
+        "percentiles (once per workspace, then cached)…"
+    ):
+        phi = features.state(LINE).phi
+        quantiles = features.state(REACT)
     weight, bias = features.id_test["head/weight"], features.id_test["head/bias"]
     classes, neurons = phi.shape
 
-    st.header("1 · Which neurons matter for which class")
+    section("1 · Which neurons matter for which class", "importance")
     top = np.argsort(-np.abs(phi).max(axis=0))[: min(40, neurons)]
     heat = go.Figure(
         go.Heatmap(
@@ -71,7 +78,7 @@ def main() -> None:
         height=360,
         margin={"t": 40, "b": 30},
     )
-    st.plotly_chart(heat, width="stretch", key="line_importance")
+    show(heat, key="line_importance")
     left, right = st.columns(2)
     chosen_class = selectbox(
         "Class", list(range(classes)), key="line_class", where=left
@@ -90,9 +97,9 @@ def main() -> None:
         title=f"Top-{k} neurons of class {chosen_class}",
     )
     bars.update_layout(height=300, margin={"t": 40, "b": 30})
-    st.plotly_chart(bars, width="stretch", key="line_topk_bars")
+    show(bars, key="line_topk_bars")
 
-    st.header("2 · Prune and clip, live")
+    section("2 · Prune and clip, live", "live")
 
     @st.cache_data(max_entries=32, show_spinner="Sweeping (p_a, p_w)…")
     def cached_sweep(_features, key: str, grid: tuple, tau: float) -> pd.DataFrame:
@@ -177,20 +184,20 @@ def main() -> None:
         kept_bars = px.bar(
             x=[str(c) for c in range(classes)],
             y=share,
-            labels={"x": "class", "y": "% of the class's importance kept"},
+            labels={"x": "class", "y": "% of Σ Φ kept"},
             title=f"Share of each class's positive importance Σ Φ kept at p_a = {p_a} "
             f"({int(kept[0].sum())} of {neurons} neurons per class)",
             range_y=[0, 100],
         )
-        kept_bars.update_layout(height=280, margin={"t": 40, "b": 30})
-        st.plotly_chart(kept_bars, width="stretch", key="line_kept")
+        kept_bars.update_layout(height=300, margin={"t": 40, "b": 30, "l": 70})
+        show(kept_bars, key="line_kept")
         st.caption(
             "Every class keeps the same number of neurons (p_a is a per-class percentile); what differs is how much of "
             "the class's evidence those neurons carry. A low bar: the class's importance is spread thin, and pruning "
             "removes evidence its ID images need."
         )
 
-        st.subheader("One sample under the microscope")
+        section("One sample under the microscope", "microscope", level="subheader")
         sets = {"ID": features.id_test, **features.ood}
         left, right = st.columns(2)
         set_name = selectbox("Set", list(sets), key="line_sample_set", where=left)
@@ -243,7 +250,7 @@ def main() -> None:
                 width=120,
                 caption=f"{set_name} #{row}",
             )
-        chart.plotly_chart(vector, width="stretch", key="line_vector")
+        show(vector, key="line_vector", where=chart)
         logits = pd.DataFrame(
             {
                 "class": list(range(classes)) * 2,
@@ -251,7 +258,7 @@ def main() -> None:
                 "head": ["original"] * classes + ["LINe (pruned, clipped)"] * classes,
             }
         )
-        st.plotly_chart(
+        show(
             px.bar(
                 logits,
                 x="class",
@@ -261,19 +268,18 @@ def main() -> None:
                 height=300,
                 title="Logits before and after pruning",
             ),
-            width="stretch",
             key="line_logits",
         )
 
-        st.header("3 · Sweep (p_a, p_w) at the current τ")
+        section("3 · Sweep (p_a, p_w) at the current τ", "sweep")
         grid = [0, 10, 30, 50, 70, 90, 95, 99]  # holds the papers' 10 and 90
         sweep = cached_sweep(features, entries_key(features), tuple(grid), tau)
         table = sweep.pivot(index="p_a", columns="p_w", values="AUROC")
         figure = go.Figure(
-            go.Heatmap(
+            go.Heatmap(  # cells at positions 0, 1, …, labelled with the grid's percentiles
                 z=table.values,
-                x=[str(v) for v in table.columns],
-                y=[str(v) for v in table.index],
+                x=list(range(len(table.columns))),
+                y=list(range(len(table.index))),
                 colorscale="Viridis",
                 colorbar_title="mean AUROC",
                 text=np.round(table.values, 1),
@@ -285,38 +291,41 @@ def main() -> None:
             "CIFAR-100": (10, 90),
             "ImageNet": (10, 10),
         }
-        for (name, (pa, pw)), symbol in zip(
-            defaults.items(), ("square-open", "diamond-open", "circle-open")
+        for (name, (pa, pw)), symbol, tint in zip(
+            defaults.items(),
+            ("square-open", "diamond-open", "circle-open"),
+            ("#d62728", "#ff7f0e", "#e377c2"),
         ):
             figure.add_scatter(
-                x=[str(pw)],
-                y=[str(pa)],
+                x=[grid.index(pw)],
+                y=[grid.index(pa)],
                 mode="markers",
-                marker={
-                    "symbol": symbol,
-                    "size": 34,
-                    "color": "white",
-                    "line": {"width": 3},
-                },
+                marker={"symbol": symbol, "size": 34, "color": tint, "line_width": 4},
                 name=f"paper default, {name} (p_a {pa}, p_w {pw})",
             )
+        figure.add_scatter(  # between cells where the sliders sit between grid values
+            x=[np.interp(p_w, grid, range(len(grid)))],
+            y=[np.interp(p_a, grid, range(len(grid)))],
+            mode="markers",
+            marker={"symbol": "x", "size": 18, "color": "#111111"},
+            name=f"current (p_a {p_a:g}, p_w {p_w:g})",
+        )
+        ticks = {"tickvals": list(range(len(grid))), "ticktext": [str(v) for v in grid]}
         figure.update_layout(
-            xaxis_title="p_w",
-            xaxis_type="category",
-            yaxis_type="category",
-            yaxis_title="p_a",
+            xaxis={"title": "p_w", **ticks},
+            yaxis={"title": "p_a", **ticks},
             height=470,
             margin={"t": 30, "b": 30},
             legend={"orientation": "h", "y": -0.2},
         )
-        st.plotly_chart(figure, width="stretch", key="line_sweep")
+        show(figure, key="line_sweep")
         best = sweep.loc[sweep.AUROC.idxmax()]
         st.caption(
             f"Best cell: p_a = {best.p_a:g}, p_w = {best.p_w:g}, mean AUROC {best.AUROC:.2f} (test OOD data — for "
             "exploration, not for choosing hyperparameters honestly)."
         )
 
-        st.header("4 · ID accuracy vs OOD detection as pruning grows")
+        section("4 · ID accuracy vs OOD detection as pruning grows", "tradeoff")
         pareto = cached_pareto(
             features, entries_key(features), (0, 10, 30, 50, 70, 80, 90, 95, 99), tau
         )
@@ -340,17 +349,8 @@ def main() -> None:
             xaxis_title="pruning percentile p",
             yaxis_title="%",
         )
-        st.plotly_chart(figure, width="stretch", key="line_pareto")
-        spread = pareto["ID accuracy"].max() - pareto["ID accuracy"].min()
-        if spread < 1.0:
-            st.caption(
-                f"No trade-off to see on this model: ID accuracy stays within {spread:.2f} points at every pruning "
-                "level, so only the AUROC moves. On large models the paper reports accuracy falling as p grows."
-            )
-        else:
-            st.caption(
-                f"ID accuracy moves by {spread:.1f} points across pruning levels: the price of the AUROC gained."
-            )
+        show(figure, key="line_pareto")
+        st.caption(notes.pruning_tradeoff(pareto))
 
     live_section()
 

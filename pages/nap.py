@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from ood_core import claims, comparisons, tables
@@ -15,8 +16,9 @@ from ood_core.scores.method import LAST_BLOCK
 from ood_core.scores.nap import NAP_X
 from pages.ui.boundary import fragment
 from pages.ui.cards import context, intro, metric_cards, observations
-from pages.ui.charts import colour, histogram_figure
+from pages.ui.charts import colour, histogram_figure, show
 from pages.ui.controls import param_controls, selectbox
+from pages.ui.sections import charts_and_notes, prose, section
 from pages.ui.shell import run_page
 from pages.ui.sidebar import entries_key, needs_images, require_features, workspace
 from pages.ui.state import reset_button
@@ -37,7 +39,7 @@ def main() -> None:
     blocks = features.id_test.blocks
     colours = {name: colour(name) for name in ["ID", *features.ood]}
 
-    st.header("1 · The prior: per-channel max vs mean")
+    section("1 · The prior: per-channel max vs mean", "prior")
 
     @fragment
     def prior_section() -> None:
@@ -80,46 +82,34 @@ def main() -> None:
         )
         figure.update_traces(marker_size=4)
         figure.update_layout(height=430, margin={"t": 40, "b": 30})
-        st.plotly_chart(figure, width="stretch", key="nap_prior_scatter")
+        show(figure, key="nap_prior_scatter")
         id_scores, ood_scores = features.scores(get_method("nap"), {"block": block})
         scores = {"ID": id_scores, **ood_scores}
         histogram = tables.binned({k: np.log10(v + 1e-12) for k, v in scores.items()})
-        st.plotly_chart(
+        show(
             histogram_figure(histogram, f"S_NAP on {block} (ε = 1)", "log10 S_NAP"),
-            width="stretch",
             key="nap_prior_hist",
         )
 
     prior_section()
 
-    st.header("2 · Which layer carries the prior?")
-    st.markdown(
-        "NAP on every probed block, per OOD set. The paper finds the last block (before global pooling) best."
+    section("2 · Which layer carries the prior?", "depth")
+    prose(
+        "NAP on every probed block, per OOD set. The paper finds the last block (before global pooling) best. "
+        "A marker on the axis is a bar of height 0: every OOD sample scored above every ID sample."
     )
     sweep = tables.block_sweep(features)
-    per_set = sweep[sweep.ood_set != "mean"]
-    figure = px.bar(
-        per_set,
-        x="block",
-        y="AUROC",
-        color="ood_set",
-        barmode="group",
-        color_discrete_map=colours,
-        title="AUROC of NAP per block",
-        range_y=[0, 100],
-    )
-    figure.update_layout(height=360, margin={"t": 40, "b": 30})
-    st.plotly_chart(figure, width="stretch", key="nap_depth_bars")
+    show(depth_bars(sweep[sweep.ood_set != "mean"], colours), key="nap_depth_bars")
     observations([claims.nap_depth(features, context(features), sweep)], "nap_depth")
     st.dataframe(
-        tables.per_set(sweep, "block", "FPR95", list(features.ood))
-        .round(2)
-        .rename_axis("FPR95 ↓"),
+        tables.per_set(sweep, "block", "AUROC", list(features.ood))
+        .round(1)
+        .rename_axis("AUROC ↑ (the bars)"),
         width="stretch",
     )
 
-    st.header("3 · Combine with a base method: NAP-X")
-    st.markdown(
+    section("3 · Combine with a base method: NAP-X", "nap-x")
+    prose(
         "NAP-X multiplies powers of the two scores, $S = g(S_X)^{\\lambda}\\,S_{NAP}^{1-\\lambda}$: λ = 1 is the base "
         "method X alone, λ = 0 NAP alone. Scores that can be ≤ 0 (energy family, −KNN distance) go through "
         "$g = \\operatorname{softplus}$ first (strictly increasing, so rankings are kept); MSP is used as is."
@@ -138,55 +128,49 @@ def main() -> None:
     @fragment
     def combination_section() -> None:
         labels = {m.label: m for m in NAP_X}
-        method = labels[selectbox("Base method X", list(labels), key="nap_base")]
-        columns = st.columns(4)
-        with columns[0]:
-            lam = param_controls(
-                method,
-                blocks,
-                "nap_x",
-                only=("lambda",),
-                benchmark=features.benchmark,
-                labels={"lambda": "λ"},
-            )["lambda"]
-        with columns[1]:
-            eps = param_controls(
-                method,
-                blocks,
-                "nap_x",
-                only=("eps",),
-                benchmark=features.benchmark,
-                labels={"eps": "ε"},
-            )["eps"]
-        with columns[2]:
-            extra = param_controls(
-                method,
-                blocks,
-                "nap_x",
-                skip=("lambda", "eps"),
-                benchmark=features.benchmark,
-            )
-        params = {"lambda": lam, "eps": eps, **extra}
-        columns[3].caption(
+        row = st.columns(1 + max(len(m.params) for m in NAP_X))  # one line of controls
+        method = labels[
+            selectbox("Base method X", list(labels), key="nap_base", where=row[0])
+        ]
+        names = ["lambda", "eps"]
+        names += [p.name for p in method.params if p.name not in names]
+        params = {}
+        for column, name in zip(row[1:], names):
+            with column:
+                params.update(
+                    param_controls(
+                        method,
+                        blocks,
+                        "nap_x",
+                        only=(name,),
+                        benchmark=features.benchmark,
+                    )
+                )
+        lam = params["lambda"]
+        st.caption(
             "Paper λ (CIFAR-10 / CIFAR-100 / ImageNet): "
             + (
                 " / ".join(f"{v:g}" for v in method.param("lambda").paper.values())
                 or "not given for this base"
             )
         )
+        charts, notes_here = charts_and_notes()
         table = tables.all_methods_table(features, [(method, params)])
         base = tables.all_methods_table(features, [(method, {**params, "lambda": 1.0})])
         as_base = {**params, "lambda": 1.0}
-        metric_cards(
-            table,
-            base,
-            "base",
-            export="nap_x",
-            differences=comparisons.per_set_differences(
-                features, (method, params), (method, as_base)
-            ),
-        )
-        observations([claims.combination(features, method, params)], "nap_combination")
+        with notes_here:
+            metric_cards(
+                table,
+                base,
+                "base",
+                export="nap_x",
+                differences=comparisons.per_set_differences(
+                    features, (method, params), (method, as_base)
+                ),
+            )
+            observations(
+                [claims.combination(features, method, params)], "nap_combination"
+            )
         others = tuple(sorted((k, v) for k, v in params.items() if k != "lambda"))
         curve = lambda_curve(features, entries_key(features), method.name, others)
         figure = px.line(
@@ -206,9 +190,9 @@ def main() -> None:
             x=1, y=1.04, yref="paper", text="base alone", showarrow=False
         )
         figure.update_layout(height=380, margin={"t": 50, "b": 30}, xaxis_title="λ")
-        st.plotly_chart(figure, width="stretch", key="nap_lambda_curve")
+        show(figure, key="nap_lambda_curve", where=charts)
 
-        st.subheader("4 · Gallery by the current score")
+        section("4 · Gallery by the current score", "gallery", level="subheader")
         if not needs_images(features, "the gallery"):
             return
         sets = {"ID": features.id_test, **features.ood}
@@ -242,6 +226,35 @@ def main() -> None:
     st.caption(
         f"Block selector default: `{LAST_BLOCK}` = {blocks[-1]}. Every figure has a PNG download in its toolbar."
     )
+
+
+def depth_bars(per_set: pd.DataFrame, colours: dict[str, str]) -> go.Figure:
+    """AUROC of NAP per block and OOD set as grouped bars labelled with their values; a bar of height 0 keeps its
+    outline and its "0", so that it reads as a result, not as missing data."""
+    figure = px.bar(
+        per_set,
+        x="block",
+        y="AUROC",
+        color="ood_set",
+        barmode="group",
+        color_discrete_map=colours,
+        title="AUROC of NAP per block (dotted: chance)",
+        range_y=[0, 112],
+        text="AUROC",
+    )
+    figure.update_traces(
+        texttemplate="%{y:.0f}",
+        textposition="outside",
+        textfont_size=12,
+        cliponaxis=False,
+    )
+    for trace in figure.data:
+        trace.marker.line = {"width": 3, "color": trace.marker.color}
+    figure.add_hline(y=50, line_dash="dot", line_color="#888888")
+    figure.update_layout(
+        height=380, margin={"t": 40, "b": 30}, yaxis={"tickvals": [0, 25, 50, 75, 100]}
+    )
+    return figure
 
 
 run_page(main)

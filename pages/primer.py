@@ -9,8 +9,9 @@ import streamlit as st
 from ood_core.metrics import ALL_METRICS, FPR95_OOD, IDReference, roc_points
 from ood_core.scores.method import Param
 from pages.ui.boundary import fragment
-from pages.ui.charts import ID_COLOUR, OOD_COLOURS
+from pages.ui.charts import ID_COLOUR, OOD_COLOURS, reference_line, show
 from pages.ui.controls import slider
+from pages.ui.sections import prose, section
 from pages.ui.shell import run_page
 from pages.ui.state import reset_button
 
@@ -27,12 +28,17 @@ SPREAD = Param("spread", 1.0, 0.3, 3.0, 0.1)
 
 def main() -> None:
     st.title("Primer — how OOD detection is measured")
-    st.markdown(
+    prose(
         "A detector gives every image a **score**; in OOD Lab higher always means *more in-distribution* (ID). "
         "Choosing a threshold splits images into *kept as ID* and *rejected as OOD*. Every metric below summarises how "
         "well ID and OOD scores are separated. Move the sliders to see them change together."
     )
-    reset_button("primer", ("primer_gap", "primer_spread", "primer_threshold"))
+    reset_button(
+        "primer",
+        ("primer_gap", "primer_spread", "primer_threshold"),
+        "↺ Reset the sliders",
+    )
+    section("Playground: one score, every metric", "playground")
 
     @fragment
     def playground() -> None:
@@ -84,7 +90,7 @@ def main() -> None:
             height=330,
             margin={"t": 40, "b": 30},
         )
-        histogram.plotly_chart(figure, width="stretch", key="primer_hist")
+        show(figure, key="primer_hist", where=histogram)
         points = roc_points(id_scores, ood_scores, max_points=400)
         curve = go.Figure(
             go.Scatter(
@@ -98,7 +104,6 @@ def main() -> None:
             marker={"size": 12, "color": "#d62728"},
             name="threshold t",
         )
-        curve.add_hline(y=95, line_dash="dot", annotation_text="TPR 95 %")
         curve.update_layout(
             title=f"ROC curve: AUROC {metrics['AUROC']:.1f} = the area under it",
             xaxis_title="FPR: OOD accepted (%)",
@@ -106,7 +111,9 @@ def main() -> None:
             height=330,
             margin={"t": 40, "b": 30},
         )
-        roc.plotly_chart(curve, width="stretch", key="primer_roc")
+        curve.update_layout(showlegend=False)  # the red point is the threshold t above
+        reference_line(curve, 95, "TPR 95 %")
+        show(curve, key="primer_roc", where=roc)
 
     playground()
 

@@ -6,12 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from ood_core import reports
+from pages.ui.sections import prose
 from pages.ui.shell import run_page
 
 
 def main() -> None:
     st.title("Reports")
-    st.markdown(
+    prose(
         "Benchmark reports written by `python -m ood_core report --benchmark B --model M` (per-set FPR95 / AUROC, "
         "near- and far-OOD means as unweighted means over sets, as OpenOOD). Each names its FPR95 convention: "
         "**ID+** = OOD accepted at 95 % of ID kept (the seed papers), **OOD+** = ID rejected at 95 % of OOD caught "

@@ -22,14 +22,15 @@ from ood_core.workspace import cached_workspace
 from pages.ui.add_model import add_model_form, probe_table
 from pages.ui.boundary import callback
 from pages.ui.cards import observations
+from pages.ui.sections import prose
 from pages.ui.shell import run_page
-from pages.ui.sidebar import workspace
+from pages.ui.sidebar import absent_benchmarks, workspace
 from pages.ui.text import plain
 
 
 def main() -> None:
     st.title("Setup")
-    st.markdown(
+    prose(
         "OOD Lab runs the classifier **once** over the in-distribution (ID) and OOD images and caches compact per-layer "
         "activation statistics (per-channel max, mean and L2 norm of every probed block, plus logits and penultimate "
         "features). Every page then scores, plots and tunes detectors from that cache in milliseconds."
@@ -82,7 +83,7 @@ def main() -> None:
                 ),
             )
             for name, split in targets:
-                label = f"{name}:{split}" if split else name
+                label = f"{name} ({split})" if split else name  # no ':': markdown emoji
                 features = feature_set(
                     ws.model,
                     name,
@@ -110,7 +111,8 @@ def main() -> None:
             "Prepare features",
             type="primary",
             key="prepare",
-            help="Trains the demo model on first use (≈30 s), then extracts every missing set; cached sets are reused.",
+            help="Extracts every missing set of the workspace; cached sets are reused. The demo model's weights ship "
+            "with OOD Lab (it is retrained, ≈30 s, only if they are missing); a registered model loads its checkpoint.",
         ):
             prepare(targets)
         table = dataset_table(targets)
@@ -120,7 +122,19 @@ def main() -> None:
             if missing
             else "All features cached."
         )
-        st.dataframe(table, hide_index=True, width="stretch")
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            placeholder="—",  # not extracted yet
+            column_config={
+                "dataset": st.column_config.TextColumn(width="medium"),
+                "role": st.column_config.TextColumn(width="small"),
+                "state": st.column_config.TextColumn(width="medium"),
+                "provenance": st.column_config.TextColumn(width="large"),
+            },
+        )
+        absent_benchmarks()
 
         st.subheader("First results")
         features = cached_workspace(ws, cache)

@@ -16,6 +16,7 @@ from ood_core.inputs import catalog
 from ood_core.inputs.variants import PSEUDO_OOD
 from ood_core.scores import METHODS
 from ood_core.scores.method import Param
+from pages.ui.charts import axis_type, show
 from pages.ui.controls import (
     hand_over,
     multiselect,
@@ -24,6 +25,7 @@ from pages.ui.controls import (
     selectbox,
     slider,
 )
+from pages.ui.sections import prose, section
 from pages.ui.shell import run_page
 from pages.ui.sidebar import require_features, synthetic
 from pages.ui.state import reset_button
@@ -46,6 +48,26 @@ def hand_to_compare(values: dict[str, dict], blocks: list[str]) -> None:
     st.switch_page("pages/compare.py")
 
 
+# The choice first, then what it costs on the test sets, then how the search went.
+LEADERBOARD_COLUMNS = (
+    "method",
+    "tuned",
+    "AUROC default",
+    "AUROC tuned",
+    "AUROC test-best",
+    "regret",
+    "test-best at",
+    "default kept",
+    "proxy agreement",
+    "rank corr",
+    "FPR95 default",
+    "FPR95 tuned",
+    "search",
+    "points",
+    "seconds",
+)
+
+
 def main() -> None:
     st.title("Tune hyperparameters honestly")
     reset_button(
@@ -62,7 +84,7 @@ def main() -> None:
             "tune_method",
         ),
     )
-    st.markdown(
+    prose(
         "Every other page shows metrics on the **test** OOD sets: good for exploring, not for choosing. Here a search "
         "picks each method's parameters on **validation** data only: validation ID images held out of the ID split, and "
         "validation OOD made from ID *training* images (pseudo-OOD) or a validation set you registered. The test sets are "
@@ -241,7 +263,8 @@ def main() -> None:
                 f"Proxy agreement {result.agreement:+.2f}: the validation sets rank the candidates alike (no test "
                 "data needed to see this)."
             )
-        table = tuning.points_table(found, method, result)
+        with st.spinner(f"Scoring {method.label}'s candidates on the test sets…"):
+            table = tuning.points_table(found, method, result)
         shown = "FPR95" if objective == "fpr95" else "AUROC"
         test_column = f"test {shown}"
         best_frame = (
@@ -251,7 +274,11 @@ def main() -> None:
         def marks(frame: pd.DataFrame, name: str, values: dict) -> pd.DataFrame:
             return frame[frame[name] == values[name]]
 
-        st.subheader(f"{method.label}: validation and test along each parameter")
+        section(
+            f"{method.label}: validation and test along each parameter",
+            "profile",
+            level="subheader",
+        )
         st.caption(
             "Each curve varies one parameter with the others at their tuned values. ★ tuned (validation best), "
             "◆ default, ✕ test-best (the oracle: never used for the choice)."
@@ -297,9 +324,10 @@ def main() -> None:
                 height=330,
                 margin={"t": 40, "b": 30},
                 xaxis_title=name,
+                xaxis_type=axis_type(along[name]),
                 yaxis_title=f"mean {shown} (%)",
             )
-            column.plotly_chart(figure, width="stretch", key=f"tune_profile_{name}")
+            show(figure, key=f"tune_profile_{name}", where=column)
         if test_column in table:
             scatter = go.Figure(
                 go.Scatter(
@@ -320,25 +348,37 @@ def main() -> None:
                 height=330,
                 margin={"t": 40, "b": 30},
             )
-            st.plotly_chart(scatter, width="stretch", key="tune_scatter")
+            show(scatter, key="tune_scatter")
 
     if results:
-        st.subheader("Leaderboard of tuned methods")
+        section("Leaderboard of tuned methods", "leaderboard", level="subheader")
         if found.test is None:
             st.caption(
                 "This workspace has no test OOD sets, so there is nothing to measure the regret on."
             )
-        leaderboard = tuning.regret_table(found, list(results.values()))
+        with st.spinner(
+            f"Measuring {len(results)} tuned choice{'s' * (len(results) > 1)} on the test sets (regret)…"
+        ):
+            leaderboard = tuning.regret_table(found, list(results.values()))
         st.dataframe(
             leaderboard.round(2),
             hide_index=True,
             width="stretch",
-            height=35 * (len(leaderboard) + 1) + 3,
+            height="content",
+            column_order=[c for c in LEADERBOARD_COLUMNS if c in leaderboard],
+            column_config={
+                "method": st.column_config.TextColumn(pinned=True, width="medium"),
+                "tuned": st.column_config.TextColumn(width="large"),
+                "test-best at": st.column_config.TextColumn(width="large"),
+                "search": st.column_config.TextColumn(width="medium"),
+            },
             key="tune_leaderboard",
         )
         if "regret" in leaderboard:
+            count = len(leaderboard)
             st.caption(
-                f"Mean regret {leaderboard['regret'].mean():.2f} AUROC points over {len(leaderboard)} methods; "
+                f"Mean regret {leaderboard['regret'].mean():.2f} AUROC points over {count} "
+                f"method{'s' * (count > 1)}; "
                 f"median validation↔test rank correlation {leaderboard['rank corr'].median():.2f}. Test metrics are "
                 "on the ID test rows left after holding out the validation rows."
             )

@@ -26,8 +26,9 @@ from ood_core.scores.heatmap import HEATMAP
 from ood_core.system import trim_memory
 from ood_core.tables import FLAG_PERCENTILE, placement
 from pages.ui.boundary import fragment
-from pages.ui.charts import histogram_figure
+from pages.ui.charts import histogram_figure, mark_values, show
 from pages.ui.controls import OPACITY, radio, selectbox, slider
+from pages.ui.sections import prose, section
 from pages.ui.shell import run_page
 from pages.ui.sidebar import needs_images, require_features, workspace
 from pages.ui.state import reset_button
@@ -47,7 +48,7 @@ def taken(files: list) -> Iterator[tuple[str, bytes]]:
 def main() -> None:
     st.title("Try your own images")
     reset_button("uploads", ("upload_method", "upload_overlay", "upload_opacity"))
-    st.markdown(
+    prose(
         "Upload a few images and see how every detector judges them against the current ID set: each score is placed "
         f"among the ID test scores (its **ID percentile**); below the {FLAG_PERCENTILE:g}th percentile — the threshold "
         "that keeps 95% of ID images — an image is flagged **OOD-like**. Images go through the model's own transform "
@@ -107,7 +108,7 @@ def main() -> None:
     methods = [m for m in METHODS.values() if m.cost == "cache"]
     table = placement(features, scored, list(uploads.images), methods)
 
-    st.header("1 · Every method's verdict")
+    section("1 · Every method's verdict", "verdicts")
     percentiles = table.pivot(index="method", columns="image", values="ID percentile")
     percentiles = percentiles.loc[[m.label for m in methods], list(uploads.images)]
     flagged = (percentiles < FLAG_PERCENTILE).sum()
@@ -143,7 +144,7 @@ def main() -> None:
 
     @fragment
     def placement_section() -> None:
-        st.header("2 · Where they fall")
+        section("2 · Where they fall", "placement")
         labels = {m.label: m for m in methods}
         method = labels[
             selectbox(
@@ -157,16 +158,13 @@ def main() -> None:
         figure = histogram_figure(
             tables.binned({"ID": id_scores, **ood_scores}), f"{method.label} scores"
         )
-        for row in table[table["method"] == method.label].itertuples():
-            figure.add_vline(x=row.score, line_dash="dot", line_color="#d62728")
-            figure.add_annotation(
-                x=row.score, y=1, yref="paper", text=row.image[:18], showarrow=False
-            )
-        st.plotly_chart(figure, width="stretch", key="upload_histogram")
+        ours = table[table["method"] == method.label]
+        mark_values(figure, list(ours["score"]), [name[:18] for name in ours["image"]])
+        show(figure, key="upload_histogram")
 
     @fragment
     def overlay_section() -> None:
-        st.header("3 · Overlays")
+        section("3 · Overlays", "overlays")
         columns = st.columns(3)
         state = (
             features.state(HEATMAP, fit=False)

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -95,9 +96,14 @@ def test_nap_every_base_method_renders(extracted):
         _no_errors(at)
 
 
+def _leaderboard(at) -> pd.DataFrame:
+    """Compare's table by method, without the column that marks the row whose sliders are shown."""
+    return at.dataframe[0].value.drop(columns=[" "]).set_index("method")
+
+
 def test_compare_slider_recomputes_only_its_method(extracted):
     at = _open("pages/compare.py")
-    table = at.dataframe[0].value.set_index("method")
+    table = _leaderboard(at)
     assert {
         "MSP",
         "Energy",
@@ -113,14 +119,16 @@ def test_compare_slider_recomputes_only_its_method(extracted):
     at.selectbox(key="compare_tuned").set_value("ReAct").run()
     at.slider(key="compare:react:p").set_value(60.0).run()
     _no_errors(at)
-    changed = at.dataframe[0].value.set_index("method")
+    changed = _leaderboard(at)
+    marker = at.dataframe[0].value.set_index("method")[" "]
+    assert marker["ReAct"] == "▶" and (marker.drop(index="ReAct") == "").all()
     assert changed.loc["ReAct", "mean"] != table.loc["ReAct", "mean"]
     assert changed.drop(index="ReAct").equals(table.drop(index="ReAct"))
 
 
 def test_compare_lists_every_method_and_moves_the_new_ones(extracted):
     at = _open("pages/compare.py")
-    table = at.dataframe[0].value.set_index("method")
+    table = _leaderboard(at)
     from ood_core.scores import METHODS
 
     assert {m.label for m in METHODS.values() if m.cost == "cache"} <= set(table.index)
@@ -129,7 +137,7 @@ def test_compare_lists_every_method_and_moves_the_new_ones(extracted):
     at.selectbox(key="compare_tuned").set_value("ViM").run()
     at.slider(key="compare:vim:share").set_value(10.0).run()
     _no_errors(at)
-    changed = at.dataframe[0].value.set_index("method")
+    changed = _leaderboard(at)
     moved = ["NAP (multi-block)", "ViM"]
     assert (changed.loc[moved, "mean"] != table.loc[moved, "mean"]).all()
     assert changed.drop(index=moved).equals(table.drop(index=moved))

@@ -17,6 +17,7 @@ from ood_core.pictures.export import metric_cards as cards_png
 from ood_core.scores.method import Method
 from ood_core.workspace import LoadedWorkspace
 
+from .sections import about
 from .sidebar import workspace
 
 PRIMER = "/primer"
@@ -31,11 +32,14 @@ BADGES = {
 }
 
 
-def intro(text: str, method: Method) -> None:
-    """The page's plain-language opening, the method's formula and its paper."""
-    st.markdown(text)
-    st.latex(method.formula)
-    st.caption(
+def intro(text: str, method: Method, *formulas: str) -> None:
+    """The page's plain-language opening, the method's formula and its paper (in presentation mode folded under
+    "About this page", so that the first screen shows a chart)."""
+    where = about()
+    where.markdown(text)
+    for formula in (method.formula, *formulas):
+        where.latex(formula)
+    where.caption(
         f"Paper: [{method.paper.title}]({method.paper.url}) ({method.paper.venue}). Scores: higher = more ID."
     )
 

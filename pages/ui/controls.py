@@ -180,6 +180,10 @@ def _prepared(key: str, p: Param, method: Method, blocks: list[str]) -> None:
     drop_unfit(key, lambda value: _fits(p, value, blocks))
 
 
+# Parameters are named in code as in ASCII; their controls show the papers' symbols.
+SYMBOLS = {"lambda": "λ", "eps": "ε", "tau": "τ", "alpha": "α", "gamma": "γ"}
+
+
 def param_controls(
     method: Method,
     blocks: list[str],
@@ -194,7 +198,7 @@ def param_controls(
     values = {}
     for p in _shown_params(method, skip, only):
         widget_key = f"{key}:{method.name}:{p.name}"
-        label = (labels or {}).get(p.name, p.name)
+        label = (labels or {}).get(p.name) or SYMBOLS.get(p.name, p.name)
         default = widget_default(p, method, blocks, benchmark)
         _prepared(widget_key, p, method, blocks)
         if p.kind == "block":

@@ -17,9 +17,11 @@ from ood_core.errors import OODLabError
 from .text import plain
 
 WORKSPACE_KEYS = ("model", "id", "ood")
+FOCUS = "focus"  # the section a link lands on (``sections.section``), not a widget
 MAX_KEYS = 40
 MAX_VALUE = 500  # characters; a longer value is refused before it is parsed
 _PENDING, _APPLIED, _IGNORED = "_link_pending", "_link_applied", "_link_ignored"
+_FOCUS = "_link_focus"
 
 
 def capture() -> dict[str, str]:
@@ -38,6 +40,8 @@ def capture() -> dict[str, str]:
     for key, value in link:
         if len(value) > MAX_VALUE:
             ignored.append(f"{key}: a value of {len(value):,} characters")
+        elif key == FOCUS:
+            st.session_state[_FOCUS] = value
         elif key not in WORKSPACE_KEYS:
             pending[key] = value
     if len(pending) > MAX_KEYS:
@@ -46,6 +50,13 @@ def capture() -> dict[str, str]:
     st.session_state[_PENDING] = pending
     st.session_state[_IGNORED] = ignored
     return {k: v for k, v in link if k in WORKSPACE_KEYS and len(v) <= MAX_VALUE}
+
+
+def presentation_link() -> None:
+    """A link with ``?present=1`` turns presentation mode on for the session (before its toggle is drawn; the
+    toggle turns it off again)."""
+    if st.query_params.get("present") == "1" and "present" not in st.session_state:
+        st.session_state["present"] = True
 
 
 def take(key: str, parse: Callable[[str], object]) -> None:
@@ -61,11 +72,21 @@ def take(key: str, parse: Callable[[str], object]) -> None:
         st.session_state.setdefault(_IGNORED, []).append(f"{key}={text}: {exc}")
 
 
+def focused(anchor: str) -> bool:
+    """Whether the link asked to land on the section ``anchor`` (answered once per link)."""
+    if st.session_state.get(_FOCUS) != anchor:
+        return False
+    del st.session_state[_FOCUS]
+    return True
+
+
 def report() -> None:
     """After the page is drawn: say which link values were ignored, and why (once)."""
     pending = st.session_state.pop(_PENDING, None) or {}
     ignored = st.session_state.pop(_IGNORED, None) or []
     ignored += [f"{key}: no such control on this page" for key in pending]
+    # A section not drawn (e.g. results before training) is no error: the page simply opens at its top.
+    st.session_state.pop(_FOCUS, None)
     if ignored:
         st.warning(
             "Some values of the link were ignored: " + "; ".join(map(plain, ignored))

@@ -54,8 +54,7 @@ def ensure_app_shell() -> None:
 
 def presenting() -> bool:
     """Whether presentation mode is on (the sidebar toggle, or ``?present=1`` in the link)."""
-    if st.query_params.get("present") == "1" and "present" not in st.session_state:
-        st.session_state["present"] = True
+    links.presentation_link()
     return bool(st.session_state.get("present"))
 
 

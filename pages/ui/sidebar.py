@@ -101,6 +101,7 @@ def sidebar_workspace() -> None:
         chosen_workspace = Workspace(model, id_dataset, tuple(ood))
         st.session_state["workspace"] = chosen_workspace
         st.session_state["_widgets_show"] = chosen_workspace
+        links.presentation_link()
         st.toggle(
             "Presentation mode",
             key="present",
@@ -133,12 +134,21 @@ def _benchmark_picker(datasets: dict) -> None:
         key="ws_benchmark",
         on_change=_choose_benchmark,
         help="A shipped protocol (OpenOOD v1.5, or the demo): sets the ID dataset and the near/far OOD sets. "
-        "OpenOOD benchmarks appear once their image lists are under the data root (see README).",
+        "OpenOOD benchmarks appear once their image lists are under the data root (Setup lists what is missing).",
     )
-    absent = [b for b in benchmarks.BENCHMARKS.values() if b.name not in ready]
+
+
+def absent_benchmarks() -> None:
+    """Which shipped benchmarks cannot be picked yet, and how many of their files are missing (for Setup)."""
+    datasets = catalog.datasets()
+    absent = [
+        b
+        for b in benchmarks.BENCHMARKS.values()
+        if not {b.id_dataset, *b.ood_datasets} <= set(datasets)
+    ]
     if absent:
         st.caption(
-            "Not available yet: "
+            "Benchmarks not available yet: "
             + ", ".join(
                 f"{b.name} ({len(benchmarks.missing(b))} files missing)" for b in absent
             )

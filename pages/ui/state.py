@@ -70,10 +70,12 @@ def forget(prefixes: tuple[str, ...]) -> None:
         del st.session_state[key]
 
 
-def reset_button(page: str, prefixes: tuple[str, ...]) -> None:
+def reset_button(
+    page: str, prefixes: tuple[str, ...], label: str = "↺ Reset to paper defaults"
+) -> None:
     """A button that puts the page's widgets back to their defaults (the papers' for the workspace's benchmark)."""
     st.button(
-        "↺ Reset to paper defaults",
+        label,
         key=f"reset_{page}",
         on_click=callback(forget),
         args=(prefixes,),

@@ -12,7 +12,8 @@ from ood_core.comparisons import Leader
 
 BEST = "background-color: #d4edda; font-weight: 600"
 TIED = "background-color: #fff3cd"
-CHANGED = "box-shadow: inset 4px 0 0 #1f77b4"
+CHANGED = "background-color: #dbe9f9"  # the row whose sliders are shown
+MARK = " "  # the header of the marker column
 
 
 def with_interval(value: float, low: float | None, high: float | None) -> str:
@@ -56,28 +57,37 @@ def leaderboard(
     changed: str | None = None,
 ) -> None:
     """The pivot of ``metric`` with intervals: per column the best cell green where the paired test says it is
-    best, the best two amber where they are not clearly apart; the row of ``changed`` marked at its left edge."""
+    best, the best two amber where they are not clearly apart; the row of ``changed`` (the method whose sliders are
+    shown) marked ▶ and tinted blue."""
     shown = pivot_with_intervals(table, metric, order, sets).reset_index()
     row = {method: i for i, method in enumerate(order)}
+    if changed in row:  # a narrow first column points at the row the sliders move
+        shown.insert(0, MARK, ["▶" if method == changed else "" for method in order])
 
     def style(frame: pd.DataFrame) -> pd.DataFrame:
         css = pd.DataFrame("", index=frame.index, columns=frame.columns)
-        for column, leader in leaders.items():
+        if changed in row:
+            css.loc[row[changed]] = CHANGED
+        for (
+            column,
+            leader,
+        ) in leaders.items():  # a leader's colour shows on the marked row too
             if column not in css:
                 continue
             if leader.tied:
                 css.loc[[row[leader.best], row[leader.runner]], column] = TIED
             else:
                 css.loc[row[leader.best], column] = BEST
-        if changed in row:
-            css.loc[row[changed]] = css.loc[row[changed]] + ";" + CHANGED
         return css
 
     st.dataframe(
         shown.style.apply(style, axis=None),
         hide_index=True,
         width="stretch",
-        height=35 * (len(order) + 1) + 3,
-        column_config={"method": st.column_config.TextColumn("method", width="medium")},
+        height="content",  # every row, and no blank one below the last
+        column_config={
+            MARK: st.column_config.TextColumn(MARK, width=28),
+            "method": st.column_config.TextColumn("method", width="medium"),
+        },
         key=key,
     )

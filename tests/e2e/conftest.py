@@ -58,11 +58,10 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture
-def page(browser, request):
+def _recorded_page(browser, request, viewport: dict):
     """A fresh page that records console errors (``page.console_errors``); on failure its screenshot and text are
     saved to ``test-artifacts/screenshots/FAILED-<test>.*`` for diagnosis."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    context = browser.new_context(viewport=viewport)
     page = context.new_page()
     page.console_errors = []
 
@@ -89,3 +88,15 @@ def page(browser, request):
         ) as exc:  # the page may be gone: the test's own failure is what matters
             print(f"could not save the failure screenshot: {exc}")
     context.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A tall page (1400×1800) that sees a whole page at once."""
+    yield from _recorded_page(browser, request, {"width": 1400, "height": 1800})
+
+
+@pytest.fixture
+def screen(browser, request):
+    """A projector's screen (1280×720): what a lecture shows without scrolling."""
+    yield from _recorded_page(browser, request, {"width": 1280, "height": 720})

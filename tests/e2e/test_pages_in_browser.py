@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from e2e_paths import SCREENSHOTS
 from playwright.sync_api import expect
@@ -161,7 +163,9 @@ def test_background_page_fine_tunes_and_shows_before_and_after(page, app_url):
     _open(page, app_url, "background", "Fine-tune")
 
     def fine_tune(new_model: bool) -> str:
-        button = _button(page, "Fine-tune and extract")
+        button = page.get_by_role(
+            "button", name=re.compile(r"^Fine-tune and extract \(\d+ seeds\)$")
+        )
         results = page.get_by_text("2 · Before and after")
         if new_model:  # wait for the rerun to offer it (the old results may still show)
             expect(button).to_be_visible(timeout=IDLE_TIMEOUT)

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+import pages.ui.preload  # noqa: F401  (first: every page's modules, imported by one session at a time)
 from ood_core.system import keep_trimming
 from pages.ui.boundary import error_boundary
 from pages.ui.shell import presentation_style, presenting

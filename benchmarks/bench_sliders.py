@@ -22,22 +22,29 @@ slider (MSP, Entropy, Mahalanobis, …) is timed as its scores and metrics from 
 the median of at least 9 runs per side, the sides alternating with the same slider value, each run after a 50 ms
 pause (pytorch-ood's KNN, DICE, ViM and KL-Matching, which refit on every run and take up to a minute: once).
 
+Under load (``--load N``): MSP, Energy, Entropy, ReAct and LINe updates timed on each numba threading layer (TBB,
+OpenMP; one fresh process per layer and load, ``NUMBA_THREADING_LAYER``), idle and with N busy processes beside it
+(oversubscribed cores, as on a classroom server), the layers alternating.
+
 Usage: python benchmarks/bench_sliders.py [--size cifar10|imagenet] [--repeats 3] [--no-anchor] [--no-first-use]
-[--quick]
+[--quick] [--load N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ood_core import jit
 from ood_core import workspace as workspace_module
 from ood_core.engine.cache import FeatureCache
 from ood_core.inputs.synthetic import SIZES, register
@@ -444,6 +451,106 @@ def anchor_times(features: LoadedWorkspace, repeats: int) -> None:
         )
 
 
+# --- threading layers under load ------------------------------------------------------------------------------------
+
+LOAD_METHODS = ("msp", "energy", "entropy", "react", "line")
+LAYERS = ("tbb", "omp")
+
+
+def layer_times(features: LoadedWorkspace, repeats: int) -> dict[str, float]:
+    """Median update per method of ``LOAD_METHODS``: a slider move near the default, or (no slider) the scores and
+    metrics from the cached arrays; each after a 50 ms pause, as a person's moves come."""
+    times = {}
+    for name in LOAD_METHODS:
+        method = METHODS[name]
+        numeric = [p for p in method.params if p.numeric]
+        values = (
+            [
+                {p.name: v}
+                for p in numeric[:1]
+                for v in moves(p, True, features.benchmark)
+            ]
+            if numeric
+            else [{}]
+        )
+        runs = []
+        for _ in range(repeats):
+            for params in values:
+                time.sleep(PAUSE)
+                runs.append(timed_update(features, method, params))
+        times[method.label] = statistics.median(runs)
+    return times
+
+
+@contextmanager
+def busy(processes: int):
+    """``processes`` processes spinning on a core each, beside the benchmark."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(processes)
+    ]
+    try:
+        time.sleep(1.0 if spinners else 0.0)  # let the scheduler see them
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def under_load(size_name: str, processes: int, repeats: int) -> None:
+    """Each layer idle and beside ``processes`` busy processes, one fresh process per (layer, load)."""
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    for load in (0, processes):
+        for layer in LAYERS:
+            env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
+            with busy(load):
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--size",
+                        size_name,
+                        "--repeats",
+                        str(repeats),
+                        "--layer-times",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=env,
+                ).stdout
+            line = out.strip().splitlines()[-1]
+            used, *pairs = line.split()
+            if used != layer:
+                raise SystemExit(f"asked numba for {layer}, it ran on {used}")
+            results[layer, load] = {
+                label: float(ms) for label, ms in (p.split("=") for p in pairs)
+            }
+            print(
+                f"  {layer:<4} beside {load} busy processes: {line.split(maxsplit=1)[1]}",
+                flush=True,
+            )
+    print(f"  median update, ms (repeats {repeats}); ratio = omp / tbb")
+    print(
+        f"  {'method':<10}"
+        + "".join(f"{f'{l} idle':>11}{f'{l} load {processes}':>13}" for l in LAYERS)
+        + f"{'idle ratio':>12}{'load ratio':>12}"
+    )
+    for label in results["tbb", 0]:
+        row = [
+            results[layer, load][label] for layer in LAYERS for load in (0, processes)
+        ]
+        print(
+            f"  {label:<10}"
+            + "".join(
+                f"{v:>11.1f}" if i % 2 == 0 else f"{v:>13.1f}"
+                for i, v in enumerate(row)
+            )
+            + f"{row[2] / row[0]:>12.2f}{row[3] / row[1]:>12.2f}"
+        )
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -466,6 +573,13 @@ def main() -> None:
         action="store_true",
         help="only what the intervals and paired tests add to an update",
     )
+    parser.add_argument(
+        "--load",
+        type=int,
+        metavar="N",
+        help="time MSP, Energy, Entropy, ReAct and LINe on each threading layer, idle and beside N busy processes",
+    )
+    parser.add_argument("--layer-times", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = SIZES[args.size]
     cache = FeatureCache()
@@ -473,9 +587,23 @@ def main() -> None:
     start = time.perf_counter()
     workspace = Workspace(size.model, size.model, tuple(size.ood_names))
     features = load_workspace(workspace, cache)
+    if (
+        args.layer_times
+    ):  # one run of --load: the layer numba used, then label=ms per method
+        features.scores(
+            METHODS["line"]
+        )  # fits and prepared arrays first, as a page that is already open
+        times = layer_times(features, args.repeats)
+        print(jit.threading_layer(), *(f"{k}={v * 1e3:.2f}" for k, v in times.items()))
+        return
     print(
-        f"== {args.size}: workspace ready in {time.perf_counter() - start:.1f} s ({cache.root})"
+        f"== {args.size}: workspace ready in {time.perf_counter() - start:.1f} s ({cache.root}); numba threading "
+        f"layer {jit.threading_layer()} ({os.environ.get('NUMBA_THREADING_LAYER', 'default')}), "
+        f"{os.cpu_count()} CPUs"
     )
+    if args.load is not None:
+        under_load(args.size, args.load, args.repeats)
+        return
     if args.intervals_only:
         interval_costs(features, max(3, args.repeats))
         return

@@ -630,6 +630,15 @@ def cmd_probes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """What this install runs on: Python environment, numba's threading layer, BLAS, torch threads, device."""
+    from .doctor import facts
+
+    for name, value in facts().items():
+        print(f"{name:<12} {value}")
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     size = SIZES[args.size]
     register(args.size, args.seed)
@@ -902,6 +911,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probes.add_argument("--model", default=DEMO.model)
     probes.set_defaults(run=cmd_probes)
+    doctor = sub.add_parser(
+        "doctor",
+        help="what this install runs on: environment, numba's threading layer, BLAS, torch threads, device",
+    )
+    doctor.set_defaults(run=cmd_doctor)
     listing = sub.add_parser("list", help="list models, datasets and methods")
     listing.add_argument(
         "--markdown",

@@ -9,7 +9,8 @@ bit set), which is the numeric order except that ``-0.0`` sorts before ``0.0``; 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+
+from .jit import njit, prange
 
 _BITS = 11  # digit width: 6 passes over 64-bit keys, 2,048 counters each
 _DIGITS = 6

@@ -3,6 +3,10 @@ with paired metrics per OOD set and the difference."""
 
 from __future__ import annotations
 
+import pages.ui.preload  # noqa: F401  (first: a fresh server runs deep-linked pages without app.py)
+
+# isort: split
+
 import pandas as pd
 import streamlit as st
 

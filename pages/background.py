@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pages.ui.preload  # noqa: F401  (first: a fresh server runs deep-linked pages without app.py)
+
+# isort: split
+
 from dataclasses import replace
 
 import numpy as np

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pages.ui.preload  # noqa: F401  (first: a fresh server runs deep-linked pages without app.py)
+
+# isort: split
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import pages.ui.preload  # noqa: F401  (first: a fresh server runs deep-linked pages without app.py)
+
+# isort: split
+
 import pandas as pd
 import streamlit as st
 
 from ood_core import reports
 from pages.ui.sections import prose
 from pages.ui.shell import run_page
+from pages.ui.text import plain
 
 
 def main() -> None:
@@ -72,7 +77,7 @@ def main() -> None:
     for column, label in zip(st.columns(max(1, len(chosen))), chosen):
         report = found[labels.index(label)]
         with column:
-            st.subheader(label)
+            st.subheader(plain(label))
             st.caption(
                 f"{reports.FPR_LABELS[report.convention]}; ID accuracy {report.accuracy:.2f} %"
             )

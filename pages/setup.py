@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pages.ui.preload  # noqa: F401  (first: a fresh server runs deep-linked pages without app.py)
+
+# isort: split
+
 import pandas as pd
 import streamlit as st
 
 from ood_core import observations as notes
+from ood_core.doctor import facts
 from ood_core.engine.cache import FeatureCache
 from ood_core.engine.features import (
     feature_set,
@@ -26,6 +31,12 @@ from pages.ui.sections import prose
 from pages.ui.shell import run_page
 from pages.ui.sidebar import absent_benchmarks, workspace
 from pages.ui.text import plain
+
+
+@st.cache_resource(show_spinner=False)
+def install_facts() -> dict[str, str]:
+    """``ood_core.doctor.facts()``, once per server (they hold for the process)."""
+    return facts()
 
 
 def main() -> None:
@@ -187,6 +198,17 @@ def main() -> None:
             )
         else:
             probe_table(model)
+
+    with st.expander("About this install"):
+        st.caption(
+            "What the kernels and the model run on (`python -m ood_core doctor` prints the same). On a shared "
+            "server, the threading layer should be `tbb` (README, *Benchmarks*)."
+        )
+        st.dataframe(
+            pd.DataFrame(install_facts().items(), columns=["", "value"]),
+            hide_index=True,
+            width="stretch",
+        )
 
     with st.expander("Bring your model: torchvision, timm or your own file"):
         add_model_form()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pages.ui.preload  # noqa: F401  (first: a fresh server runs deep-linked pages without app.py)
+
+# isort: split
+
 import json
 import tempfile
 from pathlib import Path
@@ -196,7 +200,7 @@ def main() -> None:
         ):
             found = tuning.split(features, protocol)
     except OODLabError as exc:
-        st.error(str(exc))
+        st.error(plain(exc, limit=1000))
         st.stop()
 
     settings = (protocol, objective, floor, points)
@@ -410,7 +414,7 @@ def main() -> None:
                 try:
                     loaded = tuning.load(path, features)
                 except OODLabError as exc:
-                    st.error(str(exc))
+                    st.error(plain(exc, limit=1000))
                 else:
                     st.markdown(
                         "Tuned under: "

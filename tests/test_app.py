@@ -108,3 +108,78 @@ def test_a_broken_registry_file_is_an_error_message_not_a_crash(
     )
     assert "cannot be read" in problems["problem"].iloc[0]
     assert at.sidebar.selectbox[0].value == "demo"  # the demo keeps working
+
+
+def test_setup_says_what_the_install_runs_on():
+    from ood_core import jit
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    _no_errors(at)
+    (box,) = [e for e in at.expander if e.label == "About this install"]
+    table = box.dataframe[0].value
+    facts = dict(zip(table.iloc[:, 0], table["value"]))
+    assert f"threading layer {jit.threading_layer()}," in facts["numba"]
+    assert facts["device"].startswith(("cpu", "cuda"))
+
+
+RACE = """
+import sys, threading
+sys.path.insert(0, {repo!r})
+import numpy, pandas, plotly, streamlit, torch  # the third-party part is loaded in a server before any session
+barrier = threading.Barrier(3)
+errors = []
+
+def session(module):
+    barrier.wait()  # three sessions' scripts start at the same moment, as when a class opens the link
+    try:
+        import pages.ui.preload  # what app.py does first
+        __import__(module)
+    except Exception as exc:
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=session, args=(m,)) for m in ("ood_core.claims", "ood_core.scores", "ood_core.tables")]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(errors)
+"""
+
+
+def test_sessions_that_import_the_pages_at_once_never_see_a_half_imported_module():
+    """Without the preload, these three imports race on a cycle in ``ood_core.scores`` and one thread gets a
+    partially initialised module (every time, on this machine): a class opening a fresh server saw tracebacks."""
+    import subprocess
+    import sys
+
+    repo = str(Path(APP).parent)
+    out = subprocess.run(
+        [sys.executable, "-c", RACE.format(repo=repo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
+
+
+@pytest.mark.parametrize(
+    "script",
+    [APP, *sorted(str(p) for p in (Path(APP).parent / "pages").glob("*.py"))],
+    ids=lambda p: Path(p).name,
+)
+def test_the_app_and_every_page_preload_before_importing_anything_else(script):
+    """Until one session has run app.py, Streamlit runs a deep-linked page script without it (``pages/`` reads as
+    an old-style multipage folder), so each page needs the preload itself."""
+    import ast
+
+    tree = ast.parse(Path(script).read_text(encoding="utf-8"))
+    imports = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and not (isinstance(node, ast.ImportFrom) and node.module == "__future__")
+        and not (isinstance(node, ast.Import) and node.names[0].name == "streamlit")
+    ]
+    first = imports[0]
+    assert isinstance(first, ast.Import) and first.names[0].name == "pages.ui.preload"

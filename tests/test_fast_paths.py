@@ -12,6 +12,7 @@ import pytest
 import torch
 from scipy.special import logsumexp, softmax
 
+from ood_core import jit
 from ood_core.metrics import ood_metrics
 from ood_core.scores import get_method, kernels, output, shaping
 from ood_core.scores.line import LINE, fit_importance, line_score
@@ -416,6 +417,47 @@ def test_numba_runs_its_parallel_kernels_on_tbb():
     # the layer is chosen at the first parallel launch
     kernels.row_sums(np.ones((4, 3)), np.empty(4))
     assert numba.threading_layer() == "tbb"
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux", reason="pip's TBB wheel ships libtbb.so.12 on Linux"
+)
+def test_the_tbb_in_use_is_the_one_this_environment_installed():
+    """A venv's ``<prefix>/lib`` is not on the loader's path: without ``ood_core.jit`` loading it first, numba would
+    pick up another environment's TBB or none at all (then OpenMP)."""
+    import sys
+    from pathlib import Path
+
+    kernels.row_sums(np.ones((4, 3)), np.empty(4))
+    own = Path(sys.prefix) / "lib" / "libtbb.so.12"
+    if not own.is_file():  # the system Python: the library is wherever pip's scheme put it, on the loader's path
+        own = Path(jit.TBB_LIBRARY or "")
+    mapped = {
+        Path(line.split()[-1]).resolve()
+        for line in Path("/proc/self/maps").read_text().splitlines()
+        if "libtbb.so" in line
+    }
+    assert mapped == {own.resolve()}, mapped
+
+
+def test_doctor_reports_the_layer_the_kernels_run_on():
+    import subprocess
+    import sys
+
+    import numba
+
+    kernels.row_sums(np.ones((4, 3)), np.empty(4))
+    printed = subprocess.run(
+        [sys.executable, "-m", "ood_core", "doctor"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    facts = {line[:12].strip(): line[13:] for line in printed.splitlines()}
+    assert f"threading layer {numba.threading_layer()}," in facts["numba"]
+    assert facts["device"].startswith("cpu") or facts["device"].startswith("cuda")
+    assert "threads" in facts["BLAS"] and "threads" in facts["torch"]
 
 
 @pytest.mark.parametrize("elements", [1, 7, 50, 1 << 20])

@@ -307,3 +307,15 @@ def test_compare_draws_its_sliders_above_the_table_and_marks_their_row(extracted
     assert kinds[:2] == ["Slider", "Dataframe"], kinds
     marked = at.dataframe[0].value.set_index("method")[" "]
     assert marked["ReAct"] == "▶" and (marked.drop(index="ReAct") == "").all()
+
+
+def test_the_upload_widget_and_its_caption_state_the_same_size_limit(extracted):
+    from pages.uploads import MAX_FILE_MIB
+
+    at = _app()
+    at.switch_page("pages/uploads.py").run()
+    _healthy(at)
+    (uploader,) = at.get("file_uploader")
+    assert uploader.proto.max_upload_size_mb == MAX_FILE_MIB
+    captions = " ".join(c.value for c in at.caption)
+    assert f"{MAX_FILE_MIB} MB per file" in captions

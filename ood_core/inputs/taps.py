@@ -13,6 +13,7 @@ register tokens left out, and put back unchanged) — and the model goes on with
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 
@@ -76,6 +77,12 @@ class _CallTap(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+# The app shares one model between sessions, each in its own thread, and a hook sees every thread's forward pass:
+# a Grad-CAM in one session then differentiated another session's tensors ("The differentiated Tensor … appears to
+# not have been used in the graph", seen with 10 students). One tapped pass at a time per process.
+_HOOKED_PASSES = threading.RLock()
+
+
 @contextmanager
 def tapped(
     model: nn.Module, probes: Probes, names: Sequence[str] | None = None
@@ -83,7 +90,16 @@ def tapped(
     """While inside, each named probe's map (all probes by default) passes through its tap: ``{name: tap}``.
 
     A probe read through a function call needs the mode active during the forward pass: run the model inside
-    ``with tapped(...)`` (the mode is entered and left with it, and counts calls from zero at each forward)."""
+    ``with tapped(...)`` (the mode is entered and left with it, and counts calls from zero at each forward).
+    Tapped passes are serialised across threads (``_HOOKED_PASSES``)."""
+    with _HOOKED_PASSES, _tapped(model, probes, names) as taps:
+        yield taps
+
+
+@contextmanager
+def _tapped(
+    model: nn.Module, probes: Probes, names: Sequence[str] | None
+) -> Iterator[dict[str, nn.Module]]:
     taps = {name: nn.Identity() for name in (names or probes.blocks)}
     handles, call_taps = [], {}
     for name, tap in taps.items():

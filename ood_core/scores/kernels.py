@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+
+from ..jit import njit, prange
 
 # Rows are processed in this many contiguous chunks (scratch allocated once per chunk, not per row).
 CHUNKS = 256

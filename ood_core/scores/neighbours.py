@@ -28,8 +28,8 @@ from functools import cached_property
 
 import numpy as np
 import torch
-from numba import njit, prange
 
+from ..jit import njit, prange
 from . import dense
 from .kernels import FAST
 from .moments import row_chunks

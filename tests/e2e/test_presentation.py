@@ -16,8 +16,8 @@ PAGES = [
     ("block_selection", "FeatureNorm of any block"),
     ("line", "Sweep (p_a, p_w)"),
     ("heatmaps", "Gallery"),
-    ("background", "Fine-tune"),
-    ("compare", "ROC, ID vs"),
+    ("background", "1 · Fine-tune"),
+    ("compare", "Every method on the same cache"),  # (the ROC is folded away)
     ("ab", "two settings of one method"),
     ("tune", "Tune hyperparameters honestly"),
     ("reports", "Reports"),
@@ -25,28 +25,11 @@ PAGES = [
 ]
 
 
-@pytest.fixture
-def small_page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    page = context.new_page()
-    page.console_errors = []
-    page.on(
-        "console",
-        lambda m: (
-            page.console_errors.append(m.text)
-            if m.type == "error" and "_stcore/" not in m.location.get("url", "")
-            else None
-        ),
-    )
-    yield page
-    context.close()
-
-
 @pytest.mark.parametrize("path,ready", PAGES, ids=[p or "setup" for p, _ in PAGES])
 def test_every_page_fits_a_1280x720_screen_in_presentation_mode(
-    small_page, app_url, path, ready
+    screen, app_url, path, ready
 ):
-    page = small_page
+    page = screen  # 1280×720
     page.goto(f"{app_url}/{path}?present=1")
     page.get_by_text(ready, exact=False).first.wait_for(timeout=IDLE_TIMEOUT)
     _wait_idle(page)
@@ -66,8 +49,8 @@ def test_every_page_fits_a_1280x720_screen_in_presentation_mode(
     page.screenshot(path=str(SCREENSHOTS / f"present-{path or 'setup'}.png"))
 
 
-def test_a_lecture_link_opens_its_page_in_the_state_it_names(small_page, app_url):
-    page = small_page
+def test_a_lecture_link_opens_its_page_in_the_state_it_names(screen, app_url):
+    page = screen  # 1280×720
     page.goto(f"{app_url}/nap?nap_base=NAP-ReAct&nap_x:nap-react:lambda=0.8")
     page.get_by_text("AUROC vs λ", exact=False).first.wait_for(timeout=IDLE_TIMEOUT)
     _wait_idle(page)

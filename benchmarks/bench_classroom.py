@@ -1,0 +1,395 @@
+"""A classroom on one server: N students follow the guided lecture at once, over Streamlit's own websocket protocol.
+
+Each student is one websocket session speaking Streamlit's protobuf messages (``BackMsg.rerun_script`` with the
+widget state a browser would send, ``ForwardMsg`` deltas back), so 30-100 students fit on a 2-core machine where a
+browser each would not. A student opens each lecture step's link (the page, its query string and ``focus``), then
+moves that page's slider ``--moves`` times with 2-5 s of think time between moves, and goes on to the next step. A
+slider inside a fragment reruns only its fragment, as in the browser. The latency of a move is the time from sending
+the new widget value to the last delta of that rerun; an *open* is timed the same way for the step's first run.
+
+Errors: an exception element, an error alert (the pages' error boundary draws one), a rerun that never finishes
+within ``--timeout`` s, or a dropped connection. The server's CPU (user + system over the run's wall time) and peak
+resident memory (``VmHWM``) come from /proc. Alongside, one real Chromium session moves NAP-X's λ on the NAP page
+and times key press → script run finished: the check on what a person sees.
+
+Without ``--url`` a fresh ``streamlit run app.py`` starts per class size on the demo cache (extracted first when
+missing); with ``--url`` the students drive that server (for instance replicas behind a proxy; then the server's CPU
+and memory are not read).
+
+Usage: python benchmarks/bench_classroom.py [--students 1 10 30] [--moves 2] [--url http://host:port] [--no-browser]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
+
+import websocket
+from google.protobuf.message import DecodeError
+from playwright.sync_api import Error as PlaywrightError
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e")]
+import streamlit_server
+
+# (page, the step link's query, the label of the slider a student moves: a regex, or None for the page's first)
+LECTURE = [
+    ("primer", {"primer_gap": "1.5", "focus": "playground"}, None),
+    ("nap", {"focus": "prior"}, "^λ$"),
+    ("nap", {"focus": "depth"}, "^λ$"),
+    (
+        "nap",
+        {"nap_base": "NAP-Energy", "nap_x:nap-energy:lambda": "0.4", "focus": "nap-x"},
+        "^λ$",
+    ),
+    ("block_selection", {"bs_grid": "3", "focus": "normratio"}, None),
+    ("line", {"focus": "live"}, None),
+    ("heatmaps", {"heatmap_overlay": "Grad-CAM", "focus": "gallery"}, "Opacity"),
+    ("background", {"bg_alpha": "0.1", "focus": "before-after"}, "^α"),
+    ("compare", {"focus": "table"}, None),
+]
+FINISHED_EARLY_FOR_RERUN = (
+    2  # ForwardMsg.ScriptFinishedStatus: a rerun follows, keep reading
+)
+ALERT_ERROR = 1  # Alert.Format.ERROR
+
+
+@dataclass
+class Slider:
+    id: str
+    label: str
+    low: float
+    high: float
+    step: float
+    value: float
+    fragment: str
+
+
+@dataclass
+class Run:
+    seconds: float
+    sliders: list[Slider]
+    errors: list[str]
+
+
+class Student:
+    """One browser tab's worth of Streamlit protocol: open pages, move sliders, time each rerun."""
+
+    def __init__(self, url: str, timeout: float):
+        address = urlparse(url)
+        self.socket = websocket.create_connection(
+            f"ws://{address.netloc}/_stcore/stream", timeout=timeout
+        )
+        self.pages: dict[
+            str, str
+        ] = {}  # url path -> page script hash, from the navigation message
+        self.page = ""
+        self.query = ""
+
+    def close(self) -> None:
+        self.socket.close()
+
+    def _send(self, widgets: list[WidgetState] = (), fragment: str = "") -> None:
+        message = BackMsg()
+        state = message.rerun_script
+        state.query_string = self.query
+        if self.page in self.pages:
+            state.page_script_hash = self.pages[self.page]
+        else:
+            state.page_name = self.page
+        state.widget_states.widgets.extend(widgets)
+        state.fragment_id = fragment
+        self.socket.send_binary(message.SerializeToString())
+
+    def _read_run(self) -> Run:
+        start = time.perf_counter()
+        last, sliders, errors = start, [], []
+        while True:
+            frame = self.socket.recv()
+            if not isinstance(frame, bytes):  # not one of Streamlit's protobuf messages
+                continue
+            message = ForwardMsg()
+            message.ParseFromString(frame)
+            kind = message.WhichOneof("type")
+            if kind == "navigation":
+                self.pages.update(
+                    {
+                        p.url_pathname: p.page_script_hash
+                        for p in message.navigation.app_pages
+                    }
+                )
+            elif kind == "delta":
+                last = time.perf_counter()
+                if message.delta.WhichOneof("type") == "new_element":
+                    element = message.delta.new_element
+                    which = element.WhichOneof("type")
+                    if which == "slider" and not element.slider.options:
+                        s = element.slider
+                        value = s.value[0] if s.set_value and s.value else s.default[0]
+                        sliders.append(
+                            Slider(
+                                s.id,
+                                s.label,
+                                s.min,
+                                s.max,
+                                s.step,
+                                value,
+                                message.delta.fragment_id,
+                            )
+                        )
+                    elif which == "exception":
+                        errors.append(f"exception: {element.exception.message}")
+                    elif which == "alert" and element.alert.format == ALERT_ERROR:
+                        errors.append(f"error: {element.alert.body[:120]}")
+            elif (
+                kind == "script_finished"
+                and message.script_finished != FINISHED_EARLY_FOR_RERUN
+            ):
+                return Run(last - start, sliders, errors)
+
+    def open(self, page: str, query: dict[str, str]) -> Run:
+        self.page, self.query = page, urlencode(query)
+        self._send()
+        return self._read_run()
+
+    def move(self, slider: Slider, value: float) -> Run:
+        state = WidgetState(id=slider.id)
+        state.double_array_value.data[:] = [value]
+        self._send([state], slider.fragment)
+        return self._read_run()
+
+
+def pick(sliders: list[Slider], label: str | None) -> Slider | None:
+    matching = [s for s in sliders if label is None or re.search(label, s.label)]
+    return matching[0] if matching else None
+
+
+def another_value(slider: Slider, rng: random.Random) -> float:
+    steps = max(1, round((slider.high - slider.low) / slider.step))
+    while True:
+        value = round(slider.low + rng.randint(0, steps) * slider.step, 10)
+        if value != slider.value or steps == 1:
+            return value
+
+
+@dataclass
+class Results:
+    moves: list[float] = field(default_factory=list)
+    opens: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    per_step: dict[int, list[float]] = field(default_factory=dict)  # move latencies
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, kind: str, step: int, run: Run) -> None:
+        with self.lock:
+            (self.moves if kind == "move" else self.opens).append(run.seconds)
+            if kind == "move":
+                self.per_step.setdefault(step, []).append(run.seconds)
+            self.errors.extend(run.errors)
+
+
+def follow_the_lecture(
+    url: str, seed: int, moves: int, timeout: float, results: Results
+) -> None:
+    rng = random.Random(seed)
+    time.sleep(rng.uniform(0.0, 3.0))  # a class does not click in the same millisecond
+    try:
+        student = Student(url, timeout)
+    except (OSError, websocket.WebSocketException) as exc:
+        results.errors.append(f"connect: {exc}")
+        return
+    try:
+        for step, (page, query, label) in enumerate(LECTURE):
+            run = student.open(page, query)
+            results.add("open", step, run)
+            sliders = {s.id: s for s in run.sliders}
+            for _ in range(moves):
+                time.sleep(rng.uniform(2.0, 5.0))
+                slider = pick(list(sliders.values()), label)
+                if slider is None:
+                    results.errors.append(f"no slider on {page} ({label})")
+                    break
+                value = another_value(slider, rng)
+                run = student.move(slider, value)
+                results.add("move", step, run)
+                slider.value = value
+                sliders.update(
+                    {s.id: s for s in run.sliders}
+                )  # a rerun may re-key a fragment
+    except (
+        OSError,
+        websocket.WebSocketException,
+        DecodeError,
+    ) as exc:  # counted, the class goes on
+        results.errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        student.close()
+
+
+def browser_check(url: str, rounds: int, stop: threading.Event) -> list[float]:
+    """Key press → script run finished for one real Chromium session moving NAP-X's λ."""
+    from playwright.sync_api import expect, sync_playwright
+
+    times = []
+    with sync_playwright() as playwright:
+        browser = streamlit_server.launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(f"{url}/nap?focus=nap-x")
+        app = page.get_by_test_id("stApp")
+        page.get_by_text("AUROC vs λ").first.wait_for(timeout=300_000)
+        expect(app).to_have_attribute(
+            "data-test-script-state", "notRunning", timeout=300_000
+        )
+        thumb = (
+            page.get_by_test_id("stSlider")
+            .filter(has=page.get_by_text("λ", exact=True))
+            .first.get_by_role("slider")
+        )
+        for key in ["ArrowRight", "ArrowLeft"] * (rounds // 2 + 1):
+            if stop.is_set() or len(times) >= rounds:
+                break
+            time.sleep(3.0)
+            thumb.focus()
+            start = time.perf_counter()
+            page.keyboard.press(key)
+            try:  # the rerun starting (a fast one may already be over)
+                expect(app).not_to_have_attribute(
+                    "data-test-script-state", "notRunning", timeout=5_000
+                )
+            except AssertionError:
+                pass
+            expect(app).to_have_attribute(
+                "data-test-script-state", "notRunning", timeout=300_000
+            )
+            times.append(time.perf_counter() - start)
+        browser.close()
+    return times
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (
+        int(fields[11]) + int(fields[12])
+    ) / 100.0  # utime + stime, clock ticks (USER_HZ = 100)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+        if len(values) > 1
+        else values[0]
+    )
+
+
+def classroom(
+    url: str, students: int, moves: int, timeout: float, browser: bool, pid: int | None
+) -> None:
+    results = Results()
+    threads = [
+        threading.Thread(
+            target=follow_the_lecture, args=(url, seed, moves, timeout, results)
+        )
+        for seed in range(students)
+    ]
+    stop = threading.Event()
+    cpu_before, wall = (cpu_seconds(pid) if pid else 0.0), time.perf_counter()
+    for thread in threads:
+        thread.start()
+    seen: list[float] = []
+    if browser:
+        try:
+            seen = browser_check(url, 4, stop)
+        except (PlaywrightError, AssertionError) as exc:  # reported with the rest
+            results.errors.append(
+                f"Chromium: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            )
+    for thread in threads:
+        thread.join()
+    stop.set()
+    wall = time.perf_counter() - wall
+    line = f"  {students:>3} students: "
+    if results.moves:
+        line += (
+            f"move p50 {percentile(results.moves, 50) * 1e3:6.0f} ms  p95 {percentile(results.moves, 95) * 1e3:6.0f} ms  "
+            f"max {max(results.moves) * 1e3:6.0f} ms ({len(results.moves)} moves); "
+        )
+    if results.opens:
+        line += f"open p50 {percentile(results.opens, 50):.2f} s p95 {percentile(results.opens, 95):.2f} s; "
+    line += f"{len(results.errors)} errors"
+    if pid:
+        line += (
+            f"; server CPU {100 * (cpu_seconds(pid) - cpu_before) / wall:.0f} % of one core, peak RSS "
+            f"{streamlit_server.memory_mb(pid, 'VmHWM'):,.0f} MB"
+        )
+    if seen:
+        line += f"; Chromium λ key → finished: median {statistics.median(seen) * 1e3:.0f} ms, max {max(seen) * 1e3:.0f} ms"
+    print(line + f" ({wall:.0f} s)", flush=True)
+    print(
+        "      move p95 per step: "
+        + ", ".join(
+            f"{step} {LECTURE[step][0]} {percentile(times, 95) * 1e3:.0f} ms"
+            for step, times in sorted(results.per_step.items())
+        )
+    )
+    for error in sorted(set(results.errors))[:5]:
+        print(f"      {results.errors.count(error)} x {error}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, nargs="+", default=[1, 10, 30])
+    parser.add_argument(
+        "--moves", type=int, default=2, help="slider moves per lecture step"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds before a rerun counts as an error",
+    )
+    parser.add_argument(
+        "--url",
+        help="drive this running server (or proxy) instead of starting one per class",
+    )
+    parser.add_argument(
+        "--no-browser", action="store_true", help="no real Chromium session alongside"
+    )
+    args = parser.parse_args()
+    print(
+        f"== classroom: every student opens the {len(LECTURE)} lecture steps and moves each step's slider "
+        f"{args.moves} times (2-5 s think time)"
+    )
+    if args.url:
+        for students in args.students:
+            classroom(
+                args.url, students, args.moves, args.timeout, not args.no_browser, None
+            )
+        return
+    from ood_core.workspace import Workspace, load_workspace
+
+    load_workspace(Workspace())  # the demo's features, extracted once
+    for students in args.students:
+        server, url = streamlit_server.start(
+            Path("/tmp") / f"ood-lab-classroom-{students}.log"
+        )
+        try:
+            classroom(
+                url, students, args.moves, args.timeout, not args.no_browser, server.pid
+            )
+        finally:
+            streamlit_server.stop(server)
+
+
+if __name__ == "__main__":
+    main()

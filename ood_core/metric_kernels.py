@@ -19,8 +19,9 @@ _SIGN = np.uint64(1 << 63)
 
 
 @njit(nogil=True, cache=True)
-def radix_sort(x: np.ndarray) -> np.ndarray:
-    """``np.sort(x)`` for finite float64 ``x`` (LSD radix sort, ~2.5× faster than numpy's sort at 10k here)."""
+def _keys_and_digit_counts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The radix sorts' start: float64 ``x`` as uint64 keys in numeric order, and how often each digit value
+    occurs at each of the ``_DIGITS`` positions."""
     n = x.size
     keys = np.empty(n, np.uint64)
     bits = x.view(np.uint64)
@@ -32,16 +33,30 @@ def radix_sort(x: np.ndarray) -> np.ndarray:
         k = keys[i]
         for p in range(_DIGITS):
             counts[p, (k >> np.uint64(_BITS * p)) & _MASK] += 1
+    return keys, counts
+
+
+@njit(nogil=True, cache=True)
+def _bucket_starts(counts: np.ndarray) -> None:
+    """Each digit's counts turned, in place, into where its bucket starts (an exclusive prefix sum)."""
+    offset = 0
+    for b in range(counts.size):
+        c = counts[b]
+        counts[b] = offset
+        offset += c
+
+
+@njit(nogil=True, cache=True)
+def radix_sort(x: np.ndarray) -> np.ndarray:
+    """``np.sort(x)`` for finite float64 ``x`` (LSD radix sort, ~2.5× faster than numpy's sort at 10k here)."""
+    n = x.size
+    keys, counts = _keys_and_digit_counts(x)
     source, target = keys, np.empty(n, np.uint64)
     for p in range(_DIGITS):
         shift = np.uint64(_BITS * p)
         if counts[p, (source[0] >> shift) & _MASK] == n:
             continue  # every key has the same digit here
-        offset = 0
-        for b in range(1 << _BITS):
-            c = counts[p, b]
-            counts[p, b] = offset
-            offset += c
+        _bucket_starts(counts[p])
         for i in range(n):
             k = source[i]
             b = (k >> shift) & _MASK
@@ -271,27 +286,14 @@ def radix_argsort(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(np.sort(x), np.argsort(x, kind="stable"))`` for finite float64 ``x``: ``radix_sort`` carrying each
     key's original index (LSD passes are stable, so equal values keep their order)."""
     n = x.size
-    keys = np.empty(n, np.uint64)
-    bits = x.view(np.uint64)
-    for i in range(n):
-        k = bits[i]
-        keys[i] = ~k if k & _SIGN else k | _SIGN
-    counts = np.zeros((_DIGITS, 1 << _BITS), np.int64)
-    for i in range(n):
-        k = keys[i]
-        for p in range(_DIGITS):
-            counts[p, (k >> np.uint64(_BITS * p)) & _MASK] += 1
+    keys, counts = _keys_and_digit_counts(x)
     source, target = keys, np.empty(n, np.uint64)
     index, moved = np.arange(n), np.empty(n, np.int64)
     for p in range(_DIGITS):
         shift = np.uint64(_BITS * p)
         if counts[p, (source[0] >> shift) & _MASK] == n:
             continue
-        offset = 0
-        for b in range(1 << _BITS):
-            c = counts[p, b]
-            counts[p, b] = offset
-            offset += c
+        _bucket_starts(counts[p])
         for i in range(n):
             k = source[i]
             b = (k >> shift) & _MASK

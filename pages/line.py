@@ -120,24 +120,20 @@ def main() -> None:
     @fragment
     def live_section() -> None:
         columns = st.columns(4)
-        with columns[0]:
-            p_a = param_controls(
-                LINE,
-                [],
-                "line",
-                only=("p_a",),
-                benchmark=features.benchmark,
-                labels={"p_a": "p_a (activation pruning)"},
-            )["p_a"]
-        with columns[1]:
-            p_w = param_controls(
-                LINE,
-                [],
-                "line",
-                only=("p_w",),
-                benchmark=features.benchmark,
-                labels={"p_w": "p_w (weight pruning)"},
-            )["p_w"]
+        chosen = {}
+        for column, (name, label) in zip(
+            columns, (("p_a", "activation pruning"), ("p_w", "weight pruning"))
+        ):
+            with column:
+                chosen |= param_controls(
+                    LINE,
+                    [],
+                    "line",
+                    only=(name,),
+                    benchmark=features.benchmark,
+                    labels={name: f"{name} ({label})"},
+                )
+        p_a, p_w = chosen["p_a"], chosen["p_w"]
         mode = radio(
             "τ given as",
             ["absolute", "ID-train percentile"],

@@ -549,12 +549,23 @@ def _spread(items: list, keep: int) -> list:
 
 
 def _with_pre_pool(
-    model: nn.Module, recorded: Trace, chosen: list[_Event], pre_pool: _Found | None
+    model: nn.Module,
+    recorded: Trace,
+    chosen: list[_Event],
+    pre_pool: _Found | None,
+    keep_last: bool = False,
 ) -> list[Probe]:
+    """One probe per map of ``chosen`` (the first module that outputs a tensor, or with ``keep_last`` the last:
+    where in-place operations rewrite a tensor, as ``out += identity; relu_(out)`` in a ResNet block, only the last
+    module's output holds the final values), the pre-pool probe marked or added."""
     found = [_map_probe(model, recorded, e) for e in chosen]
     unique: dict[int, Probe] = {}
     for item in found:
-        unique.setdefault(item.tensor, item.probe)
+        if keep_last:
+            unique.pop(item.tensor, None)
+            unique[item.tensor] = item.probe
+        else:
+            unique.setdefault(item.tensor, item.probe)
     probes = list(unique.values())
     if pre_pool is None:
         return probes
@@ -629,7 +640,9 @@ def find_probes(
         probes = _with_pre_pool(model, recorded, chosen, pre_pool)
     elif choice == "all":
         kind = 'every map a module makes once (probes = "all")'
-        probes = _with_pre_pool(model, recorded, _map_events(recorded), pre_pool)
+        probes = _with_pre_pool(
+            model, recorded, _map_events(recorded), pre_pool, keep_last=True
+        )
     else:
         kind = "as listed in the registry (probes = [...])"
         probes = _named(model, recorded, list(choice), pre_pool)

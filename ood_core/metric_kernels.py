@@ -78,6 +78,15 @@ def _run_end(x: np.ndarray, start: int) -> int:
     return end
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _weight(w: np.ndarray, start: int, end: int) -> int:
+    """The total weight ``w[start:end]`` of one run of equal values (a bootstrap resample's multiplicities)."""
+    total = 0
+    for t in range(start, end):
+        total += w[t]
+    return total
+
+
 @njit(nogil=True, cache=True)
 def merge_counts(
     a: np.ndarray, b: np.ndarray, k_id: int, k_ood: int, v10_out: np.ndarray
@@ -184,9 +193,7 @@ def weighted_metrics(
     while s < p:
         v = a[s]
         e = _run_end(a, s)
-        run = 0
-        for t in range(s, e):
-            run += wa[t]
+        run = _weight(wa, s, e)
         while j < n and b[j] < v:
             lt_w += wb[j]
             j += 1
@@ -210,9 +217,7 @@ def weighted_metrics(
     while h < n:
         w = b[h]
         e = _run_end(b, h)
-        run = 0
-        for t in range(h, e):
-            run += wb[t]
+        run = _weight(wb, h, e)
         while i < p and a[i] <= w:
             le_w += wa[i]
             i += 1

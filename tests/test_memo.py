@@ -42,3 +42,50 @@ def test_concurrent_sessions_compute_a_key_once():
         t.join()
     assert len(calls) == 1
     assert len({id(r) for r in results}) == 1
+
+
+def test_a_slow_computation_does_not_hold_up_other_keys():
+    memo = BoundedMemo(4)
+    released, other = threading.Event(), []
+    slow = threading.Thread(target=lambda: memo.get("fit", lambda: released.wait(30)))
+    slow.start()
+    time.sleep(0.05)  # the fit is being computed
+    reader = threading.Thread(
+        target=lambda: other.append(memo.get("scores", lambda: 1))
+    )
+    reader.start()
+    reader.join(timeout=5)
+    assert other == [1], "a lookup of another key waited for the fit"
+    released.set()
+    slow.join(timeout=5)
+    assert memo.get("fit", lambda: "again") is True
+
+
+def test_a_failed_computation_is_not_kept_and_a_waiting_thread_computes_again():
+    memo = BoundedMemo(4)
+    started, calls, results = threading.Event(), [], []
+
+    def failing():
+        calls.append("first")
+        started.set()
+        time.sleep(0.2)
+        raise RuntimeError("out of memory")
+
+    def first():
+        try:
+            memo.get("k", failing)
+        except RuntimeError:
+            results.append("raised")
+
+    owner = threading.Thread(target=first)
+    owner.start()
+    started.wait(5)
+    waiter = threading.Thread(
+        target=lambda: results.append(
+            memo.get("k", lambda: calls.append("second") or 7)
+        )
+    )
+    waiter.start()
+    owner.join(5)
+    waiter.join(5)
+    assert calls == ["first", "second"] and sorted(map(str, results)) == ["7", "raised"]

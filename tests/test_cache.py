@@ -303,3 +303,30 @@ def test_cache_files_are_readable_by_the_group(tmp_path):
     assert stat.S_IMODE(entry.stat().st_mode) == 0o755
     assert stat.S_IMODE((entry / "logits.npy").stat().st_mode) == 0o644
     assert stat.S_IMODE((entry / "blocks" / "b1").stat().st_mode) == 0o755
+
+
+def test_an_unchanged_entry_is_mapped_once_and_any_change_is_verified_again(
+    tmp_path, monkeypatch
+):
+    from ood_core.engine import cache as cache_module
+
+    real, opened = cache_module.np.load, []
+    monkeypatch.setattr(
+        cache_module.np,
+        "load",
+        lambda path, **kw: opened.append(Path(path).name) or real(path, **kw),
+    )
+    cache = FeatureCache(tmp_path)
+    cache.get_or_create(KEY, _build)
+    first = cache.load(KEY)
+    opened.clear()
+    again = FeatureCache(tmp_path).load(KEY)  # every page open of every session
+    assert opened == [] and again.logits is first.logits
+    logits = cache.path(KEY) / "logits.npy"
+    before = logits.stat().st_mtime_ns
+    data = bytearray(logits.read_bytes())
+    data[-1] ^= 0xFF
+    logits.write_bytes(bytes(data))
+    os.utime(logits, ns=(before + 10**9, before + 10**9))
+    with pytest.raises(CorruptEntry, match="checksum"):
+        cache.load(KEY)

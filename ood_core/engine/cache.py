@@ -41,6 +41,7 @@ from .. import __version__
 from ..errors import CacheError
 from ..inputs import config
 from ..inputs.files import digest, file_sha256
+from ..memo import BoundedMemo
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -548,6 +549,44 @@ def _is_entry(folder: Path) -> bool:
 
 
 def _verified(folder: Path) -> FeatureSet:
+    """The entry at ``folder``, verified (``_opened_verified``) once per version of its files in this process.
+
+    A page opens its workspace's entries on every run, for every user: when no file of the entry has changed since
+    it was last verified here (same size, mtime and inode for meta.json and every array), its arrays are reused
+    instead of being mapped and checked again. Any change is verified afresh."""
+    signature = _signature(folder)
+    if signature is None:
+        return _opened_verified(folder)
+    meta, arrays = _opened.get((str(folder), signature), lambda: _opened_parts(folder))
+    return FeatureSet(folder, meta, arrays)
+
+
+_opened: BoundedMemo[tuple[dict, dict]] = BoundedMemo(
+    256
+)  # entries listed on Setup, too
+
+
+def _opened_parts(folder: Path) -> tuple[dict, dict]:
+    opened = _opened_verified(folder)
+    return opened.meta, opened._arrays
+
+
+def _signature(folder: Path) -> tuple | None:
+    """(name, size, mtime, inode) of meta.json and of every array it lists; ``None`` where one cannot be read."""
+    meta = _read_meta(folder)
+    if meta is None or not isinstance(meta.get("files"), dict):
+        return None
+    try:
+        stats = [
+            (name, os.stat(folder / name))
+            for name in ["meta.json", *(f"{f}.npy" for f in meta["files"])]
+        ]
+    except (OSError, TypeError, ValueError):
+        return None
+    return tuple((n, s.st_size, s.st_mtime_ns, s.st_ino) for n, s in stats)
+
+
+def _opened_verified(folder: Path) -> FeatureSet:
     """Open an entry, checking meta.json, the arrays a feature entry must hold, and every file's size, shape,
     dtype and checksum."""
     meta = _read_meta(folder)

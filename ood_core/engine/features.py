@@ -35,7 +35,6 @@ def model_of(features: FeatureSet) -> LoadedModel:
 def dataset_images(ref: str, split: str | None = None) -> tuple[ImageSet, dict]:
     """The (untransformed) images of ``ref`` (``name``, ``name@variant``) and split, with their identity."""
     parsed = parse_ref(ref)
-    spec = catalog.get_dataset(parsed.dataset)
     split = split or parsed.split
     registry = config.config_file()
     version = registry.stat().st_mtime_ns if registry.exists() else None
@@ -47,7 +46,7 @@ def dataset_images(ref: str, split: str | None = None) -> tuple[ImageSet, dict]:
         version,
         benchmarks.subset_for(parsed.dataset),  # OOD_LAB_TRAIN_SHARE may change
     )
-    return _listings.get(key, lambda: spec.load(split))
+    return _listings.get(key, lambda: catalog.get_dataset(parsed.dataset).load(split))
 
 
 def forget_datasets() -> None:

@@ -7,6 +7,7 @@ import pages.ui.preload  # noqa: F401  (first: a fresh server runs deep-linked p
 # isort: split
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -15,17 +16,19 @@ from ood_core import observations as notes
 from ood_core.engine.features import cached_feature_set, feature_set
 from ood_core.engine.images import sample_image
 from ood_core.inputs.variants import jigsaw_base_rows, jigsaw_image, jigsaw_name
+from ood_core.pictures.export import png
 from ood_core.scores import get_method
 from ood_core.scores.block_norm import select_block
 from ood_core.scores.method import Param
 from pages.ui.boundary import fragment
 from pages.ui.cards import context, intro, metric_cards, observations
-from pages.ui.charts import histogram_figure, reference_line, show
+from pages.ui.charts import histogram_figure, reference_line, show, show_shared
 from pages.ui.controls import selectbox, slider
 from pages.ui.sections import charts_and_notes, section
 from pages.ui.shell import run_page
-from pages.ui.sidebar import needs_images, require_features, workspace
+from pages.ui.sidebar import entries_key, needs_images, require_features, workspace
 from pages.ui.state import reset_button
+from pages.ui.thumbnails import thumbnail
 
 GRID = Param(
     "n",
@@ -83,6 +86,14 @@ def main() -> None:
 
     section("NormRatio's pick against the real OOD sets", "normratio")
 
+    @st.cache_resource(max_entries=32, show_spinner=False)
+    def jigsaw_pictures(dataset: str, rows: tuple[int, ...], n: int) -> list[bytes]:
+        """PNGs of the ID train images at ``rows`` as jigsaw ``n``×``n`` puzzles (drawn once per server)."""
+        return [
+            png(jigsaw_image(sample_image(dataset, "train", r), n, 0, r), 72)
+            for r in rows
+        ]
+
     @fragment
     def normratio_section() -> None:
         n = slider("Jigsaw grid size n", GRID, "bs_grid")
@@ -111,49 +122,11 @@ def main() -> None:
                 "block_selection",
             )
         left, right = charts.columns(2)
-        bars = go.Figure(
-            go.Bar(
-                x=ratios.index,
-                y=ratios.values,
-                text=[f"{v:.3f}" for v in ratios.values],
-                textposition="outside",  # above the bar: clear of the NR = 1 line inside it
-                cliponaxis=False,
-                marker_color=[
-                    "#d62728" if b == chosen else "#9aa9bd" for b in ratios.index
-                ],
-            )
+        key = (entries_key(features), n)
+        show_shared(
+            lambda: _normratio_bars(ratios, chosen, n), "bs_nr_bars", key, where=left
         )
-        bars.update_layout(
-            title=f"NormRatio per block (jigsaw {n}×{n}; selected in red)",
-            yaxis_title="NR",
-            height=360,
-            margin={"t": 40, "b": 30},
-        )
-        reference_line(bars, 1.0, "NR = 1")
-        show(bars, key="bs_nr_bars", where=left)
-        heat = table.set_index("block").filter(like="AUROC ")
-        figure = go.Figure(
-            go.Heatmap(  # blocks left to right, as in the NormRatio bars beside it
-                z=heat.values.T,
-                x=list(heat.index),
-                y=[c.removeprefix("AUROC ") for c in heat.columns],
-                text=np.round(heat.values.T, 1),
-                texttemplate="%{text}",
-                colorscale="Cividis",  # colour-blind safe
-                zmin=0,
-                zmax=100,
-                colorbar_title="AUROC",
-            )
-        )
-        figure.update_yaxes(
-            autorange="reversed"
-        )  # OOD sets top to bottom in workspace order, mean last
-        figure.update_layout(
-            title="True FeatureNorm AUROC per block and OOD set",
-            height=360,
-            margin={"t": 40, "b": 30},
-        )
-        show(figure, key="bs_auroc_heat", where=right)
+        show_shared(lambda: _auroc_heat(table), "bs_auroc_heat", key, where=right)
         st.dataframe(table.round(3), hide_index=True, width="stretch")
         st.download_button(
             "Download table (CSV)",
@@ -164,10 +137,13 @@ def main() -> None:
 
         st.subheader("What the jigsaw pseudo-OOD looks like")
         rows = jigsaw_base_rows(features.jigsaw.meta["dataset"])[:8]
-        originals = [sample_image(ws.id_dataset, "train", int(r)) for r in rows]
-        st.image(originals, width=72, caption=["ID"] * len(rows))
         st.image(
-            [jigsaw_image(img, n, 0, int(r)) for img, r in zip(originals, rows)],
+            [thumbnail(ws.id_dataset, "train", int(r), 72) for r in rows],
+            width=72,
+            caption=["ID"] * len(rows),
+        )
+        st.image(
+            jigsaw_pictures(ws.id_dataset, tuple(int(r) for r in rows), n),
             width=72,
             caption=[f"jigsaw {n}×{n}"] * len(rows),
         )
@@ -202,6 +178,57 @@ def main() -> None:
         )
 
     normratio_section()
+
+
+def _normratio_bars(ratios: pd.Series, chosen: str, n: int) -> go.Figure:
+    """NormRatio per block, the chosen block in red, with the NR = 1 line."""
+    bars = go.Figure(
+        go.Bar(
+            x=ratios.index,
+            y=ratios.values,
+            text=[f"{v:.3f}" for v in ratios.values],
+            textposition="outside",  # above the bar: clear of the NR = 1 line inside it
+            cliponaxis=False,
+            marker_color=[
+                "#d62728" if b == chosen else "#9aa9bd" for b in ratios.index
+            ],
+        )
+    )
+    bars.update_layout(
+        title=f"NormRatio per block (jigsaw {n}×{n}; selected in red)",
+        yaxis_title="NR",
+        height=360,
+        margin={"t": 40, "b": 30},
+    )
+    reference_line(bars, 1.0, "NR = 1")
+    return bars
+
+
+def _auroc_heat(table: pd.DataFrame) -> go.Figure:
+    """True FeatureNorm AUROC per block (columns) and OOD set (rows)."""
+    heat = table.set_index("block").filter(like="AUROC ")
+    figure = go.Figure(
+        go.Heatmap(  # blocks left to right, as in the NormRatio bars beside it
+            z=heat.values.T,
+            x=list(heat.index),
+            y=[c.removeprefix("AUROC ") for c in heat.columns],
+            text=np.round(heat.values.T, 1),
+            texttemplate="%{text}",
+            colorscale="Cividis",  # colour-blind safe
+            zmin=0,
+            zmax=100,
+            colorbar_title="AUROC",
+        )
+    )
+    figure.update_yaxes(
+        autorange="reversed"
+    )  # OOD sets top to bottom in workspace order, mean last
+    figure.update_layout(
+        title="True FeatureNorm AUROC per block and OOD set",
+        height=360,
+        margin={"t": 40, "b": 30},
+    )
+    return figure
 
 
 run_page(main)

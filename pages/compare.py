@@ -8,6 +8,7 @@ import pages.ui.preload  # noqa: F401  (first: a fresh server runs deep-linked p
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from ood_core import claims, comparisons, tables
@@ -16,7 +17,7 @@ from ood_core.scores import METHODS
 from ood_core.tuning import described
 from pages.ui.boundary import fragment
 from pages.ui.cards import first_use_progress, observations
-from pages.ui.charts import histogram_figure, reference_line, show
+from pages.ui.charts import histogram_figure, reference_line, show_shared
 from pages.ui.controls import (
     multiselect,
     param_controls,
@@ -28,7 +29,7 @@ from pages.ui.controls import (
 )
 from pages.ui.sections import prose, section
 from pages.ui.shell import presenting, run_page
-from pages.ui.sidebar import require_features
+from pages.ui.sidebar import entries_key, require_features
 from pages.ui.state import keep_widget_state, reset_button
 from pages.ui.tables import leaderboard
 
@@ -175,6 +176,7 @@ def main() -> None:
         drawn = st.session_state.get("_compare_params", {})
         methods = [(m, drawn.get(m.name, {})) for m in candidates]
         order = [m.label for m, _ in methods]
+        key = entries_key(features)
         left, right = st.columns(2)
         with left:
             ood_set = selectbox(
@@ -186,28 +188,13 @@ def main() -> None:
                 default=[m for m in ("Energy", "NAP", "NAP-Energy") if m in order],
                 key="compare_roc_methods",
             )
-            curves = [
-                roc_points(
-                    *_pair(features.scores(m, p), ood_set), max_points=400
-                ).assign(method=m.label)
-                for m, p in methods
-                if m.label in shown
-            ]
-            if curves:
-                frame = pd.concat(curves)
-                frame[["fpr", "tpr"]] *= 100
-                figure = px.line(
-                    frame,
-                    x="fpr",
-                    y="tpr",
-                    color="method",
-                    title=f"ROC, ID vs {ood_set}",
-                    render_mode="svg",
-                    labels={"fpr": "FPR: OOD accepted (%)", "tpr": "TPR: ID kept (%)"},
+            on_roc = [(m, p) for m, p in methods if m.label in shown]
+            if on_roc:
+                show_shared(
+                    lambda: _roc_figure(features, on_roc, ood_set),
+                    "compare_roc",
+                    (key, ood_set, _settings(on_roc)),
                 )
-                figure.update_layout(height=400, margin={"t": 40, "b": 30})
-                reference_line(figure, 95, "TPR 95 %")
-                show(figure, key="compare_roc")
         with right:
             label = selectbox(
                 "Score histogram of",
@@ -217,12 +204,13 @@ def main() -> None:
             )
             method, p = next((m, p) for m, p in methods if m.label == label)
             id_scores, ood_scores = features.scores(method, p)
-            show(
-                histogram_figure(
+            show_shared(
+                lambda: histogram_figure(
                     tables.binned({"ID": id_scores, **ood_scores}),
                     f"{label}: ID vs OOD scores",
                 ),
-                key="compare_hist",
+                "compare_hist",
+                (key, _settings([(method, p)])),
             )
         drawn_names = {m.name for m, _ in methods if m.label in (*shown, label)}
         st.caption(
@@ -241,12 +229,39 @@ def main() -> None:
             "move, so that sliders stay fast; this redraws them now.",
         )
 
-    def _pair(scores: tuple, ood_set: str) -> tuple:
-        id_scores, per_set = scores
-        return id_scores, per_set[ood_set]
-
     comparison()
     charts()
+
+
+def _settings(methods: list) -> tuple:
+    """A hashable name for (method, parameters) pairs."""
+    return tuple(
+        (m.name, tuple(sorted((k, str(v)) for k, v in p.items()))) for m, p in methods
+    )
+
+
+def _roc_figure(features, methods: list, ood_set: str) -> go.Figure:
+    """ROC curves of ``methods`` (with their parameters), ID vs ``ood_set``."""
+    frame = pd.concat(
+        roc_points(id_scores, ood_scores[ood_set], max_points=400).assign(
+            method=m.label
+        )
+        for m, p in methods
+        for id_scores, ood_scores in [features.scores(m, p)]
+    )
+    frame[["fpr", "tpr"]] *= 100
+    figure = px.line(
+        frame,
+        x="fpr",
+        y="tpr",
+        color="method",
+        title=f"ROC, ID vs {ood_set}",
+        render_mode="svg",
+        labels={"fpr": "FPR: OOD accepted (%)", "tpr": "TPR: ID kept (%)"},
+    )
+    figure.update_layout(height=400, margin={"t": 40, "b": 30})
+    reference_line(figure, 95, "TPR 95 %")
+    return figure
 
 
 run_page(main)

@@ -14,8 +14,8 @@ import streamlit as st
 from ood_core import observations as notes
 from ood_core import tables
 from ood_core.inputs.variants import JIGSAW_DEFAULT_N, jigsaw_name
-from ood_core.pictures.export import contact_sheet
-from ood_core.pictures.gallery import OVERLAYS, overlay_images
+from ood_core.pictures.export import contact_sheet, png
+from ood_core.pictures.gallery import OVERLAYS, OverlayMaps, image_maps
 from ood_core.pictures.overlays import colour_scale
 from ood_core.scores import get_method
 from ood_core.scores.heatmap import DEFAULT_OUTLIERS, HEATMAP, SEEDS
@@ -25,10 +25,13 @@ from pages.ui.charts import histogram_figure, show
 from pages.ui.controls import OPACITY, param_controls, radio, selectbox, slider
 from pages.ui.sections import about, section
 from pages.ui.shell import run_page
-from pages.ui.sidebar import needs_images, require_features, workspace
+from pages.ui.sidebar import entries_key, needs_images, require_features, workspace
 from pages.ui.state import reset_button
 
 COMPARED = ("msp", "energy", "nap", "knn", "mahalanobis")
+
+
+GALLERY_WIDTH = 112  # px per gallery picture (drawn at 128, sent at this width)
 
 
 def main() -> None:
@@ -214,6 +217,38 @@ def main() -> None:
             key="heatmap_csv",
         )
 
+    @st.cache_resource(max_entries=64, show_spinner="Computing the heat maps…")
+    def maps(
+        key: str,
+        name: str,
+        rows: tuple[int, ...],
+        kind: str,
+        block: str,
+        decoder_id: int,
+        _features,
+        _decoder,
+    ) -> OverlayMaps:
+        """One gallery row's maps (Grad-CAM, peaks, decoder heat), once per server for every opacity."""
+        return image_maps(_features, rows, kind, block=block, decoder=_decoder)
+
+    @st.cache_resource(max_entries=256, show_spinner=False)
+    def overlay_pictures(
+        key: str,
+        name: str,
+        rows: tuple[int, ...],
+        kind: str,
+        opacity: float,
+        block: str,
+        decoder_id: int,
+        _features,
+        _decoder,
+    ) -> list[bytes]:
+        """PNGs of one gallery row at ``opacity``, drawn once per server for each setting (every student's gallery)."""
+        if not rows:
+            return []
+        drawn = maps(key, name, rows, kind, block, decoder_id, _features, _decoder)
+        return [png(picture, GALLERY_WIDTH) for picture in drawn.draw(opacity)]
+
     @fragment
     def gallery() -> None:
         section(f"{3 if decoder is not None else 2} · Gallery", "gallery")
@@ -247,17 +282,27 @@ def main() -> None:
             scores = scores_by_set[name]
             ranked = np.argsort(scores, kind="stable")
             rows = (ranked if order.startswith("most OOD") else ranked[::-1])[:count]
-            pictures = overlay_images(
-                f, rows, kind, opacity=opacity, block=block, decoder=decoder
+            pictures = overlay_pictures(
+                entries_key(features),
+                name,
+                tuple(int(r) for r in rows),
+                kind,
+                opacity,
+                block,
+                id(decoder),
+                f,
+                decoder,
             )
             label = ws.id_dataset if name == "ID" else name
             st.markdown(f"**{label}**")
             captions = [f"S = {scores[r]:.3f}" for r in rows]
-            st.image(pictures, width=112, caption=captions, output_format="PNG")
+            st.image(
+                pictures, width=GALLERY_WIDTH, caption=captions, output_format="PNG"
+            )
             sheet.append((label, pictures, captions))
         st.download_button(
             "Gallery (PNG)",
-            contact_sheet(sheet),
+            lambda: contact_sheet(sheet),  # drawn when downloaded, not on every move
             f"gallery_{kind.replace(' ', '_')}.png",
             "image/png",
             key="export_heatmap_gallery",

@@ -13,19 +13,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ood_core import claims, comparisons, tables
-from ood_core.engine.images import sample_image
 from ood_core.pictures.export import contact_sheet
 from ood_core.scores import get_method
 from ood_core.scores.method import LAST_BLOCK
 from ood_core.scores.nap import NAP_X
 from pages.ui.boundary import fragment
 from pages.ui.cards import context, intro, metric_cards, observations
-from pages.ui.charts import colour, histogram_figure, show
+from pages.ui.charts import colour, histogram_figure, show_shared
 from pages.ui.controls import param_controls, selectbox
 from pages.ui.sections import charts_and_notes, prose, section
 from pages.ui.shell import run_page
 from pages.ui.sidebar import entries_key, needs_images, require_features, workspace
 from pages.ui.state import reset_button
+from pages.ui.thumbnails import thumbnail
 
 
 def main() -> None:
@@ -67,33 +67,27 @@ def main() -> None:
             help="One point per sample (a channel) or per (sample, channel) pair (all channels).",
             where=right,
         )
-        points = tables.prior_points(
-            features, block, None if isinstance(channel, str) else int(channel)
+        key = (entries_key(features), block)
+        chosen = None if isinstance(channel, str) else int(channel)
+        show_shared(
+            lambda: _prior_scatter(
+                tables.prior_points(features, block, chosen), block, colours
+            ),
+            "nap_prior_scatter",
+            (*key, chosen),
         )
-        figure = px.scatter(
-            points,
-            x="mean",
-            y="max",
-            color="set",
-            color_discrete_map=colours,
-            opacity=0.35,
-            render_mode="webgl",
-            title=f"{block}: max vs mean activation per channel",
-            labels={
-                "mean": "mean activation (noise)",
-                "max": "max activation (signal)",
-            },
-        )
-        figure.update_traces(marker_size=4)
-        figure.update_layout(height=430, margin={"t": 40, "b": 30})
-        show(figure, key="nap_prior_scatter")
-        id_scores, ood_scores = features.scores(get_method("nap"), {"block": block})
-        scores = {"ID": id_scores, **ood_scores}
-        histogram = tables.binned({k: np.log10(v + 1e-12) for k, v in scores.items()})
-        show(
-            histogram_figure(histogram, f"S_NAP on {block} (ε = 1)", "log10 S_NAP"),
-            key="nap_prior_hist",
-        )
+
+        def nap_histogram() -> go.Figure:
+            id_scores, ood_scores = features.scores(get_method("nap"), {"block": block})
+            scores = {"ID": id_scores, **ood_scores}
+            histogram = tables.binned(
+                {k: np.log10(v + 1e-12) for k, v in scores.items()}
+            )
+            return histogram_figure(
+                histogram, f"S_NAP on {block} (ε = 1)", "log10 S_NAP"
+            )
+
+        show_shared(nap_histogram, "nap_prior_hist", key)
 
     prior_section()
 
@@ -103,7 +97,11 @@ def main() -> None:
         "A marker on the axis is a bar of height 0: every OOD sample scored above every ID sample."
     )
     sweep = tables.block_sweep(features)
-    show(depth_bars(sweep[sweep.ood_set != "mean"], colours), key="nap_depth_bars")
+    show_shared(
+        lambda: depth_bars(sweep[sweep.ood_set != "mean"], colours),
+        "nap_depth_bars",
+        (entries_key(features),),
+    )
     observations([claims.nap_depth(features, context(features), sweep)], "nap_depth")
     st.dataframe(
         tables.per_set(sweep, "block", "AUROC", list(features.ood))
@@ -176,25 +174,34 @@ def main() -> None:
                 [claims.combination(features, method, params)], "nap_combination"
             )
         others = tuple(sorted((k, v) for k, v in params.items() if k != "lambda"))
-        curve = lambda_curve(features, entries_key(features), method.name, others)
-        figure = px.line(
-            curve,
-            x="value",
-            y="AUROC",
-            color="ood_set",
-            markers=True,
-            color_discrete_map={**colours, "mean": "#333333"},
-            title=f"{method.label}: AUROC vs λ",
+        key = entries_key(features)
+
+        def lambda_figure() -> go.Figure:
+            figure = px.line(
+                lambda_curve(features, key, method.name, others),
+                x="value",
+                y="AUROC",
+                color="ood_set",
+                markers=True,
+                color_discrete_map={**colours, "mean": "#333333"},
+                title=f"{method.label}: AUROC vs λ",
+            )
+            figure.add_vline(x=lam, line_dash="dot", annotation_text=f"λ = {lam:.2f}")
+            figure.add_annotation(
+                x=0, y=1.04, yref="paper", text="NAP alone", showarrow=False
+            )
+            figure.add_annotation(
+                x=1, y=1.04, yref="paper", text="base alone", showarrow=False
+            )
+            figure.update_layout(height=380, margin={"t": 50, "b": 30}, xaxis_title="λ")
+            return figure
+
+        show_shared(
+            lambda_figure,
+            "nap_lambda_curve",
+            (key, method.name, others, lam),
+            where=charts,
         )
-        figure.add_vline(x=lam, line_dash="dot", annotation_text=f"λ = {lam:.2f}")
-        figure.add_annotation(
-            x=0, y=1.04, yref="paper", text="NAP alone", showarrow=False
-        )
-        figure.add_annotation(
-            x=1, y=1.04, yref="paper", text="base alone", showarrow=False
-        )
-        figure.update_layout(height=380, margin={"t": 50, "b": 30}, xaxis_title="λ")
-        show(figure, key="nap_lambda_curve", where=charts)
 
         section("4 · Gallery by the current score", "gallery", level="subheader")
         if not needs_images(features, "the gallery"):
@@ -210,9 +217,9 @@ def main() -> None:
         for end, part in extremes.groupby("end", sort=False):
             st.markdown(f"**{end}**")
             images = [
-                sample_image(ws.id_dataset, "test", int(row.row))
+                thumbnail(ws.id_dataset, "test", int(row.row), 72)
                 if row.set == "ID"
-                else sample_image(row.set, None, int(row.row))
+                else thumbnail(row.set, None, int(row.row), 72)
                 for row in part.itertuples()
             ]
             captions = [f"{row.set} {row.score:.2f}" for row in part.itertuples()]
@@ -220,7 +227,7 @@ def main() -> None:
             sheet.append((end, images, captions))
         st.download_button(
             "Gallery (PNG)",
-            contact_sheet(sheet),
+            lambda: contact_sheet(sheet),  # drawn when downloaded, not on every move
             f"{method.name}_gallery.png",
             "image/png",
             key="export_nap_gallery",
@@ -230,6 +237,29 @@ def main() -> None:
     st.caption(
         f"Block selector default: `{LAST_BLOCK}` = {blocks[-1]}. Every figure has a PNG download in its toolbar."
     )
+
+
+def _prior_scatter(
+    points: pd.DataFrame, block: str, colours: dict[str, str]
+) -> go.Figure:
+    """Max vs mean activation per (sample, channel), coloured by set."""
+    figure = px.scatter(
+        points,
+        x="mean",
+        y="max",
+        color="set",
+        color_discrete_map=colours,
+        opacity=0.35,
+        render_mode="webgl",
+        title=f"{block}: max vs mean activation per channel",
+        labels={
+            "mean": "mean activation (noise)",
+            "max": "max activation (signal)",
+        },
+    )
+    figure.update_traces(marker_size=4)
+    figure.update_layout(height=430, margin={"t": 40, "b": 30})
+    return figure
 
 
 def depth_bars(per_set: pd.DataFrame, colours: dict[str, str]) -> go.Figure:

@@ -13,7 +13,7 @@ import streamlit as st
 from ood_core.metrics import ALL_METRICS, FPR95_OOD, IDReference, roc_points
 from ood_core.scores.method import Param
 from pages.ui.boundary import fragment
-from pages.ui.charts import ID_COLOUR, OOD_COLOURS, reference_line, show
+from pages.ui.charts import ID_COLOUR, OOD_COLOURS, reference_line, show_shared
 from pages.ui.controls import slider
 from pages.ui.sections import prose, section
 from pages.ui.shell import run_page
@@ -79,45 +79,19 @@ def main() -> None:
         for card, name in zip(cards[2:], ALL_METRICS):
             card.metric(name, f"{metrics[name]:.1f}")
         histogram, roc = st.columns(2)
-        figure = go.Figure()
-        for name, scores, colour in (
-            ("ID", id_scores, ID_COLOUR),
-            ("OOD", ood_scores, OOD_COLOURS[1]),
-        ):
-            figure.add_histogram(
-                x=scores, name=name, marker_color=colour, opacity=0.55, nbinsx=60
-            )
-        figure.add_vline(x=threshold, line_dash="dot", annotation_text="t")
-        figure.update_layout(
-            barmode="overlay",
-            title="Scores (higher = more ID)",
-            height=330,
-            margin={"t": 40, "b": 30},
+        inputs = (gap, spread, threshold)
+        show_shared(
+            lambda: _scores_figure(id_scores, ood_scores, threshold),
+            "primer_hist",
+            inputs,
+            where=histogram,
         )
-        show(figure, key="primer_hist", where=histogram)
-        points = roc_points(id_scores, ood_scores, max_points=400)
-        curve = go.Figure(
-            go.Scatter(
-                x=100 * points["fpr"], y=100 * points["tpr"], mode="lines", name="ROC"
-            )
+        show_shared(
+            lambda: _roc_figure(id_scores, ood_scores, tpr, fpr, metrics["AUROC"]),
+            "primer_roc",
+            inputs,
+            where=roc,
         )
-        curve.add_scatter(
-            x=[fpr],
-            y=[tpr],
-            mode="markers",
-            marker={"size": 12, "color": "#d62728"},
-            name="threshold t",
-        )
-        curve.update_layout(
-            title=f"ROC curve: AUROC {metrics['AUROC']:.1f} = the area under it",
-            xaxis_title="FPR: OOD accepted (%)",
-            yaxis_title="TPR: ID kept (%)",
-            height=330,
-            margin={"t": 40, "b": 30},
-        )
-        curve.update_layout(showlegend=False)  # the red point is the threshold t above
-        reference_line(curve, 95, "TPR 95 %")
-        show(curve, key="primer_roc", where=roc)
 
     playground()
 
@@ -167,6 +141,57 @@ def main() -> None:
         "CIFAR-10); **far-OOD** sets differ in domain or statistics (noise, textures, photos vs digits). Methods that "
         "read activation statistics often shine on far OOD and struggle on near OOD; report both."
     )
+
+
+def _scores_figure(
+    id_scores: np.ndarray, ood_scores: np.ndarray, threshold: float
+) -> go.Figure:
+    """Overlaid histograms of the ID and OOD scores, with the threshold t."""
+    figure = go.Figure()
+    for name, scores, colour in (
+        ("ID", id_scores, ID_COLOUR),
+        ("OOD", ood_scores, OOD_COLOURS[1]),
+    ):
+        figure.add_histogram(
+            x=scores, name=name, marker_color=colour, opacity=0.55, nbinsx=60
+        )
+    figure.add_vline(x=threshold, line_dash="dot", annotation_text="t")
+    figure.update_layout(
+        barmode="overlay",
+        title="Scores (higher = more ID)",
+        height=330,
+        margin={"t": 40, "b": 30},
+    )
+    return figure
+
+
+def _roc_figure(
+    id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float, fpr: float, auroc: float
+) -> go.Figure:
+    """The ROC curve with the threshold's (FPR, TPR) point and the TPR 95 % line."""
+    points = roc_points(id_scores, ood_scores, max_points=400)
+    curve = go.Figure(
+        go.Scatter(
+            x=100 * points["fpr"], y=100 * points["tpr"], mode="lines", name="ROC"
+        )
+    )
+    curve.add_scatter(
+        x=[fpr],
+        y=[tpr],
+        mode="markers",
+        marker={"size": 12, "color": "#d62728"},
+        name="threshold t",
+    )
+    curve.update_layout(
+        title=f"ROC curve: AUROC {auroc:.1f} = the area under it",
+        xaxis_title="FPR: OOD accepted (%)",
+        yaxis_title="TPR: ID kept (%)",
+        height=330,
+        margin={"t": 40, "b": 30},
+    )
+    curve.update_layout(showlegend=False)  # the red point is the threshold t above
+    reference_line(curve, 95, "TPR 95 %")
+    return curve
 
 
 run_page(main)

@@ -24,16 +24,26 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _png(image: Image.Image) -> bytes:
+def png(image: Image.Image | np.ndarray, width: int | None = None) -> bytes:
+    """``image`` (PIL, or a uint8 array) encoded as PNG; first scaled down (bilinear, as Streamlit would on every
+    draw) to ``width`` pixels where it is wider."""
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image, np.uint8))
+    if width is not None and image.width > width:
+        height = int(image.height * width / image.width)
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
 
 
 def contact_sheet(
-    rows: Sequence[tuple[str, Sequence[np.ndarray | Image.Image], Sequence[str]]],
+    rows: Sequence[
+        tuple[str, Sequence[np.ndarray | Image.Image | bytes], Sequence[str]]
+    ],
 ) -> bytes:
-    """One PNG of gallery rows: each ``(label, pictures, captions)`` becomes a labelled row of thumbnails."""
+    """One PNG of gallery rows: each ``(label, pictures, captions)`` becomes a labelled row of thumbnails (arrays,
+    PIL images or encoded image bytes)."""
     columns = max((len(pictures) for _, pictures, _ in rows), default=0)
     height = CELL + CAPTION_HEIGHT
     sheet = Image.new(
@@ -45,11 +55,12 @@ def contact_sheet(
         top = r * height
         draw.text((8, top + CELL // 2 - 8), label, fill="black", font=label_font)
         for c, (picture, caption) in enumerate(zip(pictures, captions)):
-            image = (
-                picture
-                if isinstance(picture, Image.Image)
-                else Image.fromarray(np.asarray(picture, np.uint8))
-            )
+            if isinstance(picture, bytes):  # encoded (PNG)
+                image = Image.open(io.BytesIO(picture))
+            elif isinstance(picture, Image.Image):
+                image = picture
+            else:
+                image = Image.fromarray(np.asarray(picture, np.uint8))
             left = LABEL_WIDTH + c * CELL
             sheet.paste(
                 image.convert("RGB").resize((CELL - 4, CELL - 4), Image.NEAREST),
@@ -58,7 +69,7 @@ def contact_sheet(
             draw.text(
                 (left + 4, top + CELL), caption, fill="#333333", font=caption_font
             )
-    return _png(sheet)
+    return png(sheet)
 
 
 def metric_cards(table: pd.DataFrame, title: str) -> bytes:
@@ -78,4 +89,4 @@ def metric_cards(table: pd.DataFrame, title: str) -> bytes:
         draw.text(
             (left + 16, 110), f"FPR95 {row.FPR95:.2f} %", fill="#555555", font=small
         )
-    return _png(picture)
+    return png(picture)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,22 +20,56 @@ from .overlays import blend, mark_peaks
 OVERLAYS = ("decoder heatmap", "Grad-CAM", "NAP peaks")
 
 
-def overlay_images(
+@dataclass(frozen=True)
+class OverlayMaps:
+    """What an overlay shows before its opacity is chosen: the images' pixels [n, C, H, W] in [0, 1] and, per kind,
+    heat maps [n, H, W] in [0, 1] (decoder heatmap, Grad-CAM; with their colour map) or NAP's channel peaks."""
+
+    kind: str
+    pixels: np.ndarray
+    heat: np.ndarray | None = None
+    colormap: str = "inferno"
+    peaks: tuple[np.ndarray, np.ndarray] | None = None  # (xy, ratio) per image
+
+    def draw(self, opacity: float) -> list[np.ndarray]:
+        """uint8 RGB pictures with the overlay at ``opacity``."""
+        if self.peaks is not None:
+            xy, ratio = self.peaks
+            return [
+                mark_peaks(p, c, r, opacity) for p, c, r in zip(self.pixels, xy, ratio)
+            ]
+        return [
+            blend(p, h, opacity, self.colormap) for p, h in zip(self.pixels, self.heat)
+        ]
+
+
+def image_maps(
     features: FeatureSet, rows: Sequence[int], kind: str, **options
-) -> list[np.ndarray]:
-    """``overlay_inputs`` for cached ``rows`` of ``features`` (images reloaded from their dataset)."""
-    rows = list(rows)
-    if not rows:
-        return []
-    index = np.asarray(rows)
-    return overlay_inputs(
+) -> OverlayMaps:
+    """``overlay_maps`` for cached ``rows`` of ``features`` (images reloaded from their dataset)."""
+    index = np.asarray(list(rows), dtype=int)
+    return overlay_maps(
         model_of(features),
-        model_inputs(features, rows),
+        model_inputs(features, index.tolist()),
         features.penultimate[index],
         features.logits[index],
         kind,
         **options,
     )
+
+
+def overlay_images(
+    features: FeatureSet,
+    rows: Sequence[int],
+    kind: str,
+    *,
+    opacity: float = 0.6,
+    **options,
+) -> list[np.ndarray]:
+    """``overlay_inputs`` for cached ``rows`` of ``features`` (images reloaded from their dataset)."""
+    if not list(rows):
+        return []
+    return image_maps(features, rows, kind, **options).draw(opacity)
 
 
 def overlay_inputs(
@@ -45,11 +80,27 @@ def overlay_inputs(
     kind: str,
     *,
     opacity: float = 0.6,
+    **options,
+) -> list[np.ndarray]:
+    """uint8 RGB pictures of model ``inputs`` [n, C, H, W] with the ``kind`` overlay (``overlay_maps``) at
+    ``opacity``."""
+    return overlay_maps(model, inputs, penultimate, logits, kind, **options).draw(
+        opacity
+    )
+
+
+def overlay_maps(
+    model: LoadedModel,
+    inputs: torch.Tensor,
+    penultimate: np.ndarray,
+    logits: np.ndarray,
+    kind: str,
+    *,
     block: str | None = None,
     decoder: TrainedDecoder | None = None,
     eps: float = 1.0,
-) -> list[np.ndarray]:
-    """uint8 RGB pictures of model ``inputs`` [n, C, H, W] with the ``kind`` overlay (one of ``OVERLAYS``).
+) -> OverlayMaps:
+    """The ``kind`` overlay (one of ``OVERLAYS``) of model ``inputs`` [n, C, H, W], before its opacity:
 
     * decoder heatmap: ``max_c |h|`` from ``penultimate`` and ``logits``, on a fixed [0, 1] scale (an ID image
       should stay untouched);
@@ -64,14 +115,13 @@ def overlay_inputs(
         if decoder is None:
             raise ValueError("the decoder heatmap overlay needs a trained decoder")
         heat = np.abs(decoder.heatmaps(penultimate, logits)).max(1)
-        return [blend(p, h, opacity) for p, h in zip(pixels, heat)]
+        return OverlayMaps(kind, pixels, heat=heat)
     block = block or model.probes.blocks[-1]
     with tapped(model.module, model.probes, [block]) as taps:
         if kind == "Grad-CAM":
             cams = grad_cam(model.module, taps[block], inputs)
             peaks = cams.reshape(len(cams), -1).max(1)
             heat = cams / np.where(peaks > 0, peaks, 1)[:, None, None]
-            return [blend(p, h, opacity, "jet") for p, h in zip(pixels, heat)]
+            return OverlayMaps(kind, pixels, heat=heat, colormap="jet")
         maps = block_maps(model.module, taps[block], inputs)
-    xy, ratio = nap_peaks(maps, inputs.shape[-1], eps)
-    return [mark_peaks(p, c, r, opacity) for p, c, r in zip(pixels, xy, ratio)]
+    return OverlayMaps(kind, pixels, peaks=nap_peaks(maps, inputs.shape[-1], eps))

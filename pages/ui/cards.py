@@ -121,7 +121,7 @@ def metric_cards(
         label = table["method"].iloc[0] if "method" in table else export
         st.download_button(
             "Cards (PNG)",
-            cards_png(table, label),
+            lambda: cards_png(table, label),  # drawn when downloaded, not on every move
             f"{export}_cards.png",
             "image/png",
             key=f"export_{export}_cards",

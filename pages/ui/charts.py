@@ -3,6 +3,8 @@ which every figure reaches the page (with the presentation template when present
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -37,9 +39,35 @@ PRESENTED_HEIGHT = (
 def show(figure: go.Figure, key: str, where=st) -> None:
     """Draw ``figure`` (full width) in ``where``; in presentation mode with the ``PRESENTATION`` template (larger
     type, lines and markers) at a height that leaves room for its section's header and controls."""
-    if not presenting():
-        where.plotly_chart(figure, width="stretch", key=key)
-        return
+    if presenting():
+        _present(figure)
+    _draw(figure, key, where)
+
+
+def show_shared(
+    build: Callable[[], go.Figure], key: str, inputs: tuple, where=st
+) -> None:
+    """``show(build(), key, where)``, with the figure built once per ``inputs`` for every session on this server.
+
+    ``inputs`` must name everything the figure depends on (the cache entries, the parameter values): a class that
+    moves the same slider to the same values then shares one build, where each build of a plotly figure costs tens of
+    milliseconds of the server's one interpreter."""
+    _draw(_shared_figure(key, inputs, presenting(), build), key, where)
+
+
+@st.cache_resource(max_entries=512, show_spinner=False)
+def _shared_figure(
+    key: str, inputs: tuple, presented: bool, _build: Callable[[], go.Figure]
+) -> go.Figure:
+    """One figure per (key, inputs, presentation mode), shared read-only by all sessions."""
+    figure = _build()
+    if presented:
+        _present(figure)
+    return figure
+
+
+def _present(figure: go.Figure) -> None:
+    """Restyle ``figure`` for presentation mode, in place."""
     figure.update_layout(template=PRESENTATION)
     figure.update_traces(selector={"type": "scatter"}, line_width=4)
     figure.update_traces(
@@ -57,6 +85,12 @@ def show(figure: go.Figure, key: str, where=st) -> None:
             "r": max(margin.r or 0, 30),
         },
     )
+
+
+def _draw(figure: go.Figure, key: str, where) -> None:
+    if not presenting():
+        where.plotly_chart(figure, width="stretch", key=key)
+        return
     where.plotly_chart(  # no mode bar over the title: a lecture does not zoom
         figure, width="stretch", key=key, theme=None, config={"displayModeBar": False}
     )

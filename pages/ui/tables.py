@@ -30,21 +30,23 @@ def pivot_with_intervals(
 ) -> pd.DataFrame:
     """``method × OOD set`` of ``metric`` as text with its interval (when the table has one)."""
     low, high = f"{metric} low", f"{metric} high"
-    rows = table.set_index(["method", "ood_set"])
-    cells = {
-        column: [
-            with_interval(
-                rows.loc[(method, column), metric],
-                rows.loc[(method, column)].get(low),
-                rows.loc[(method, column)].get(high),
-            )
-            if (method, column) in rows.index
-            else ""
-            for method in order
-        ]
-        for column in sets
+    cells: dict[tuple[str, str], str] = {
+        (method, column): with_interval(value, low_value, high_value)
+        for method, column, value, low_value, high_value in zip(
+            table["method"],
+            table["ood_set"],
+            table[metric],
+            table[low] if low in table else [None] * len(table),
+            table[high] if high in table else [None] * len(table),
+        )
     }
-    return pd.DataFrame(cells, index=pd.Index(list(order), name="method"))
+    return pd.DataFrame(
+        {
+            column: [cells.get((method, column), "") for method in order]
+            for column in sets
+        },
+        index=pd.Index(list(order), name="method"),
+    )
 
 
 def leaderboard(

@@ -13,8 +13,9 @@ resident memory (``VmHWM``) come from /proc. Alongside, one real Chromium sessio
 and times key press → script run finished: the check on what a person sees.
 
 Without ``--url`` a fresh ``streamlit run app.py`` starts per class size on the demo cache (extracted first when
-missing); with ``--url`` the students drive that server (for instance replicas behind a proxy; then the server's CPU
-and memory are not read).
+missing); with ``--url`` the students drive that server (for instance ``deploy/replicas.py``: replicas behind HAProxy), and
+the CPU and memory reported are those of every ``streamlit run app.py`` process on this machine. Unless ``--cold``,
+the lecturer opens every step once before the students join (as before a lecture), and that pass is timed apart.
 
 Usage: python benchmarks/bench_classroom.py [--students 1 10 30] [--moves 2] [--url http://host:port] [--no-browser]
 """
@@ -30,18 +31,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode, urlparse
 
+import psutil
 import websocket
 from google.protobuf.message import DecodeError
 from playwright.sync_api import Error as PlaywrightError
-from streamlit.proto.BackMsg_pb2 import BackMsg
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e")]
 import streamlit_server
+from streamlit_protocol import Run, Slider, Student
 
 # (page, the step link's query, the label of the slider a student moves: a regex, or None for the page's first)
 LECTURE = [
@@ -54,120 +53,11 @@ LECTURE = [
         "^λ$",
     ),
     ("block_selection", {"bs_grid": "3", "focus": "normratio"}, None),
-    ("line", {"focus": "live"}, None),
+    ("line", {"focus": "live"}, "^p_a"),
     ("heatmaps", {"heatmap_overlay": "Grad-CAM", "focus": "gallery"}, "Opacity"),
     ("background", {"bg_alpha": "0.1", "focus": "before-after"}, "^α"),
     ("compare", {"focus": "table"}, None),
 ]
-FINISHED_EARLY_FOR_RERUN = (
-    2  # ForwardMsg.ScriptFinishedStatus: a rerun follows, keep reading
-)
-ALERT_ERROR = 1  # Alert.Format.ERROR
-
-
-@dataclass
-class Slider:
-    id: str
-    label: str
-    low: float
-    high: float
-    step: float
-    value: float
-    fragment: str
-
-
-@dataclass
-class Run:
-    seconds: float
-    sliders: list[Slider]
-    errors: list[str]
-
-
-class Student:
-    """One browser tab's worth of Streamlit protocol: open pages, move sliders, time each rerun."""
-
-    def __init__(self, url: str, timeout: float):
-        address = urlparse(url)
-        self.socket = websocket.create_connection(
-            f"ws://{address.netloc}/_stcore/stream", timeout=timeout
-        )
-        self.pages: dict[
-            str, str
-        ] = {}  # url path -> page script hash, from the navigation message
-        self.page = ""
-        self.query = ""
-
-    def close(self) -> None:
-        self.socket.close()
-
-    def _send(self, widgets: list[WidgetState] = (), fragment: str = "") -> None:
-        message = BackMsg()
-        state = message.rerun_script
-        state.query_string = self.query
-        if self.page in self.pages:
-            state.page_script_hash = self.pages[self.page]
-        else:
-            state.page_name = self.page
-        state.widget_states.widgets.extend(widgets)
-        state.fragment_id = fragment
-        self.socket.send_binary(message.SerializeToString())
-
-    def _read_run(self) -> Run:
-        start = time.perf_counter()
-        last, sliders, errors = start, [], []
-        while True:
-            frame = self.socket.recv()
-            if not isinstance(frame, bytes):  # not one of Streamlit's protobuf messages
-                continue
-            message = ForwardMsg()
-            message.ParseFromString(frame)
-            kind = message.WhichOneof("type")
-            if kind == "navigation":
-                self.pages.update(
-                    {
-                        p.url_pathname: p.page_script_hash
-                        for p in message.navigation.app_pages
-                    }
-                )
-            elif kind == "delta":
-                last = time.perf_counter()
-                if message.delta.WhichOneof("type") == "new_element":
-                    element = message.delta.new_element
-                    which = element.WhichOneof("type")
-                    if which == "slider" and not element.slider.options:
-                        s = element.slider
-                        value = s.value[0] if s.set_value and s.value else s.default[0]
-                        sliders.append(
-                            Slider(
-                                s.id,
-                                s.label,
-                                s.min,
-                                s.max,
-                                s.step,
-                                value,
-                                message.delta.fragment_id,
-                            )
-                        )
-                    elif which == "exception":
-                        errors.append(f"exception: {element.exception.message}")
-                    elif which == "alert" and element.alert.format == ALERT_ERROR:
-                        errors.append(f"error: {element.alert.body[:120]}")
-            elif (
-                kind == "script_finished"
-                and message.script_finished != FINISHED_EARLY_FOR_RERUN
-            ):
-                return Run(last - start, sliders, errors)
-
-    def open(self, page: str, query: dict[str, str]) -> Run:
-        self.page, self.query = page, urlencode(query)
-        self._send()
-        return self._read_run()
-
-    def move(self, slider: Slider, value: float) -> Run:
-        state = WidgetState(id=slider.id)
-        state.double_array_value.data[:] = [value]
-        self._send([state], slider.fragment)
-        return self._read_run()
 
 
 def pick(sliders: list[Slider], label: str | None) -> Slider | None:
@@ -237,8 +127,40 @@ def follow_the_lecture(
         student.close()
 
 
+def rehearse(url: str, timeout: float) -> float:
+    """The lecturer's pass before class: open every step once (the server computes what the pages share: scores,
+    fitted states, figures at the links' values). Seconds taken."""
+    start = time.perf_counter()
+    student = Student(url, timeout)
+    try:
+        for page, query, _ in LECTURE:
+            student.open(page, query)
+    finally:
+        student.close()
+    return time.perf_counter() - start
+
+
+# In the page: every change of the app's script state, with the browser's clock (a fast rerun can be over before a
+# poll from Playwright would see it running).
+RECORD_SCRIPT_STATES = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    window.scriptStates = [];
+    new MutationObserver(() => window.scriptStates.push(
+        [app.getAttribute('data-test-script-state'), performance.now()]
+    )).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+# The time the first run that started after ``start`` finished, or a falsy value while it has not.
+RUN_FINISHED_AFTER = """(start) => {
+    const states = window.scriptStates;
+    const began = states.findIndex(([state, t]) => t > start && state === 'running');
+    if (began < 0) return 0;
+    const done = states.slice(began).find(([state]) => state === 'notRunning');
+    return done ? done[1] : 0;
+}"""
+
+
 def browser_check(url: str, rounds: int, stop: threading.Event) -> list[float]:
-    """Key press → script run finished for one real Chromium session moving NAP-X's λ."""
+    """Key press → script run finished for one real Chromium session moving NAP-X's λ (the browser's clock)."""
     from playwright.sync_api import expect, sync_playwright
 
     times = []
@@ -256,23 +178,18 @@ def browser_check(url: str, rounds: int, stop: threading.Event) -> list[float]:
             .filter(has=page.get_by_text("λ", exact=True))
             .first.get_by_role("slider")
         )
+        page.evaluate(RECORD_SCRIPT_STATES)
         for key in ["ArrowRight", "ArrowLeft"] * (rounds // 2 + 1):
             if stop.is_set() or len(times) >= rounds:
                 break
             time.sleep(3.0)
             thumb.focus()
-            start = time.perf_counter()
+            start = page.evaluate("performance.now()")
             page.keyboard.press(key)
-            try:  # the rerun starting (a fast one may already be over)
-                expect(app).not_to_have_attribute(
-                    "data-test-script-state", "notRunning", timeout=5_000
-                )
-            except AssertionError:
-                pass
-            expect(app).to_have_attribute(
-                "data-test-script-state", "notRunning", timeout=300_000
-            )
-            times.append(time.perf_counter() - start)
+            finished = page.wait_for_function(
+                RUN_FINISHED_AFTER, arg=start, timeout=300_000
+            ).json_value()
+            times.append((finished - start) / 1e3)
         browser.close()
     return times
 
@@ -292,10 +209,32 @@ def percentile(values: list[float], q: float) -> float:
     )
 
 
+def app_servers() -> list[int]:
+    """The pids of the ``streamlit run app.py`` processes on this machine (the replicas behind a proxy)."""
+    return [
+        process.pid
+        for process in psutil.process_iter(["cmdline"])
+        if "streamlit" in " ".join(process.info["cmdline"] or [])
+        and "app.py" in (process.info["cmdline"] or [])
+    ]
+
+
 def classroom(
-    url: str, students: int, moves: int, timeout: float, browser: bool, pid: int | None
+    url: str,
+    students: int,
+    moves: int,
+    timeout: float,
+    browser: bool,
+    pids: list[int],
+    rehearsed: bool,
 ) -> None:
     results = Results()
+    # one pass per replica: behind a round-robin proxy, each new tab reaches the next replica
+    rehearsal = (
+        sum(rehearse(url, timeout) for _ in range(max(1, len(pids))))
+        if rehearsed
+        else None
+    )
     threads = [
         threading.Thread(
             target=follow_the_lecture, args=(url, seed, moves, timeout, results)
@@ -303,7 +242,10 @@ def classroom(
         for seed in range(students)
     ]
     stop = threading.Event()
-    cpu_before, wall = (cpu_seconds(pid) if pid else 0.0), time.perf_counter()
+    cpu_before, wall = sum(map(cpu_seconds, pids)), time.perf_counter()
+    students_cpu = (
+        time.process_time()
+    )  # the simulated students share this machine's cores
     for thread in threads:
         thread.start()
     seen: list[float] = []
@@ -318,6 +260,7 @@ def classroom(
         thread.join()
     stop.set()
     wall = time.perf_counter() - wall
+    students_cpu = time.process_time() - students_cpu
     line = f"  {students:>3} students: "
     if results.moves:
         line += (
@@ -327,14 +270,22 @@ def classroom(
     if results.opens:
         line += f"open p50 {percentile(results.opens, 50):.2f} s p95 {percentile(results.opens, 95):.2f} s; "
     line += f"{len(results.errors)} errors"
-    if pid:
+    if pids:
+        cpu = 100 * (sum(map(cpu_seconds, pids)) - cpu_before) / wall
+        peaks = [streamlit_server.memory_mb(pid, "VmHWM") for pid in pids]
         line += (
-            f"; server CPU {100 * (cpu_seconds(pid) - cpu_before) / wall:.0f} % of one core, peak RSS "
-            f"{streamlit_server.memory_mb(pid, 'VmHWM'):,.0f} MB"
+            f"; server CPU {cpu:.0f} % of one core"
+            + (f" ({len(pids)} replicas)" if len(pids) > 1 else "")
+            + f", peak RSS {' + '.join(f'{m:,.0f}' for m in peaks)} MB"
         )
     if seen:
         line += f"; Chromium λ key → finished: median {statistics.median(seen) * 1e3:.0f} ms, max {max(seen) * 1e3:.0f} ms"
-    print(line + f" ({wall:.0f} s)", flush=True)
+    line += f"; the simulated students used {100 * students_cpu / wall:.0f} % of one core ({wall:.0f} s)"
+    if rehearsal is not None:
+        line += f"; the lecturer's pass before class took {rehearsal:.1f} s" + (
+            f" ({len(pids)} passes, one per replica)" if len(pids) > 1 else ""
+        )
+    print(line, flush=True)
     print(
         "      move p95 per step: "
         + ", ".join(
@@ -365,6 +316,11 @@ def main() -> None:
     parser.add_argument(
         "--no-browser", action="store_true", help="no real Chromium session alongside"
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="no lecturer's pass through the steps before the students join (the class pays the first computations)",
+    )
     args = parser.parse_args()
     print(
         f"== classroom: every student opens the {len(LECTURE)} lecture steps and moves each step's slider "
@@ -373,7 +329,13 @@ def main() -> None:
     if args.url:
         for students in args.students:
             classroom(
-                args.url, students, args.moves, args.timeout, not args.no_browser, None
+                args.url,
+                students,
+                args.moves,
+                args.timeout,
+                not args.no_browser,
+                app_servers(),
+                not args.cold,
             )
         return
     from ood_core.workspace import Workspace, load_workspace
@@ -385,7 +347,13 @@ def main() -> None:
         )
         try:
             classroom(
-                url, students, args.moves, args.timeout, not args.no_browser, server.pid
+                url,
+                students,
+                args.moves,
+                args.timeout,
+                not args.no_browser,
+                [server.pid],
+                not args.cold,
             )
         finally:
             streamlit_server.stop(server)

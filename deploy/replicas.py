@@ -39,6 +39,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def app_command(port: int, *options: str) -> list[str]:
+    """``streamlit run app.py`` on ``port`` (headless) with extra ``streamlit run`` flags."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        *options,
+    ]
+
+
 def haproxy_config(host: str, port: int, replicas: list[int]) -> str:
     """HAProxy's configuration: round-robin for a new browser, then the ``OODLAB`` cookie pins it to its replica;
     websockets (Streamlit's one connection per tab) may stay open for a whole lecture."""
@@ -99,19 +115,7 @@ def start(
     processes = []
     try:
         for i, replica_port in enumerate(ports, 1):
-            command = [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-                "--server.port",
-                str(replica_port),
-            ]
+            command = app_command(replica_port, "--server.address", "127.0.0.1")
             with open(logs / f"replica-{i}.log", "w") as log:
                 processes.append(
                     subprocess.Popen(

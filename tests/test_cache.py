@@ -37,6 +37,15 @@ def _build(writer, rows=3):
     return {"probes": ["b1"]}
 
 
+def _flip_last_byte(path: Path) -> None:
+    """Same size, other content, and a later mtime even on coarse clocks."""
+    before = path.stat().st_mtime_ns
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
 def test_roundtrip_is_memory_mapped_and_listed(tmp_path):
     cache = FeatureCache(tmp_path)
     features = cache.get_or_create(KEY, _build)
@@ -169,12 +178,7 @@ def test_arrays_written_whole_are_not_read_back_and_still_checked_when_changed(
     names = ("logits", "penultimate", "labels", "index", "max", "mean", "l2")
     assert sorted(hashed) == sorted(2 * [f"{n}.npy" for n in names])
     scores = cache.path(KEY) / "scores.npy"
-    before = scores.stat().st_mtime_ns
-    data = bytearray(scores.read_bytes())
-    data[-1] ^= 0xFF
-    scores.write_bytes(bytes(data))
-    # a later mtime even on coarse clocks
-    os.utime(scores, ns=(before + 10**9, before + 10**9))
+    _flip_last_byte(scores)
     with pytest.raises(CorruptEntry, match="checksum"):
         cache.load(KEY)
 
@@ -323,10 +327,6 @@ def test_an_unchanged_entry_is_mapped_once_and_any_change_is_verified_again(
     again = FeatureCache(tmp_path).load(KEY)  # every page open of every session
     assert opened == [] and again.logits is first.logits
     logits = cache.path(KEY) / "logits.npy"
-    before = logits.stat().st_mtime_ns
-    data = bytearray(logits.read_bytes())
-    data[-1] ^= 0xFF
-    logits.write_bytes(bytes(data))
-    os.utime(logits, ns=(before + 10**9, before + 10**9))
+    _flip_last_byte(logits)
     with pytest.raises(CorruptEntry, match="checksum"):
         cache.load(KEY)

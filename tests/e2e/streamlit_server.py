@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "deploy"))
+import replicas  # deploy/replicas.py: the app command, its health check
+
+free_port = replicas.free_port
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's (apt-get install -y chromium), never `playwright install`
@@ -32,12 +33,6 @@ def launch_chromium(playwright):
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start(
     log: Path, timeout: float = 90, options: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen, str]:
@@ -47,36 +42,21 @@ def start(
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as output:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                *options,
-            ],
+            replicas.app_command(port, *options),
             cwd=REPO,
             env=os.environ.copy(),
             stdout=output,
             stderr=subprocess.STDOUT,
         )
     url = f"http://localhost:{port}"
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return server, url
-        except OSError:
-            pass
-        if server.poll() is not None or time.time() > deadline:
-            server.kill()
-            raise RuntimeError(f"streamlit did not become healthy on {url}; see {log}")
-        time.sleep(0.5)
+    try:
+        replicas.wait_healthy(url, server, timeout)
+    except RuntimeError:
+        server.kill()
+        raise RuntimeError(
+            f"streamlit did not become healthy on {url}; see {log}"
+        ) from None
+    return server, url
 
 
 def stop(server: subprocess.Popen) -> None:

@@ -3,7 +3,6 @@ replica (the sticky cookie), every session works through the proxy on the shared
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import urllib.request
 
@@ -12,15 +11,6 @@ import streamlit_server
 from streamlit_protocol import Student
 
 REPO = streamlit_server.REPO
-
-
-def _replicas_module():
-    spec = importlib.util.spec_from_file_location(
-        "replicas", REPO / "deploy" / "replicas.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +24,7 @@ def proxy(demo_model, tmp_path_factory):
     load_workspace(
         Workspace()
     )  # extracted once, before class; the replicas only read the cache
-    replicas = _replicas_module()
+    replicas = streamlit_server.replicas  # deploy/replicas.py
     port = streamlit_server.free_port()
     processes = replicas.start(
         2, "127.0.0.1", port, tmp_path_factory.mktemp("replicas")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="ood-lab-tests-"))
+atexit.register(
+    shutil.rmtree, _SESSION_DIR, ignore_errors=True
+)  # ~1.5 GB of caches per run
 os.environ["OOD_LAB_CACHE_DIR"] = str(_SESSION_DIR / "cache")
 os.environ["OOD_LAB_DATA_ROOT"] = str(_SESSION_DIR / "data")
 (_SESSION_DIR / "data").mkdir()

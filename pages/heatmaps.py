@@ -277,13 +277,14 @@ def main() -> None:
             where=columns[3],
         )
         count = 6
+        key = entries_key(features)
         sheet = []
         for name, f in sets.items():
             scores = scores_by_set[name]
             ranked = np.argsort(scores, kind="stable")
             rows = (ranked if order.startswith("most OOD") else ranked[::-1])[:count]
             pictures = overlay_pictures(
-                entries_key(features),
+                key,
                 name,
                 tuple(int(r) for r in rows),
                 kind,

@@ -561,9 +561,8 @@ def _verified(folder: Path) -> FeatureSet:
     return FeatureSet(folder, meta, arrays)
 
 
-_opened: BoundedMemo[tuple[dict, dict]] = BoundedMemo(
-    256
-)  # entries listed on Setup, too
+# meta and arrays per (entry, version of its files); 256: Setup lists every entry of the cache, too
+_opened: BoundedMemo[tuple[dict, dict]] = BoundedMemo(256)
 
 
 def _opened_parts(folder: Path) -> tuple[dict, dict]:

@@ -58,20 +58,6 @@ def image_maps(
     )
 
 
-def overlay_images(
-    features: FeatureSet,
-    rows: Sequence[int],
-    kind: str,
-    *,
-    opacity: float = 0.6,
-    **options,
-) -> list[np.ndarray]:
-    """``overlay_inputs`` for cached ``rows`` of ``features`` (images reloaded from their dataset)."""
-    if not list(rows):
-        return []
-    return image_maps(features, rows, kind, **options).draw(opacity)
-
-
 def overlay_inputs(
     model: LoadedModel,
     inputs: torch.Tensor,

@@ -39,9 +39,10 @@ PRESENTED_HEIGHT = (
 def show(figure: go.Figure, key: str, where=st) -> None:
     """Draw ``figure`` (full width) in ``where``; in presentation mode with the ``PRESENTATION`` template (larger
     type, lines and markers) at a height that leaves room for its section's header and controls."""
-    if presenting():
+    presented = presenting()
+    if presented:
         _present(figure)
-    _draw(figure, key, where)
+    _draw(figure, key, where, presented)
 
 
 def show_shared(
@@ -52,7 +53,8 @@ def show_shared(
     ``inputs`` must name everything the figure depends on (the cache entries, the parameter values): a class that
     moves the same slider to the same values then shares one build, where each build of a plotly figure costs tens of
     milliseconds of the server's one interpreter."""
-    _draw(_shared_figure(key, inputs, presenting(), build), key, where)
+    presented = presenting()
+    _draw(_shared_figure(key, inputs, presented, build), key, where, presented)
 
 
 @st.cache_resource(max_entries=512, show_spinner=False)
@@ -87,8 +89,8 @@ def _present(figure: go.Figure) -> None:
     )
 
 
-def _draw(figure: go.Figure, key: str, where) -> None:
-    if not presenting():
+def _draw(figure: go.Figure, key: str, where, presented: bool) -> None:
+    if not presented:
         where.plotly_chart(figure, width="stretch", key=key)
         return
     where.plotly_chart(  # no mode bar over the title: a lecture does not zoom

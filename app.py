@@ -7,9 +7,11 @@ from ood_core.system import keep_trimming
 from pages.ui.boundary import error_boundary
 from pages.ui.shell import presentation_style, presenting
 from pages.ui.sidebar import sidebar_workspace
+from pages.ui.warmup import start_warmup
 
 st.set_page_config(page_title="OOD Lab", page_icon="🔬", layout="wide")
 keep_trimming()  # memory freed when sessions end goes back to the system
+start_warmup()  # numba compiles the kernels in the background before a table needs them
 present = presenting()
 navigation = st.navigation(
     {  # three menus, so that presentation mode's top bar holds every page (no "more")

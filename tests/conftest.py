@@ -16,6 +16,9 @@ atexit.register(
 )  # ~1.5 GB of caches per run
 os.environ["OOD_LAB_CACHE_DIR"] = str(_SESSION_DIR / "cache")
 os.environ["OOD_LAB_DATA_ROOT"] = str(_SESSION_DIR / "data")
+os.environ["OOD_LAB_WARM"] = (
+    "0"  # no background compile beside timed tests (tests/test_warmup.py starts it)
+)
 (_SESSION_DIR / "data").mkdir()
 
 

@@ -26,7 +26,7 @@ def run(*args, env=None):
 def test_extract_prints_cache_entries(demo_model):
     result = run("extract", "--ood", "textures", "faces")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    *lines, statistics = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == [
         "digits:test",
         "digits:train",
@@ -35,6 +35,7 @@ def test_extract_prints_cache_entries(demo_model):
         "faces",
     ]
     assert all(Path(line.split()[-1]).is_dir() for line in lines)
+    assert statistics.startswith("train statistics of 32 methods stored in ")
 
 
 def test_evaluate_prints_table_and_writes_csv(demo_model, tmp_path):
@@ -65,7 +66,7 @@ def test_evaluate_prints_table_and_writes_csv(demo_model, tmp_path):
 
 def test_cache_list_and_clear(demo_model, tmp_path):
     env = {"OOD_LAB_CACHE_DIR": str(tmp_path)}
-    assert run("extract", "--ood", "noise", env=env).returncode == 0
+    assert run("extract", "--ood", "noise", "--no-statistics", env=env).returncode == 0
     listing = run("cache", "list", env=env)
     assert (
         listing.returncode == 0

@@ -11,6 +11,8 @@ Sizes (rows of ID train / ID test / each OOD set, penultimate D, classes K, prob
 - ``imagenet``: 12,800 (a 1% class-stratified train sample) / 50,000 / 4 × 10,000, D = 2,048, K = 1,000, the last
   block of each ResNet-50 stage (256–2,048 channels).
 - ``tiny``: 600 / 300 / 2 × 200, D = 32, K = 5, 2 blocks (tests).
+- ``warmup``: 26,000 / 400 / 2 × 400, D = 64, K = 10, 2 blocks (``python -m ood_core warm``: enough train rows for
+  KNN's screened search of its 200 nearest).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ SIZES = {
             (("layer1.2", 256), ("layer2.3", 512), ("layer3.5", 1024), ("layer4.2", 2048)),
         ),
         SyntheticSize("tiny", 600, 300, (200, 200), 32, 5, (("b1", 8), ("b2", 16))),
+        SyntheticSize("warmup", 26_000, 400, (400, 400), 64, 10, (("b1", 16), ("b2", 32))),
     )
 }  # fmt: skip
 

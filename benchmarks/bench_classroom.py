@@ -9,7 +9,8 @@ the new widget value to the last delta of that rerun; an *open* is timed the sam
 
 Errors: an exception element, an error alert (the pages' error boundary draws one), a rerun that never finishes
 within ``--timeout`` s, or a dropped connection. The server's CPU (user + system over the run's wall time) and peak
-resident memory (``VmHWM``) come from /proc. Alongside, one real Chromium session moves NAP-X's λ on the NAP page
+resident memory (``VmHWM``) and proportional set size after the class (PSS: shared pages split between the
+processes that map them, so replicas' PSS add up) come from /proc. Alongside, one real Chromium session moves NAP-X's λ on the NAP page
 and times key press → script run finished: the check on what a person sees.
 
 Without ``--url`` a fresh ``streamlit run app.py`` starts per class size on the demo cache (extracted first when
@@ -211,6 +212,16 @@ def cpu_seconds(pid: int) -> float:
     ) / 100.0  # utime + stime, clock ticks (USER_HZ = 100)
 
 
+def proportional_mb(pid: int) -> float:
+    """A process's proportional set size in MB: its private pages plus its share of pages mapped by several
+    processes (the libraries, the memory-mapped cache), so replicas' PSS add up to the memory they use together,
+    where their RSS counts every shared page once per process."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/{pid}/smaps_rollup has no Pss")
+
+
 def percentile(values: list[float], q: float) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[q - 1]
@@ -284,10 +295,14 @@ def classroom(
     if pids:
         cpu = 100 * (sum(map(cpu_seconds, pids)) - cpu_before) / wall
         peaks = [streamlit_server.memory_mb(pid, "VmHWM") for pid in pids]
+        shares = [proportional_mb(pid) for pid in pids]
         line += (
             f"; server CPU {cpu:.0f} % of one core"
             + (f" ({len(pids)} replicas)" if len(pids) > 1 else "")
             + f", peak RSS {' + '.join(f'{m:,.0f}' for m in peaks)} MB"
+            + f", PSS after class {' + '.join(f'{m:,.0f}' for m in shares)}"
+            + (f" = {sum(shares):,.0f}" if len(shares) > 1 else "")
+            + " MB"
         )
     if seen:
         line += f"; Chromium λ key → finished: median {statistics.median(seen) * 1e3:.0f} ms, max {max(seen) * 1e3:.0f} ms"

@@ -180,6 +180,7 @@ def main() -> None:
         flush=True,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background (`&` ignores it)
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(1)

@@ -22,7 +22,7 @@ from ood_core.scores.block_norm import select_block
 from ood_core.scores.method import Param
 from pages.ui.boundary import fragment
 from pages.ui.cards import context, intro, metric_cards, observations
-from pages.ui.charts import histogram_figure, reference_line, show, show_shared
+from pages.ui.charts import histogram_figure, reference_line, show_shared
 from pages.ui.controls import selectbox, slider
 from pages.ui.sections import charts_and_notes, section
 from pages.ui.shell import run_page
@@ -130,7 +130,7 @@ def main() -> None:
         st.dataframe(table.round(3), hide_index=True, width="stretch")
         st.download_button(
             "Download table (CSV)",
-            table.to_csv(index=False),
+            lambda: table.to_csv(index=False),  # written when downloaded
             "block_selection.csv",
             "text/csv",
         )
@@ -162,17 +162,24 @@ def main() -> None:
             tables.all_methods_table(features, [(method, {"block": block})]),
             export="featurenorm",
         )
-        histogram = tables.binned(
-            {
-                "ID": id_scores,
-                f"jigsaw {n}×{n}": features.score_set(method, jigsaw, {"block": block}),
-                **ood_scores,
-            }
+
+        def featurenorm_histogram():
+            histogram = tables.binned(
+                {
+                    "ID": id_scores,
+                    f"jigsaw {n}×{n}": features.score_set(
+                        method, jigsaw, {"block": block}
+                    ),
+                    **ood_scores,
+                }
+            )
+            return histogram_figure(
+                histogram, f"FeatureNorm of {block}: ID vs jigsaw vs OOD", "FN_b(x)"
+            )
+
+        show_shared(
+            featurenorm_histogram, "bs_fn_hist", (entries_key(features), n, block)
         )
-        figure = histogram_figure(
-            histogram, f"FeatureNorm of {block}: ID vs jigsaw vs OOD", "FN_b(x)"
-        )
-        show(figure, key="bs_fn_hist")
         st.caption(
             "ID in blue, the jigsaw pseudo-OOD in grey, each OOD set in its page-wide colour."
         )

@@ -162,7 +162,7 @@ def main() -> None:
             observations(claims.best_methods(features, table, methods), "compare")
             st.download_button(
                 "Download table (CSV)",
-                table.to_csv(index=False),
+                lambda: table.to_csv(index=False),  # written when downloaded
                 "ood_lab_compare.csv",
                 "text/csv",
             )

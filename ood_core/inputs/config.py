@@ -8,6 +8,7 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -17,20 +18,27 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_PATH = 1024
 
 
+@functools.lru_cache(maxsize=64)
+def _resolved(path: str, cwd: str) -> Path:
+    """``path`` made absolute against ``cwd`` with symlinks resolved, once per (path, cwd): the pages ask for these
+    folders hundreds of times a run, and each ``resolve`` costs a system call per path component."""
+    return (Path(cwd) / path).resolve()
+
+
+def _setting(variable: str, default: str | os.PathLike) -> Path:
+    return _resolved(str(os.environ.get(variable, default)), os.getcwd())
+
+
 def cache_dir() -> Path:
-    return Path(
-        os.environ.get("OOD_LAB_CACHE_DIR", REPO_ROOT / "cached_features")
-    ).resolve()
+    return _setting("OOD_LAB_CACHE_DIR", REPO_ROOT / "cached_features")
 
 
 def data_root() -> Path:
-    return Path(os.environ.get("OOD_LAB_DATA_ROOT", "data")).resolve()
+    return _setting("OOD_LAB_DATA_ROOT", "data")
 
 
 def config_file() -> Path:
-    return Path(
-        os.environ.get("OOD_LAB_CONFIG", data_root() / "ood_lab.toml")
-    ).resolve()
+    return _setting("OOD_LAB_CONFIG", data_root() / "ood_lab.toml")
 
 
 def resolve_data_path(path: str | os.PathLike) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -23,7 +24,7 @@ def start_warmup() -> subprocess.Popen | None:
     """The background warm-up process of this server (``None`` when turned off); started on the first call."""
     if os.environ.get("OOD_LAB_WARM", "1") == "0":
         return None
-    return subprocess.Popen(
+    process = subprocess.Popen(
         COMMAND,
         cwd=REPO,
         stdin=subprocess.DEVNULL,
@@ -31,3 +32,5 @@ def start_warmup() -> subprocess.Popen | None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl-C of the server does not interrupt its compile mid-write
     )
+    threading.Thread(target=process.wait, daemon=True).start()  # reaped when done
+    return process

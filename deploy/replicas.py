@@ -180,7 +180,8 @@ def main() -> None:
         flush=True,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background (`&` ignores it)
+    # Ctrl-C also when started in the background, where the shell's `&` leaves SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(1)

@@ -352,3 +352,32 @@ def test_proxy_agreement_is_the_mean_rank_correlation_between_validation_sets():
     )
     assert tuning.agreement(points) == pytest.approx(expected)
     assert np.isnan(tuning.agreement(points[:2]))
+
+
+def test_tune_warns_exactly_where_the_validation_sets_disagree(
+    digits, tmp_path, capsys
+):
+    from scipy.stats import spearmanr
+
+    out = tmp_path / "tuned.json"
+    assert (
+        cli.main(["tune", "--methods", "energy", "knn", "ash-s", "--out", str(out)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    document = json.loads(out.read_text())
+    warned = set()
+    for name, result in document["methods"].items():
+        sets = pd.DataFrame([p["sets"] for p in result["evaluated"]])
+        sets = sets.loc[:, sets.std() > 0]
+        pairs = [
+            spearmanr(sets[a], sets[b]).statistic
+            for a, b in itertools.combinations(sets.columns, 2)
+        ]
+        assert result["agreement"] == pytest.approx(np.nanmean(pairs), abs=1e-9)
+        label = METHODS[name].label
+        line = f"how to rank {label}'s candidates (proxy agreement {result['agreement']:+.2f})"
+        assert (line in printed) == (result["agreement"] < tuning.AGREEMENT_WARNING)
+        if line in printed:
+            warned.add(name)
+    assert warned and warned != set(document["methods"]), "one warned, one trusted"

@@ -48,7 +48,7 @@ from .training.finetune import (
     delete_finetuned,
     last_map_positions,
 )
-from .workspace import LoadedWorkspace, Workspace, load_workspace
+from .workspace import LoadedWorkspace, Workspace, cached_workspace, load_workspace
 
 DEMO = Workspace()
 DEFAULT_METHODS = [name for name, method in METHODS.items() if method.cost == "cache"]
@@ -313,16 +313,25 @@ def cmd_extract(args: argparse.Namespace) -> int:
         print(f"{label:<22} {len(features):>7} rows  {features.root}{suffix}")
     distributed.leave()
     if leader and args.statistics:
-        _statistics(workspace, bars)
+        # read back from the cache, never extracted again (under torchrun the other ranks are gone)
+        features = cached_workspace(workspace)
+        if (
+            features is None
+        ):  # e.g. --float16-stats entries, which the app reads only with OOD_LAB_FLOAT16_STATS=1
+            print(
+                "train statistics not stored: the app does not read these entries as they are; it fits the "
+                "statistics on first use"
+            )
+        else:
+            _statistics(features)
     return 0
 
 
-def _statistics(workspace: Workspace, bars: _Bars) -> None:
+def _statistics(features: LoadedWorkspace) -> None:
     """Fit and store every default method's train statistics (class means, covariances, thresholds, KNN's
     nearest neighbours of every scored row) and score the workspace once, so that the app's first Compare table
     reads them instead of computing them (and every kernel it runs is compiled and cached)."""
     start = time.perf_counter()
-    features = _load(workspace, bars)
     methods = [
         (METHODS[name], {})
         for name in DEFAULT_METHODS
@@ -688,16 +697,24 @@ def cmd_warm(args: argparse.Namespace) -> int:
 
     from .warmup import warm
 
-    if args.nice:
+    if args.nice and hasattr(os, "nice"):  # POSIX
         os.nice(args.nice)
     start = time.perf_counter()
-    lock = Path(tempfile.gettempdir()) / f"ood-lab-warm-{getpass.getuser()}.lock"
+    user = os.getuid() if hasattr(os, "getuid") else getpass.getuser()
+    lock = Path(tempfile.gettempdir()) / f"ood-lab-warm-{user}.lock"
+    cache = os.environ.get("OOD_LAB_CACHE_DIR")
     with (
         FileLock(lock),
         tempfile.TemporaryDirectory(prefix="ood-lab-warm-") as root,
     ):
         os.environ["OOD_LAB_CACHE_DIR"] = root  # the user's cache is not touched
-        count = warm()
+        try:
+            count = warm()
+        finally:
+            if cache is None:
+                os.environ.pop("OOD_LAB_CACHE_DIR", None)
+            else:
+                os.environ["OOD_LAB_CACHE_DIR"] = cache
     print(
         f"kernels of {count} methods compiled or loaded from numba's cache in {time.perf_counter() - start:.1f} s"
     )
@@ -719,7 +736,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         f"({size.train:,} train / {size.test:,} test), OOD {', '.join(size.ood_names)}; {megabytes:,.0f} MB cached"
     )
     if args.statistics:
-        _statistics(workspace, bars)
+        _statistics(features)
     print(
         f"open it in the app (pick model {size.model} in the sidebar) or: python -m ood_core evaluate "
         f"--model {size.model} --id {size.model} --ood {' '.join(size.ood_names)}"

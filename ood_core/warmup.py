@@ -1,8 +1,8 @@
 """Compile every numba kernel the app runs before a user waits for one.
 
 numba compiles a kernel at its first call and keeps the machine code in its on-disk cache (``cache=True``), one
-entry per argument types. A fresh install has none: the first Compare table at CIFAR-10 size spent ~30 of its ~57 s
-in the compiler (``benchmarks/bench_cold_start.py``). ``warm`` scores a small synthetic workspace the way the pages
+entry per argument types. A fresh install has none: with the train statistics stored, the first Compare table at
+CIFAR-10 size took 15–16 s with an empty numba cache and ~1 s with a warm one (``benchmarks/bench_cold_start.py``). ``warm`` scores a small synthetic workspace the way the pages
 score a real one (cache entries memory-mapped as the app maps them, 26,000 train rows so that KNN takes its screened
 search, every default method, DeLong intervals, paired tests, the bootstrap), which compiles every kernel at the
 argument types the app calls it with. The app starts ``python -m ood_core warm`` in a background process at low

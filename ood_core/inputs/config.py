@@ -26,7 +26,12 @@ def _resolved(path: str, cwd: str) -> Path:
 
 
 def _setting(variable: str, default: str | os.PathLike) -> Path:
-    return _resolved(str(os.environ.get(variable, default)), os.getcwd())
+    path = _resolved(str(os.environ.get(variable, default)), os.getcwd())
+    if (
+        not path.exists()
+    ):  # not there yet: resolved again next time, when it may be a link to elsewhere
+        _resolved.cache_clear()
+    return path
 
 
 def cache_dir() -> Path:
@@ -43,7 +48,9 @@ def config_file() -> Path:
 
 def resolve_data_path(path: str | os.PathLike) -> Path:
     """Resolve ``path`` (relative to the data root) and refuse anything outside the data root."""
-    root = data_root()
+    root = (
+        data_root().resolve()
+    )  # afresh: the root may have become a link since it was first resolved
     text = str(path)
     if "\x00" in text:
         raise DataPathError("a path cannot contain a NUL byte")

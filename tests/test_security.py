@@ -219,3 +219,28 @@ def test_cifar_batches_symlinked_out_of_the_dataset_folder_are_refused(data_root
     config.config_file().write_text('[datasets.c10]\nkind = "cifar10"\nroot = "c10"\n')
     with pytest.raises(OODLabError, match="outside its dataset folder"):
         catalog.get_dataset("c10").load("test")
+
+
+def test_a_data_root_that_becomes_a_link_while_the_app_runs_still_reads_its_files(
+    tmp_path, monkeypatch
+):
+    """The app resolves its folders once per run; a data root created (or replaced by a link) later still works."""
+    real = tmp_path / "big-disk"
+    real.mkdir()
+    (real / "weights.pt").write_bytes(b"x")
+    root = tmp_path / "data"
+    monkeypatch.setenv("OOD_LAB_DATA_ROOT", str(root))
+    assert config.data_root() == root  # not there yet
+    root.symlink_to(real)
+    assert config.resolve_data_path("weights.pt") == real / "weights.pt"
+    root.unlink()
+    root.mkdir()  # a plain folder first ...
+    (root / "weights.pt").write_bytes(b"y")
+    assert config.resolve_data_path("weights.pt") == root / "weights.pt"
+    (root / "weights.pt").unlink()
+    root.rmdir()
+    root.symlink_to(real)  # ... then a link to the real disk
+    assert config.resolve_data_path("weights.pt") == real / "weights.pt"
+    (tmp_path / "secret.txt").write_text("z")
+    with pytest.raises(OODLabError, match="outside the data root"):
+        config.resolve_data_path("../secret.txt")

@@ -25,11 +25,14 @@ def _resolved(path: str, cwd: str) -> Path:
     return (Path(cwd) / path).resolve()
 
 
-def _setting(variable: str, default: str | os.PathLike) -> Path:
-    path = _resolved(str(os.environ.get(variable, default)), os.getcwd())
+def _setting(variable: str, default: str | os.PathLike, fresh: bool = False) -> Path:
+    raw = str(os.environ.get(variable, default))
+    if fresh:
+        return (Path(os.getcwd()) / raw).resolve()
+    path = _resolved(raw, os.getcwd())
     if (
         not path.exists()
-    ):  # not there yet: resolved again next time, when it may be a link to elsewhere
+    ):  # not there yet: resolved again next time, when it may be a link
         _resolved.cache_clear()
     return path
 
@@ -38,8 +41,9 @@ def cache_dir() -> Path:
     return _setting("OOD_LAB_CACHE_DIR", REPO_ROOT / "cached_features")
 
 
-def data_root() -> Path:
-    return _setting("OOD_LAB_DATA_ROOT", "data")
+def data_root(fresh: bool = False) -> Path:
+    """The data root; ``fresh``: resolved now, links followed as they are at this moment (for the access check)."""
+    return _setting("OOD_LAB_DATA_ROOT", "data", fresh)
 
 
 def config_file() -> Path:
@@ -48,9 +52,7 @@ def config_file() -> Path:
 
 def resolve_data_path(path: str | os.PathLike) -> Path:
     """Resolve ``path`` (relative to the data root) and refuse anything outside the data root."""
-    root = (
-        data_root().resolve()
-    )  # afresh: the root may have become a link since it was first resolved
+    root = data_root(fresh=True)  # it may have become a link, or stopped being one
     text = str(path)
     if "\x00" in text:
         raise DataPathError("a path cannot contain a NUL byte")

@@ -1,7 +1,9 @@
 """AppTest of the Heatmaps and Local Background pages: train from the page, overlays for every set, sliders."""
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -46,6 +48,13 @@ def test_heatmaps_page_trains_the_decoder_and_overlays_id_and_ood_images(extract
     table = at.dataframe[0].value
     assert "Heatmap (decoder)" in table.index
     assert list(table.columns) == [*SETS[1:], "mean"]
+    # the decoder's row: mean ± sd of the three seeds' mean AUROC, which the caption lists
+    caption = next(c.value for c in at.caption if "training runs (seeds" in c.value)
+    per_seed = [float(v) for v in re.findall(r"\d: (\d+\.\d)", caption)]
+    assert len(per_seed) == 3
+    mean, sd = (float(v) for v in table.loc["Heatmap (decoder)", "mean"].split(" ± "))
+    assert mean == pytest.approx(np.mean(per_seed), abs=0.06)
+    assert sd == pytest.approx(np.std(per_seed, ddof=1), abs=0.1)
 
     at.slider(key="heatmap_opacity").set_value(0.0).run()
     _no_errors(at)

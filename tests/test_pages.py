@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from ood_core.metrics import ood_metrics
 from ood_core.scores import get_method
+from ood_core.tuning import AGREEMENT_WARNING
 from ood_core.workspace import Workspace
 from ood_core.workspace import load_workspace as workspace_features
 from pages.ui.cards import BADGES
@@ -200,6 +201,17 @@ def test_tune_page_tunes_on_validation_and_hands_the_values_to_compare(extracted
     assert (
         len(at.get("plotly_chart")) == 2
     )  # the T profile and the validation-vs-test scatter
+    # the proxy warning shows exactly when the validation sets disagree (the value is tested in test_tuning)
+    agreement = float(row["proxy agreement"])
+    warned = [
+        w.value
+        for w in at.warning
+        if "disagree on how to rank Energy" in w.value
+        and f"{agreement:+.2f}" in w.value
+    ]
+    assert bool(warned) == (agreement < AGREEMENT_WARNING)
+    if not warned:
+        assert any(f"Proxy agreement {agreement:+.2f}" in c.value for c in at.caption)
     temperature = get_method("energy").param("T")
     at.slider(key="tune_points").set_value(
         5

@@ -45,6 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ood_core import jit
+from ood_core import metrics as metrics_module
 from ood_core import workspace as workspace_module
 from ood_core.engine.cache import FeatureCache
 from ood_core.inputs.synthetic import SIZES, register
@@ -160,18 +161,28 @@ INTERVAL_METHODS = ("msp", "energy", "react", "line", "nap-energy")
 def interval_costs(features: LoadedWorkspace, repeats: int) -> None:
     """What the uncertainty adds to one slider update: (a) the scores and the metrics as plain numbers, (b) the
     page's metrics table with DeLong's AUROC intervals (per set and for the mean), (c) (b) and the paired DeLong tests
-    that colour a page's card deltas (each set and the mean against the method at its default). The three
-    alternate, each after the score memo is cleared; medians."""
-    from ood_core.metrics import paired_auroc
+    that colour a page's card deltas (each set and the mean against the method at its default), in one pass as the
+    pages run them, and (d) the same tests one call each, as before. The four alternate, each after the score memo
+    is cleared; medians."""
+    from ood_core.metrics import paired_auroc, paired_auroc_per_set
 
-    def cards(method, scores, reference) -> None:
+    def cards(
+        method, scores, reference
+    ) -> None:  # as the pages' comparisons.per_set_differences
+        metrics_table({method.label: scores})
+        paired_auroc_per_set(scores, reference)
+
+    def cards_set_by_set(
+        method, scores, reference
+    ) -> None:  # as the pages did before (one test per call)
         metrics_table({method.label: scores})
         for name in scores[1]:
             paired_auroc(scores, reference, [name])
         paired_auroc(scores, reference)
 
     print(
-        "  uncertainty added to one slider update (median ms; (a) plain metrics, (b) + intervals, (c) + tests):"
+        "  uncertainty added to one slider update (median ms; (a) plain metrics, (b) + intervals, (c) + tests in "
+        "one pass, as the pages run them; (d) the same tests set by set, as before):"
     )
     for name in INTERVAL_METHODS:
         method = METHODS[name]
@@ -179,27 +190,34 @@ def interval_costs(features: LoadedWorkspace, repeats: int) -> None:
             continue
         numeric = [p for p in method.params if p.numeric]
         values = moves(numeric[0], True, features.benchmark)[:4] if numeric else [None]
-        times = {"a": [], "b": [], "c": []}
+        times = {"a": [], "b": [], "c": [], "d": []}
         for _ in range(repeats):
             for value in values:
                 params = {numeric[0].name: value} if numeric else {}
                 reference = features.scores(method)
                 for label, bucket in times.items():
                     workspace_module._scores.clear()
-                    features.scores(method)  # the page before the move
+                    metrics_module._sorted.clear()  # no label reuses another's sorts or components
+                    metrics_module._components.clear()
+                    features.scores(
+                        method
+                    )  # the page before the move, its components known
+                    paired_auroc_per_set(reference, reference)
                     start = time.perf_counter()
                     scores = features.scores(method, params)
                     if label == "a":
                         set_metrics(*scores)
                     elif label == "b":
                         metrics_table({method.label: scores})
-                    else:
+                    elif label == "c":
                         cards(method, scores, reference)
+                    else:
+                        cards_set_by_set(method, scores, reference)
                     bucket.append(time.perf_counter() - start)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         print(
             f"    {method.label:<12} (a) {med['a']:6.1f}  (b) {med['b']:6.1f} (+{med['b'] - med['a']:.1f})  "
-            f"(c) {med['c']:6.1f} (+{med['c'] - med['a']:.1f})",
+            f"(c) {med['c']:6.1f} (+{med['c'] - med['a']:.1f})  (d) {med['d']:6.1f} (+{med['d'] - med['a']:.1f})",
             flush=True,
         )
 

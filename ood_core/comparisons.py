@@ -20,6 +20,7 @@ from .metrics import (
     auroc_mean_interval,
     content_key,
     paired_auroc,
+    paired_auroc_per_set,
     paired_bootstrap,
 )
 from .scores.method import Method
@@ -75,15 +76,18 @@ def _identity(scores: Scored, sets: Sequence[str]) -> tuple:
     return tuple(content_key(a) for a in [id_scores, *(per_set[s] for s in sets)])
 
 
+_per_set: BoundedMemo[dict[str, Difference]] = BoundedMemo(256)
+
+
 def per_set_differences(
     features: LoadedWorkspace, a: Setting, b: Setting
 ) -> dict[str, Difference]:
-    """AUROC(a) − AUROC(b) per OOD set and for their ``mean`` (paired DeLong), for metric cards' deltas."""
+    """AUROC(a) − AUROC(b) per OOD set and for their ``mean`` (paired DeLong, one pass over the components), for
+    metric cards' deltas; memoised per score vectors."""
     first, second = scored(features, a), scored(features, b)
-    out = {name: difference(first, second, "AUROC", [name]) for name in first[1]}
-    if len(first[1]) > 1:
-        out["mean"] = difference(first, second, "AUROC")
-    return out
+    sets = tuple(first[1])
+    key = (sets, _identity(first, sets), _identity(second, sets))
+    return _per_set.get(key, lambda: paired_auroc_per_set(first, second))
 
 
 def value_gap(

@@ -432,12 +432,14 @@ def _mean_components(
     return float(v10.mean()), v10, v01s
 
 
+def _term(components: np.ndarray) -> float:
+    """One side's share of DeLong's variance: the components' sample variance over their number."""
+    return components.var(ddof=1) / components.size if components.size > 1 else 0.0
+
+
 def _variance(v10: np.ndarray, v01s: Sequence[np.ndarray]) -> float:
     """``Var(θ) = S10/m + Σ_sets S01/n`` from (already combined) components."""
-    total = v10.var(ddof=1) / v10.size if v10.size > 1 else 0.0
-    for v01 in v01s:
-        total += v01.var(ddof=1) / v01.size if v01.size > 1 else 0.0
-    return total
+    return _term(v10) + sum(_term(v01) for v01 in v01s)
 
 
 def _normal_p(z: float) -> float:
@@ -464,8 +466,41 @@ def paired_auroc(a: Scored, b: Scored, sets: Sequence[str] | None = None) -> Dif
         raise ValueError(
             "a paired comparison needs both methods scored on the same samples"
         )
-    delta = theta_a - theta_b
-    se = math.sqrt(_variance(v10_a - v10_b, [x - y for x, y in zip(v01_a, v01_b)]))
+    ood_term = sum(_term(x - y) for x, y in zip(v01_a, v01_b))
+    return _paired_difference(theta_a - theta_b, v10_a - v10_b, ood_term)
+
+
+def paired_auroc_per_set(a: Scored, b: Scored) -> dict[str, Difference]:
+    """``paired_auroc`` for each OOD set of ``a`` and, with more than one, for their ``mean``, from one pass over
+    the components: each set's differences of components are formed once and reused by the mean's test (its ID
+    components are the per-set ones averaged, its OOD components each set's divided by the number of sets)."""
+    sets = list(a[1])
+    d10s, ood_terms, out = [], [], {}
+    for name in sets:
+        a10, a01 = delong_components(a[0], a[1][name])
+        b10, b01 = delong_components(b[0], b[1][name])
+        if a10.size != b10.size or a01.size != b01.size:
+            raise ValueError(
+                "a paired comparison needs both methods scored on the same samples"
+            )
+        d10, ood_term = a10 - b10, _term(a01 - b01)
+        out[name] = _paired_difference(float(d10.mean()), d10, ood_term)
+        d10s.append(d10)
+        ood_terms.append(ood_term)
+    if (
+        len(sets) > 1
+    ):  # the mean's OOD components are each set's over len(sets): variance over len(sets)²
+        d10 = np.mean(d10s, axis=0)
+        out["mean"] = _paired_difference(
+            float(d10.mean()), d10, sum(ood_terms) / len(sets) ** 2
+        )
+    return out
+
+
+def _paired_difference(delta: float, d10: np.ndarray, ood_term: float) -> Difference:
+    """The paired test's ``Difference`` from the mean difference, the ID components' differences and the OOD
+    side's variance term."""
+    se = math.sqrt(_term(d10) + ood_term)
     p = _normal_p(delta / se) if se > 0 else (0.0 if delta else 1.0)
     return Difference(
         100 * delta, 100 * (delta - Z95 * se), 100 * (delta + Z95 * se), p

@@ -4,6 +4,7 @@ by simulation, and the bootstrap's weighted kernel against metrics of the explic
 from __future__ import annotations
 
 import math
+from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from ood_core.metrics import (
     delong_components,
     holm,
     paired_auroc,
+    paired_auroc_per_set,
     paired_bootstrap,
 )
 
@@ -155,3 +157,26 @@ def test_the_bootstrap_is_seeded_paired_and_cached():
 def test_holm_adjusts_step_down():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5]) == [0.5]
+
+
+def test_the_per_set_paired_tests_in_one_pass_equal_each_paired_test():
+    """The cards' one-pass tests (each set and the mean) equal ``paired_auroc`` asked set by set, which the
+    brute-force tests above check; with ties, sets of different sizes and correlated methods."""
+    rng = np.random.default_rng(4)
+    latent_id = rng.normal(1, 1, 300).round(1)
+    sets = {"x": rng.normal(0, 1, 200).round(1), "y": rng.normal(0.5, 1, 120).round(1)}
+    a = (latent_id, sets)
+    b = (
+        latent_id + rng.normal(0, 0.5, 300),
+        {k: v + rng.normal(0, 0.5, v.size) for k, v in sets.items()},
+    )
+    together = paired_auroc_per_set(a, b)
+    assert set(together) == {"x", "y", "mean"}
+    for name in sets:
+        assert astuple(together[name]) == pytest.approx(
+            astuple(paired_auroc(a, b, [name])), rel=1e-9
+        )
+    assert astuple(together["mean"]) == pytest.approx(
+        astuple(paired_auroc(a, b)), rel=1e-9
+    )
+    assert set(paired_auroc_per_set((latent_id, {"x": sets["x"]}), a)) == {"x"}

@@ -199,7 +199,8 @@ def add_folder_dataset(name: str, folder: str) -> DatasetSpec:
             "give a folder inside the data root, not the data root itself"
         )
     resolved = config.resolve_data_path(folder)
-    if resolved == config.data_root():
+    root = config.data_root(fresh=True)  # as resolve_data_path saw it
+    if resolved == root:
         raise OODLabError(
             "give a folder inside the data root, not the data root itself"
         )
@@ -209,7 +210,7 @@ def add_folder_dataset(name: str, folder: str) -> DatasetSpec:
         raise DataPathError(
             f"'{folder}' holds no images ({', '.join(IMAGE_EXTENSIONS)})"
         )
-    relative = resolved.relative_to(config.data_root()).as_posix()
+    relative = resolved.relative_to(root).as_posix()
     registry_file.add_dataset(name, {"kind": "folder", "root": relative})
     return get_dataset(name)
 

@@ -21,20 +21,15 @@ MAX_PATH = 1024
 @functools.lru_cache(maxsize=64)
 def _resolved(path: str, cwd: str) -> Path:
     """``path`` made absolute against ``cwd`` with symlinks resolved, once per (path, cwd): the pages ask for these
-    folders hundreds of times a run, and each ``resolve`` costs a system call per path component."""
+    folders hundreds of times a run, and each ``resolve`` costs a system call per path component. A folder that is
+    created, or becomes a link, later is still opened through the kernel's own lookup; the data-root access check
+    alone needs the links as they are now (``fresh``)."""
     return (Path(cwd) / path).resolve()
 
 
 def _setting(variable: str, default: str | os.PathLike, fresh: bool = False) -> Path:
-    raw = str(os.environ.get(variable, default))
-    if fresh:
-        return (Path(os.getcwd()) / raw).resolve()
-    path = _resolved(raw, os.getcwd())
-    if (
-        not path.exists()
-    ):  # not there yet: resolved again next time, when it may be a link
-        _resolved.cache_clear()
-    return path
+    raw, cwd = str(os.environ.get(variable, default)), os.getcwd()
+    return _resolved.__wrapped__(raw, cwd) if fresh else _resolved(raw, cwd)
 
 
 def cache_dir() -> Path:

@@ -459,42 +459,38 @@ def auroc_mean_interval(
 def paired_auroc(a: Scored, b: Scored, sets: Sequence[str] | None = None) -> Difference:
     """Paired DeLong test of ``AUROC(a) − AUROC(b)`` (mean over ``sets``, default all) for two methods scored on the
     same ID and OOD samples: the components of the difference are the differences of the components."""
-    sets = list(sets or a[1])
-    theta_a, v10_a, v01_a = _mean_components(a, sets)
-    theta_b, v10_b, v01_b = _mean_components(b, sets)
-    if len(v10_a) != len(v10_b) or any(len(x) != len(y) for x, y in zip(v01_a, v01_b)):
-        raise ValueError(
-            "a paired comparison needs both methods scored on the same samples"
-        )
-    ood_term = sum(_term(x - y) for x, y in zip(v01_a, v01_b))
-    return _paired_difference(theta_a - theta_b, v10_a - v10_b, ood_term)
+    return _paired_mean([_set_difference(a, b, name) for name in sets or a[1]])
 
 
 def paired_auroc_per_set(a: Scored, b: Scored) -> dict[str, Difference]:
-    """``paired_auroc`` for each OOD set of ``a`` and, with more than one, for their ``mean``, from one pass over
-    the components: each set's differences of components are formed once and reused by the mean's test (its ID
-    components are the per-set ones averaged, its OOD components each set's divided by the number of sets)."""
-    sets = list(a[1])
-    d10s, ood_terms, out = [], [], {}
-    for name in sets:
-        a10, a01 = delong_components(a[0], a[1][name])
-        b10, b01 = delong_components(b[0], b[1][name])
-        if a10.size != b10.size or a01.size != b01.size:
-            raise ValueError(
-                "a paired comparison needs both methods scored on the same samples"
-            )
-        d10, ood_term = a10 - b10, _term(a01 - b01)
-        out[name] = _paired_difference(float(d10.mean()), d10, ood_term)
-        d10s.append(d10)
-        ood_terms.append(ood_term)
-    if (
-        len(sets) > 1
-    ):  # the mean's OOD components are each set's over len(sets): variance over len(sets)²
-        d10 = np.mean(d10s, axis=0)
-        out["mean"] = _paired_difference(
-            float(d10.mean()), d10, sum(ood_terms) / len(sets) ** 2
-        )
+    """``paired_auroc`` for each OOD set of ``a`` and, with more than one, for their ``mean``, each set's
+    differences of components formed once and reused by the mean's test."""
+    parts = {name: _set_difference(a, b, name) for name in a[1]}
+    out = {name: _paired_mean([part]) for name, part in parts.items()}
+    if len(parts) > 1:
+        out["mean"] = _paired_mean(list(parts.values()))
     return out
+
+
+def _set_difference(a: Scored, b: Scored, name: str) -> tuple[np.ndarray, float]:
+    """On OOD set ``name``: the differences of the ID components of ``a`` and ``b``, and the OOD side's variance
+    term of the differences of their OOD components."""
+    a10, a01 = delong_components(a[0], a[1][name])
+    b10, b01 = delong_components(b[0], b[1][name])
+    if a10.size != b10.size or a01.size != b01.size:
+        raise ValueError(
+            "a paired comparison needs both methods scored on the same samples"
+        )
+    return a10 - b10, _term(a01 - b01)
+
+
+def _paired_mean(parts: Sequence[tuple[np.ndarray, float]]) -> Difference:
+    """The paired test of the mean AUROC over the sets of ``parts``: the ID components averaged over the sets
+    (they share the ID samples), each set's OOD components divided by the number of sets (variance over its square)."""
+    d10 = np.mean([d for d, _ in parts], axis=0)
+    return _paired_difference(
+        float(d10.mean()), d10, sum(t for _, t in parts) / len(parts) ** 2
+    )
 
 
 def _paired_difference(delta: float, d10: np.ndarray, ood_term: float) -> Difference:

@@ -179,4 +179,25 @@ def test_the_per_set_paired_tests_in_one_pass_equal_each_paired_test():
     assert astuple(together["mean"]) == pytest.approx(
         astuple(paired_auroc(a, b)), rel=1e-9
     )
+    # the mean's test by brute force: ID components averaged over the sets, OOD components over the number of sets
+    psi = {
+        side: [
+            (x[0][:, None] > x[1][n][None, :])
+            + 0.5 * (x[0][:, None] == x[1][n][None, :])
+            for n in sets
+        ]
+        for side, x in (("a", a), ("b", b))
+    }
+    d10 = np.mean(
+        [pa.mean(1) - pb.mean(1) for pa, pb in zip(psi["a"], psi["b"])], axis=0
+    )
+    variance = d10.var(ddof=1) / d10.size + sum(
+        ((pa.mean(0) - pb.mean(0)) / len(sets)).var(ddof=1) / pa.shape[1]
+        for pa, pb in zip(psi["a"], psi["b"])
+    )
+    mean = together["mean"]
+    assert mean.delta == pytest.approx(100 * d10.mean(), rel=1e-9)
+    assert mean.high - mean.low == pytest.approx(
+        2 * 1.959963984540054 * 100 * math.sqrt(variance), rel=1e-9
+    )
     assert set(paired_auroc_per_set((latent_id, {"x": sets["x"]}), a)) == {"x"}

@@ -35,7 +35,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
-from bench_sliders import FIRST_USE
+from bench_sliders import FIRST_USE, drop_derived
 
 from ood_core.engine.cache import FeatureCache
 from ood_core.inputs.synthetic import SIZES, register
@@ -86,12 +86,6 @@ def table_seconds(env: dict, size) -> str:
         f"{float(table):5.1f} s to the table of {count} methods ({float(statistics):.1f} s of it fitting; "
         f"+ {float(imports):.1f} s imports; {wall:.1f} s process wall)"
     )
-
-
-def drop_derived(cache: FeatureCache, model: str) -> None:
-    for entry in cache.entries(verify=False):
-        if entry.model.startswith(model) and entry.kind == "derived":
-            cache.delete(entry.path)
 
 
 def cifar(root: Path) -> None:

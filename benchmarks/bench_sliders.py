@@ -232,14 +232,15 @@ def metrics_time(features: LoadedWorkspace, repeats: int) -> float:
     return statistics.median(times)
 
 
+def drop_derived(cache: FeatureCache, model: str) -> None:
+    """Delete the model's derived entries (fitted states, KNN's neighbours): a first use again."""
+    for entry in cache.entries(verify=False):
+        if entry.model.startswith(model) and entry.kind == "derived":
+            cache.delete(entry.path)
+
+
 def first_use(size, cache: FeatureCache) -> None:
-    derived = [
-        e
-        for e in cache.entries(verify=False)
-        if e.model.startswith(size.model) and e.kind == "derived"
-    ]
-    for entry in derived:
-        cache.delete(entry.path)
+    drop_derived(cache, size.model)
     code = FIRST_USE.format(repo=str(REPO), model=size.model, ood=tuple(size.ood_names))
     for label in (
         "first computation (nothing derived cached)",

@@ -38,6 +38,7 @@ from .tables import (
     all_methods_table,
     before_after,
     comparison_without,
+    default_settings,
     evaluate,
     methods_markdown,
 )
@@ -332,11 +333,7 @@ def _statistics(features: LoadedWorkspace) -> None:
     nearest neighbours of every scored row) and score the workspace once, so that the app's first Compare table
     reads them instead of computing them (and every kernel it runs is compiled and cached)."""
     start = time.perf_counter()
-    methods = [
-        (METHODS[name], {})
-        for name in DEFAULT_METHODS
-        if not features.unavailable(METHODS[name])  # the pages say why
-    ]
+    methods = default_settings(features)  # the pages say why one is left out
     bar = tqdm(
         total=len(methods),
         desc="train statistics",

@@ -102,6 +102,18 @@ def all_methods_table(
     return pd.concat(parts, ignore_index=True) if parts else metrics_table({})
 
 
+def default_settings(features: LoadedWorkspace) -> list[tuple[Method, dict]]:
+    """Every method scored from the cache alone that this workspace can score, at its defaults: the Compare
+    table's rows."""
+    from .scores.registry import METHODS
+
+    return [
+        (method, {})
+        for method in METHODS.values()
+        if method.cost == "cache" and not features.unavailable(method)
+    ]
+
+
 def with_bootstrap(
     features: LoadedWorkspace,
     table: pd.DataFrame,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from .comparisons import per_set_differences, setting_difference
 from .inputs.synthetic import SIZES, register
 from .scores import METHODS
-from .tables import all_methods_table, with_bootstrap
+from .tables import all_methods_table, default_settings, with_bootstrap
 from .workspace import Workspace, load_workspace
 
 WARMUP = SIZES["warmup"]
@@ -27,11 +27,7 @@ def warm() -> int:
     features = load_workspace(
         Workspace(WARMUP.model, WARMUP.model, tuple(WARMUP.ood_names))
     )
-    methods = [
-        (method, {})
-        for method in METHODS.values()
-        if method.cost == "cache" and not features.unavailable(method)
-    ]
+    methods = default_settings(features)
     table = all_methods_table(features, methods)
     with_bootstrap(features, table, methods[:1], resamples=10)
     energy, nap = (METHODS["energy"], {}), (METHODS["nap"], {})

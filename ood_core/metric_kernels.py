@@ -171,13 +171,36 @@ def set_counts(
         sums[s, 3] = v01_sq
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _copies_precision(
+    w: np.ndarray, start: int, end: int, before: int, fp: int
+) -> float:
+    """One run ``start:end`` of equal positive scores in an AUPR sum ``Σ TP/(TP + fp)`` over the positives, ``before``
+    positives already counted. A tie in the data (several samples) counts every copy at once, as ``merge_counts``
+    groups it; the copies of a single sample are ranked one after another, ``TP = before + 1, before + 2, …``, as
+    an infinitesimal jitter would rank them: resampling makes copies, not ties."""
+    if end - start > 1:
+        tp = before + _weight(w, start, end)
+        return (tp - before) * tp / (tp + fp)
+    total, tp = 0.0, before
+    for _ in range(w[start]):
+        tp += 1
+        total += tp / (tp + fp)
+    return total
+
+
 @njit(nogil=True, cache=True)
 def weighted_metrics(
     a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray, tpr: float
 ) -> tuple:
     """The five metrics (fractions) of ID ``a`` and OOD ``b`` (each sorted ascending) where sample ``i`` counts
     ``wa[i]`` / ``wb[i]`` times (a bootstrap resample): AUROC, FPR95 (ID+), FPR95 (OOD+), AUPR-In, AUPR-Out, with
-    the definitions and tie handling of ``merge_counts``. A sample of weight 0 is simply absent."""
+    the definitions and tie handling of ``merge_counts``. A sample of weight 0 is simply absent.
+
+    A resample's ties are the data's: in the AUPRs the copies of a sample no other sample ties with are ranked one
+    after another (``_copies_precision``), while a tie between samples stays one group. Grouping every sample's
+    copies lifts each resample's AUPR above the point estimate where precision changes steeply (a perfectly reversed
+    set: the demo's textures under MSP had the interval [28.77, 28.78] around 28.73)."""
     p, n = a.size, b.size
     total_a, total_b = 0, 0
     for i in range(p):
@@ -204,8 +227,7 @@ def weighted_metrics(
             k += 1
         if run > 0:
             twice_u += run * (2 * lt_w + eq_w)
-            tp = above_a
-            aupr_in += run * tp / (tp + (total_b - lt_w))
+            aupr_in += _copies_precision(wa, s, e, above_a - run, total_b - lt_w)
             if fp_id < 0 and above_a - run < k_id <= above_a:
                 fp_id = total_b - lt_w
         above_a -= run
@@ -222,8 +244,8 @@ def weighted_metrics(
             le_w += wa[i]
             i += 1
         if run > 0:
+            aupr_out += _copies_precision(wb, h, e, cum_b, le_w)
             cum_b += run
-            aupr_out += run * cum_b / (cum_b + le_w)
             if fp_ood < 0 and cum_b >= k_ood:
                 fp_ood = le_w
         h = e

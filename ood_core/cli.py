@@ -489,14 +489,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    protocol = tuning.parse_protocol(
-        args.val, args.val_id, args.val_fraction, args.seed
+    protocol = (
+        tuning.parse_protocol(args.val, args.val_id, args.val_fraction, args.seed)
+        if args.val is not None
+        else None
     )
     methods = [_tunable(name) for name in args.methods]
     workspace = _workspace(args)
     bars = _Bars()
     _prepare(args.model, bars)
     features = _load(workspace, bars)
+    if protocol is None:
+        protocol = tuning.default_protocol(
+            features, args.val_id, args.val_fraction, args.seed
+        )
     explicit = args.methods != _TUNABLE
     methods = [
         m
@@ -904,9 +910,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument(
         "--val",
-        default="pseudo:" + ",".join(PSEUDO_OOD),
+        default=None,
         help="validation OOD: pseudo:<variant>[,...] (variants of ID train images: "
-        f"{', '.join(PSEUDO_OOD)}) and/or set:<dataset>[,...], joined by ';' (default: every pseudo-OOD variant)",
+        f"{', '.join(PSEUDO_OOD)}) and/or set:<dataset>[,...], joined by ';' (default: the benchmark's validation "
+        "OOD set where the ID set has one, as OpenOOD: the demo's val-images, c10-val-tin, ...; every pseudo-OOD "
+        "variant otherwise)",
     )
     tune.add_argument(
         "--val-id",

@@ -91,7 +91,8 @@ def main() -> None:
     prose(
         "Every other page shows metrics on the **test** OOD sets: good for exploring, not for choosing. Here a search "
         "picks each method's parameters on **validation** data only: validation ID images held out of the ID split, and "
-        "validation OOD made from ID *training* images (pseudo-OOD) or a validation set you registered. The test sets are "
+        "validation OOD: the benchmark's own validation set where it has one (OpenOOD's val_tin, the demo's val-images: "
+        "the default), pseudo-OOD made from ID *training* images, or a set you registered. The test sets are "
         "used afterwards, to show what the choice costs: **regret** = test-best AUROC (what an oracle peeking at the "
         "test sets would pick) minus the test AUROC of the tuned values. The rank correlation says how well the "
         "validation proxy orders the candidates the way the test sets do."
@@ -120,10 +121,11 @@ def main() -> None:
         left, middle, right = st.columns(3)
         with left:
             has_images = not synthetic(features)
+            benchmark_sets = list(tuning.default_sets(features))
             pseudo = multiselect(
                 "Pseudo-OOD from ID training images",
                 PSEUDO_OOD if has_images else [],
-                default=list(PSEUDO_OOD) if has_images else [],
+                default=list(PSEUDO_OOD) if has_images and not benchmark_sets else [],
                 key="tune_pseudo",
                 help="jigsaw3: 3×3 tiles shuffled; blur: strong Gaussian blur; permute4: pixels permuted inside 4×4 "
                 "patches; noise: high-frequency noise; invert: colours and contrast inverted; mix: two images of "
@@ -145,8 +147,11 @@ def main() -> None:
             sets = multiselect(
                 "Validation OOD sets (not test sets)",
                 candidates,
+                default=[s for s in benchmark_sets if s in candidates],
                 key="tune_sets",
-                help="Registered datasets that are not a test OOD set of this workspace (checked by file identity).",
+                help="Registered datasets that are not a test OOD set of this workspace (checked by file identity). "
+                "Where the ID set's benchmark has a validation OOD set (OpenOOD's val_tin, the demo's val-images) "
+                "it is the default, alone, as in OpenOOD; pseudo-OOD is for models without one.",
             )
         with middle:
             id_source = radio(
@@ -266,6 +271,11 @@ def main() -> None:
             st.caption(
                 f"Proxy agreement {result.agreement:+.2f}: the validation sets rank the candidates alike (no test "
                 "data needed to see this)."
+            )
+        else:
+            st.caption(
+                "Proxy agreement needs two validation sets or more: with one there is nothing to compare its ranking "
+                "with. Add pseudo-OOD variants to see whether they agree with it."
             )
         with st.spinner(f"Scoring {method.label}'s candidates on the test sets…"):
             table = tuning.points_table(found, method, result)

@@ -118,7 +118,7 @@ def test_cache_clear_in_a_project_folder_deletes_nothing(tmp_path):
     [
         (
             ["evaluate", "--ood", "letterz"],
-            "error: unknown dataset 'letterz'; choose one of: digits, faces, letters, noise, photos, textures",
+            "error: unknown dataset 'letterz'; choose one of: digits, faces, letters, noise, photos, textures, val-images",
         ),
         (
             ["evaluate", "--model", "resnet"],

@@ -17,6 +17,7 @@ from ood_core.engine import features as engine_features
 from ood_core.engine.cache import FeatureCache
 from ood_core.errors import OODLabError
 from ood_core.inputs import catalog
+from ood_core.inputs.variants import PSEUDO_OOD
 from ood_core.scores import METHODS
 from ood_core.workspace import DEMO_OOD, LoadedWorkspace, Workspace, load_workspace
 from tests.synthetic import synthetic_features
@@ -337,6 +338,56 @@ def test_a_gain_that_is_not_significant_keeps_the_default(digits):
     assert "not significant" in result.reason
 
 
+def test_a_significant_gain_under_the_minimum_keeps_the_default(digits):
+    """ReAct's p = 89.9 against its default 90 on every pseudo-OOD variant: a paired DeLong test calls the gain
+    significant, yet it is hundredths of a point (a neighbouring grid value, not a finding)."""
+    from ood_core.comparisons import setting_difference
+
+    features = load_workspace(Workspace("demo", "digits", ()))
+    found = tuning.split(features, tuning.Protocol())
+    react = METHODS["react"]
+    near, default = {"p": 89.9}, {"p": 90.0}
+    gap = setting_difference(found.validation, (react, near), (react, default), "AUROC")
+    assert gap.significant and 0 < gap.delta < tuning.MIN_GAIN
+    value = tuning.objective_value(found.validation, react, near, "auroc", 0.0)[0]
+    searched = tuning.SearchResult(
+        "react", "auroc", near, default, value, value - gap.delta, best=near
+    )
+    result = tuning.settle(found.validation, react, searched)
+    assert result.kept_default and result.chosen == default
+    assert f"under the {tuning.MIN_GAIN:g}-point minimum" in result.reason
+
+
+def test_among_equal_validation_values_the_search_keeps_the_point_nearest_the_default(
+    monkeypatch,
+):
+    features = _synthetic_workspace()
+    monkeypatch.setattr(
+        tuning, "objective_value", lambda *args, **kwargs: (1.0, {"near": 1.0})
+    )
+    for name in ("energy", "line"):  # a grid, and coordinate ascent
+        result = tuning.search(features, METHODS[name], points=9)
+        assert result.best == result.default, name
+        assert result.reason == "the validation-best point is the default itself"
+
+
+def test_a_benchmark_with_a_validation_set_tunes_on_it_by_default(
+    digits, tmp_path, capsys
+):
+    """OpenOOD v1.5's protocol: the benchmark's validation OOD set (the demo's val-images) alone; pseudo-OOD where
+    there is none, or where that set is a test set of the workspace."""
+    features = load_workspace(Workspace("demo", "digits", ("letters",)))
+    default = tuning.default_protocol(features)
+    assert default.sets == ("val-images",) and default.pseudo == ()
+    tuning.check_leaks(default, DEMO_OOD, "digits")  # no file in common with a test set
+    testing_on_it = load_workspace(Workspace("demo", "digits", ("val-images",)))
+    assert tuning.default_protocol(testing_on_it).pseudo == PSEUDO_OOD
+    out = tmp_path / "tuned.json"
+    assert cli.main(["tune", "--methods", "energy", "--out", str(out)]) == 0
+    assert "validation: 109 ID images, val-images (600)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["protocol"]["sets"] == ["val-images"]
+
+
 def test_proxy_agreement_is_the_mean_rank_correlation_between_validation_sets():
     points = [
         {"params": {"p": i}, "sets": {"a": a, "b": b, "c": c}}
@@ -360,10 +411,9 @@ def test_tune_warns_exactly_where_the_validation_sets_disagree(
     from scipy.stats import spearmanr
 
     out = tmp_path / "tuned.json"
-    assert (
-        cli.main(["tune", "--methods", "energy", "knn", "ash-s", "--out", str(out)])
-        == 0
-    )
+    every_variant = "pseudo:" + ",".join(PSEUDO_OOD)
+    command = ["tune", "--methods", "energy", "knn", "ash-s", "--val", every_variant]
+    assert cli.main([*command, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     document = json.loads(out.read_text())
     warned = set()

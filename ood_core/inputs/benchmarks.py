@@ -167,7 +167,7 @@ DEMO = Benchmark(
     id_lists={},
     near=(OODSet("letters", "", ""),),
     far=tuple(OODSet(s, "", "") for s in ("textures", "photos", "faces", "noise")),
-    validation=(),
+    validation=(OODSet("val-images", "", ""),),
 )
 
 BENCHMARKS = {
@@ -254,6 +254,15 @@ def id_train_subset(spec: DatasetSpec, share: float) -> DatasetSpec:
         }
 
     return dataclasses.replace(spec, build=build)
+
+
+def validation_sets(id_dataset: str | None) -> tuple[str, ...]:
+    """The validation OOD sets (catalog names) of the benchmark whose ID set is ``id_dataset``: OpenOOD v1.5's
+    ``val_tin`` / ``val_openimage_o``, the demo's ``val-images``; none for any other ID set."""
+    for benchmark in BENCHMARKS.values():
+        if benchmark.id_dataset == id_dataset:
+            return tuple(benchmark.dataset(s) for s in benchmark.validation)
+    return ()
 
 
 def subset_for(name: str) -> float:

@@ -185,6 +185,12 @@ DEMO_DATASETS: dict[str, DatasetSpec] = {
             demo_data.faces,
         ),
         _demo_spec(
+            "val-images",
+            "Validation OOD, never a test set: random crops of scikit-image's other bundled images.",
+            "scikit-image bundled hubble_deep_field, immunohistochemistry, retina, cell and clock",
+            demo_data.held_out,
+        ),
+        _demo_spec(
             "noise",
             "Synthetic OOD: Gaussian and uniform pixel noise.",
             "numpy generator, seed 0",

@@ -31,6 +31,8 @@ LETTER_FONTS = [
 ]
 TEXTURES = ("brick", "grass", "gravel")
 PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "coins", "moon", "cat")
+# The validation OOD set's sources: scikit-image's other bundled images, none of them in a test set.
+HELD_OUT = ("hubble_deep_field", "immunohistochemistry", "retina", "cell", "clock")
 
 
 def _upsample(images: np.ndarray, max_value: float) -> np.ndarray:
@@ -132,6 +134,17 @@ def photos(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     sources = [_gray(getattr(skdata, name)()) for name in PHOTOS]
     sources += [_gray(image) for image in load_sample_images().images]
     return _random_crops(sources, n, np.random.default_rng(seed), 64, 256), np.full(
+        n, -1, np.int64
+    )
+
+
+def held_out(n: int = 600, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Validation OOD (the demo's ``val_tin``): random grayscale crops (48–256 px) of scikit-image's bundled images
+    that no test set uses (Hubble deep field, immunohistochemistry, retina, cell, clock)."""
+    from skimage import data as skdata
+
+    sources = [_gray(getattr(skdata, name)()) for name in HELD_OUT]
+    return _random_crops(sources, n, np.random.default_rng(seed), 48, 256), np.full(
         n, -1, np.int64
     )
 

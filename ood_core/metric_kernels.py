@@ -1,9 +1,9 @@
-"""Compiled pieces of ``metrics``: a radix sort of float64 scores and one merge pass that counts everything the
-five metrics need; ``set_counts`` runs both for every OOD set of one ID set in one parallel call.
+"""Compiled pieces of ``metrics``: one merge pass over sorted scores that counts everything the five metrics need;
+``set_counts`` runs it for every OOD set of one ID set in one parallel call. The sorts are numpy's (its SIMD sorts
+beat a compiled radix sort: 0.07 against 0.32 ms for 10,000 float64 scores here, AVX-512, numpy 2.4).
 
-Exactness: the sort orders the IEEE-754 bit patterns (negative values bit-inverted, positive ones with the sign
-bit set), which is the numeric order except that ``-0.0`` sorts before ``0.0``; the merge compares with ``==`` and
-``<``, so the two zeros still form one value. Counts are integers; only the final ratios are floating point.
+Exactness: the merge compares with ``==`` and ``<``, so ``-0.0`` and ``0.0`` form one value in whatever order the
+sort left them. Counts are integers; only the final ratios are floating point.
 """
 
 from __future__ import annotations
@@ -11,62 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from .jit import njit, prange
-
-_BITS = 11  # digit width: 6 passes over 64-bit keys, 2,048 counters each
-_DIGITS = 6
-_MASK = np.uint64((1 << _BITS) - 1)
-_SIGN = np.uint64(1 << 63)
-
-
-@njit(nogil=True, cache=True)
-def _keys_and_digit_counts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The radix sorts' start: float64 ``x`` as uint64 keys in numeric order, and how often each digit value
-    occurs at each of the ``_DIGITS`` positions."""
-    n = x.size
-    keys = np.empty(n, np.uint64)
-    bits = x.view(np.uint64)
-    for i in range(n):
-        k = bits[i]
-        keys[i] = ~k if k & _SIGN else k | _SIGN
-    counts = np.zeros((_DIGITS, 1 << _BITS), np.int64)
-    for i in range(n):
-        k = keys[i]
-        for p in range(_DIGITS):
-            counts[p, (k >> np.uint64(_BITS * p)) & _MASK] += 1
-    return keys, counts
-
-
-@njit(nogil=True, cache=True)
-def _bucket_starts(counts: np.ndarray) -> None:
-    """Each digit's counts turned, in place, into where its bucket starts (an exclusive prefix sum)."""
-    offset = 0
-    for b in range(counts.size):
-        c = counts[b]
-        counts[b] = offset
-        offset += c
-
-
-@njit(nogil=True, cache=True)
-def radix_sort(x: np.ndarray) -> np.ndarray:
-    """``np.sort(x)`` for finite float64 ``x`` (LSD radix sort, ~2.5× faster than numpy's sort at 10k here)."""
-    n = x.size
-    keys, counts = _keys_and_digit_counts(x)
-    source, target = keys, np.empty(n, np.uint64)
-    for p in range(_DIGITS):
-        shift = np.uint64(_BITS * p)
-        if counts[p, (source[0] >> shift) & _MASK] == n:
-            continue  # every key has the same digit here
-        _bucket_starts(counts[p])
-        for i in range(n):
-            k = source[i]
-            b = (k >> shift) & _MASK
-            target[counts[p, b]] = k
-            counts[p, b] += 1
-        source, target = target, source
-    for i in range(n):
-        k = source[i]
-        source[i] = k & ~_SIGN if k & _SIGN else ~k
-    return source.view(np.float64)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -153,12 +97,12 @@ def set_counts(
     sums: np.ndarray,
     v10: np.ndarray,
 ) -> None:
-    """``merge_counts`` of the sorted ID scores against each OOD set ``ood[starts[s]:starts[s + 1]]`` (sorted here),
+    """``merge_counts`` of the sorted ID scores against each sorted OOD set ``ood[starts[s]:starts[s + 1]]``,
     the sets in parallel: ``counts[s] = (2·U, #OOD ≥ …, #ID ≤ …)`` and ``sums[s] = (AUPR-In's, AUPR-Out's sum,
     Σ V10², Σ V01²)`` and ``v10[s]`` each sorted ID score's DeLong component. One call for all sets instead of a Python thread pool mapping ``merge_counts`` over them
     (side by side, after an idle pause: 1.59–1.63 against 1.59–1.76 ms for 6 CIFAR-size sets, and no pool)."""
     for s in prange(starts.size - 1):
-        b = radix_sort(ood[starts[s] : starts[s + 1]])
+        b = ood[starts[s] : starts[s + 1]]
         twice_u, aupr_in, aupr_out, fp_id, fp_ood, v10_sq, v01_sq = merge_counts(
             id_sorted, b, k_id, k_ood[s], v10[s]
         )
@@ -306,33 +250,6 @@ def bootstrap(
         values = weighted_metrics(a, wa, b, wb, 0.95)
         for k in range(5):
             out[r, k] = values[k]
-
-
-@njit(nogil=True, cache=True)
-def radix_argsort(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(np.sort(x), np.argsort(x, kind="stable"))`` for finite float64 ``x``: ``radix_sort`` carrying each
-    key's original index (LSD passes are stable, so equal values keep their order)."""
-    n = x.size
-    keys, counts = _keys_and_digit_counts(x)
-    source, target = keys, np.empty(n, np.uint64)
-    index, moved = np.arange(n), np.empty(n, np.int64)
-    for p in range(_DIGITS):
-        shift = np.uint64(_BITS * p)
-        if counts[p, (source[0] >> shift) & _MASK] == n:
-            continue
-        _bucket_starts(counts[p])
-        for i in range(n):
-            k = source[i]
-            b = (k >> shift) & _MASK
-            target[counts[p, b]] = k
-            moved[counts[p, b]] = index[i]
-            counts[p, b] += 1
-        source, target = target, source
-        index, moved = moved, index
-    for i in range(n):
-        k = source[i]
-        source[i] = k & ~_SIGN if k & _SIGN else ~k
-    return source.view(np.float64), index
 
 
 @njit(nogil=True, cache=True)

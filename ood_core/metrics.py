@@ -24,16 +24,15 @@ distinct score values); ``-0.0 == 0.0`` is one value. Every value is returned in
 Scores of any real dtype are compared in float64 (the cast keeps order and ties, so the results equal sklearn on the
 same values). NaN or ±inf anywhere raises ``ValueError``, as does an empty score set.
 
-``IDReference(id_scores)`` sorts ID once; ``.metrics(ood_scores)`` sorts that OOD set once (a radix sort) and one
+``IDReference(id_scores)`` sorts ID once; ``.metrics(ood_scores)`` sorts that OOD set once (numpy's sort) and one
 linear merge of the two sorted arrays counts, over the distinct values, everything the five values need, with
 integer counts throughout (``metric_kernels``). ``set_metrics`` / ``metrics_table`` reuse one ``IDReference`` for all
-OOD sets of a method and sort and merge the sets side by side in one parallel compiled call
+OOD sets of a method and merge the sorted sets side by side in one parallel compiled call
 (``IDReference.metrics_of_sets``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import weakref
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import xxhash
 
 from . import metric_kernels
 from .memo import BoundedMemo
@@ -69,7 +69,7 @@ def _flat_scores(scores: np.ndarray, what: str) -> np.ndarray:
 
 def _sorted_scores(scores: np.ndarray, what: str) -> np.ndarray:
     """``_flat_scores``, sorted ascending."""
-    return metric_kernels.radix_sort(_flat_scores(scores, what))
+    return np.sort(_flat_scores(scores, what))
 
 
 def _min_count(rate: float, total: int) -> int:
@@ -132,7 +132,7 @@ class IDReference:
     def metrics_of_sets(
         self, ood_sets: Mapping[str, np.ndarray]
     ) -> dict[str, dict[str, float]]:
-        """``{name: self.metrics(scores)}``, every set sorted and merged in one parallel compiled call."""
+        """``{name: self.metrics(scores)}``, every set sorted, then merged in one parallel compiled call."""
         return self.evaluate_sets(ood_sets)[0]
 
     def evaluate_sets(
@@ -140,7 +140,7 @@ class IDReference:
     ) -> tuple[dict[str, dict[str, float]], float]:
         """``metrics_of_sets`` and DeLong's standard error (points) of the mean AUROC over the sets: the sets share
         the ID samples, so the ID components are averaged over the sets before their variance is taken."""
-        arrays = [_flat_scores(scores, "OOD") for scores in ood_sets.values()]
+        arrays = [_sorted_scores(scores, "OOD") for scores in ood_sets.values()]
         sizes = np.array([a.size for a in arrays], np.int64)
         starts = np.zeros(len(arrays) + 1, np.int64)
         np.cumsum(sizes, out=starts[1:])
@@ -349,11 +349,17 @@ def _argsorted(
     scores: np.ndarray, what: str
 ) -> tuple[tuple, tuple[np.ndarray, np.ndarray]]:
     """The score vector's key and ``(sorted scores, original index of each)``, memoised per score vector (an ID
-    set is sorted once for all its OOD sets and comparisons)."""
+    set is sorted once for all its OOD sets and comparisons). numpy's argsort, not a radix sort carrying the index:
+    with numpy ≥ 2's SIMD sorts it took 0.13 ms for 10,000 scores against 0.79 ms here (AVX-512); equal scores may
+    come in any order, which no caller depends on (ties are read as runs)."""
     key = content_key(scores)
-    return key, _sorted.get(
-        key, lambda: metric_kernels.radix_argsort(_flat_scores(scores, what))
-    )
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        x = _flat_scores(scores, what)
+        order = np.argsort(x)
+        return x[order], order
+
+    return key, _sorted.get(key, compute)
 
 
 _keys: dict[int, tuple[weakref.ref, tuple]] = {}
@@ -366,7 +372,7 @@ def content_key(scores: np.ndarray) -> tuple:
     if known is not None and known[0]() is scores:
         return known[1]
     x = np.ascontiguousarray(scores, np.float64).ravel()
-    key = (x.size, hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest())
+    key = (x.size, xxhash.xxh3_128_hexdigest(x))
     identity = id(scores)
     try:
         reference = weakref.ref(scores, lambda _: _keys.pop(identity, None))

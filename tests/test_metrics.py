@@ -8,7 +8,6 @@ try:  # optional: hypothesis is not a declared dependency; the seeded tests belo
 except ImportError:  # pragma: no cover
     given = None
 
-from ood_core import metric_kernels
 from ood_core.metrics import (
     ALL_METRICS,
     AUROC_SE,
@@ -365,26 +364,6 @@ else:
     def test_property_all_metrics_match_sklearn(id_scores, ood_scores, as_float32):
         dtype = np.float32 if as_float32 else np.float64
         _assert_matches_oracle(np.array(id_scores, dtype), np.array(ood_scores, dtype))
-
-
-@pytest.mark.parametrize("size", [1, 2, 3, 1000, 20_000])
-def test_radix_sort_equals_numpy_sort(size):
-    rng = np.random.default_rng(size)
-    specials = np.array(
-        [0.0, -0.0, 5e-324, -5e-324, 1e308, -1e308, 2.2e-308, 1.0, -1.0, 1.0]
-    )
-    for x in (
-        rng.normal(0, 1, size),
-        rng.choice(specials, size),
-        np.round(rng.normal(0, 3, size)),  # heavy ties
-        rng.exponential(1, size) * 1e-300,  # subnormals and tiny values
-        np.full(size, 7.5),  # one digit everywhere: passes skipped
-    ):
-        got = metric_kernels.radix_sort(x.copy())
-        expected = np.sort(x)
-        # Equal as numbers (-0.0 and 0.0 may swap within their run), and the input is left as it was.
-        np.testing.assert_array_equal(got, expected)
-        assert got.size == x.size
 
 
 def test_set_metrics_in_one_call_equals_one_set_at_a_time():

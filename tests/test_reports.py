@@ -213,3 +213,25 @@ def test_the_sidebar_benchmark_sets_the_id_and_ood_sets(demo_model):
     # which benchmarks lack their files is said once, on Setup (the app's first page), not in every sidebar
     assert "openood-cifar10" in " ".join(c.value for c in at.main.caption)
     assert "openood-cifar10" not in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_a_shipped_benchmark_tunes_on_its_validation_set_by_default(
+    openood_root, capsys
+):
+    """OpenOOD v1.5's protocol: `tune --benchmark openood-cifar10` holds validation ID out of the test split and
+    takes val_tin, never a test set, as validation OOD (no pseudo-OOD)."""
+    import json
+
+    from ood_core import tuning
+
+    _fixture_root(openood_root, np.random.default_rng(2))
+    _register_model(openood_root)
+    out = openood_root / "tuned.json"
+    args = ["tune", "--benchmark", "openood-cifar10", "--model", "c10net"]
+    assert cli.main([*args, "--methods", "energy", "--out", str(out)]) == 0
+    assert "validation: 10 ID images, c10-val-tin (12)" in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    assert document["protocol"]["sets"] == ["c10-val-tin"]
+    assert document["protocol"]["pseudo"] == []
+    features = load_workspace(Workspace("c10net", C10.id_dataset, C10.ood_datasets))
+    assert tuning.default_protocol(features).sets == ("c10-val-tin",)

@@ -117,9 +117,10 @@ def test_the_mean_over_sets_shares_the_id_samples():
 
 
 def _copies(x: np.ndarray, weights: np.ndarray, step: float) -> np.ndarray:
-    """A resample's scores: the copies of a sample no other sample ties with become distinct values (copy k shifted
-    by (k − 1)·step, an infinitesimal jitter); a tie between samples stays a tie, copies included."""
-    values, counts = np.unique(x, return_counts=True)
+    """A resample's scores: the copies of a drawn sample that no other drawn sample ties with become distinct
+    values (copy k shifted by (k − 1)·step, an infinitesimal jitter); a tie between drawn samples stays a tie."""
+    drawn = x[weights > 0]
+    values, counts = np.unique(drawn, return_counts=True)
     alone = np.isin(x, values[counts == 1])
     return np.concatenate(
         [
@@ -162,6 +163,22 @@ def test_the_weighted_kernel_equals_metrics_of_the_resampled_scores(seed):
         -np.r_[id_tied, ood_jittered],
     )
     np.testing.assert_allclose(got[3:], [100 * aupr_in, 100 * aupr_out], rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_samples_that_were_not_drawn_change_nothing(seed):
+    """Weight 0 is absence: the kernel on a resample equals the kernel on the drawn samples alone, also where an
+    undrawn sample ties with a drawn one (integer scores)."""
+    rng = np.random.default_rng(seed)
+    m, n = rng.integers(5, 60, 2)
+    a = np.sort(rng.integers(0, 6, m).astype(float))
+    b = np.sort(rng.integers(0, 6, n).astype(float))
+    wa, wb = rng.multinomial(m, np.ones(m) / m), rng.multinomial(n, np.ones(n) / n)
+    full = metric_kernels.weighted_metrics(a, wa, b, wb, 0.95)
+    drawn = metric_kernels.weighted_metrics(
+        a[wa > 0], wa[wa > 0], b[wb > 0], wb[wb > 0], 0.95
+    )
+    np.testing.assert_allclose(full, drawn, rtol=1e-12)
 
 
 def test_a_perfectly_reversed_set_has_an_aupr_interval_around_its_point():

@@ -503,6 +503,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         protocol = tuning.default_protocol(
             features, args.val_id, args.val_fraction, args.seed
         )
+        fallback = tuning.fallback_reason(features)
+        if fallback:
+            print(fallback)
     explicit = args.methods != _TUNABLE
     methods = [
         m

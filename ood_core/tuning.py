@@ -10,8 +10,8 @@ A ``Protocol`` says where validation data comes from and is recorded with every 
   ``val_tin``), refused when one is a test OOD set of the workspace or shares files with one.
 
 ``default_protocol`` is OpenOOD v1.5's where the workspace's benchmark has a validation OOD set (``val_tin``, the
-demo's ``val-images``): that set alone. Elsewhere (a model without OOD data) it is every pseudo-OOD variant: no single
-kind is trusted. On the demo the first gives a mean regret of 0.95 AUROC points, the second 7.07
+demo's ``val-images``): that set alone. Elsewhere (an ID set of no benchmark, or its validation set missing or made a
+test set; ``fallback_reason`` says which) it is every pseudo-OOD variant: no single kind is trusted. On the demo the first gives a mean regret of 0.95 AUROC points, the second 7.07
 (``benchmarks/bench_tuning.py``): pseudo-OOD made from digits does not behave like textures or photographs.
 
 ``search`` evaluates a method's parameters from its ``Param`` ranges: the whole grid when it is small, coordinate
@@ -81,7 +81,7 @@ class Protocol(Strict):
     """Where the validation data comes from (recorded with every tuned result; checked wherever it is read)."""
 
     pseudo: tuple[PseudoVariant, ...] = (
-        PSEUDO_OOD  # every variant: no single kind of pseudo-OOD is trusted
+        PSEUDO_OOD  # every variant (``default_protocol`` takes a benchmark's validation set instead where it has one)
     )
     sets: tuple[DatasetName, ...] = ()
     id_source: Literal["test", "train"] = (
@@ -123,8 +123,15 @@ def default_protocol(
     seed: int = 0,
 ) -> Protocol:
     """The benchmark's validation OOD sets where the workspace's ID set belongs to a benchmark that has them, they
-    are registered and none is a test set (OpenOOD v1.5's protocol); every pseudo-OOD variant otherwise."""
+    are registered and none is a test set (OpenOOD v1.5's protocol); every pseudo-OOD variant otherwise, which needs
+    images to make them from."""
     sets = default_sets(features)
+    if not sets and not catalog.get_dataset(features.id_dataset).has_images:
+        raise OODLabError(
+            f"'{features.id_dataset}' has no images to make pseudo-OOD from and no benchmark validation set: name "
+            "validation OOD sets that are not test sets (tune --val set:<dataset>[,…]; on the Tune page, "
+            "'Validation OOD sets')"
+        )
     return protocol(
         pseudo=() if sets else PSEUDO_OOD,
         sets=sets,
@@ -136,10 +143,33 @@ def default_protocol(
 
 def default_sets(features: LoadedWorkspace) -> tuple[str, ...]:
     """The validation OOD sets ``default_protocol`` uses (empty: pseudo-OOD)."""
-    known = catalog.datasets()
     sets = benchmarks.validation_sets(features.id_dataset)
-    usable = tuple(s for s in sets if s in known and s not in features.ood)
-    return usable if usable and len(usable) == len(sets) else ()
+    return sets if sets and not _unusable(features, sets) else ()
+
+
+def fallback_reason(features: LoadedWorkspace) -> str:
+    """Why ``default_protocol`` falls back to pseudo-OOD although the ID set's benchmark has a validation OOD set
+    ("" when it does not fall back, or the benchmark has none)."""
+    sets = benchmarks.validation_sets(features.id_dataset)
+    unusable = _unusable(features, sets)
+    if not unusable:
+        return ""
+    reasons = "; ".join(f"{name} {why}" for name, why in unusable.items())
+    return f"The benchmark's validation OOD set {reasons}: validating on every pseudo-OOD variant instead."
+
+
+def _unusable(features: LoadedWorkspace, sets: Sequence[str]) -> dict[str, str]:
+    """Each of ``sets`` that the default protocol cannot take, and why."""
+    known = catalog.datasets()
+    return {
+        name: (
+            "is a test set of this workspace"
+            if name in features.ood
+            else "is not registered (its image list is not under the data root)"
+        )
+        for name in sets
+        if name not in known or name in features.ood
+    }
 
 
 def parse_protocol(
@@ -533,18 +563,24 @@ def settle(
             gain=gain,
             reason=f"validation {metric} gain over the default {gap.describe()}, p = {gap.p:.3g}",
         )
-    why = (
-        f"is not significant (paired test, p = {gap.p:.2g})"
-        if not gap.significant or gap.delta <= 0
-        else f"is under the {MIN_GAIN:g}-point minimum worth leaving the paper's value for (p = {gap.p:.2g})"
-    )
+    if result.value == -math.inf:
+        why = "no candidate meets the objective's constraint"
+    elif gap.delta <= 0:
+        why = f"the validation-best point does not beat it on the paired test ({metric} {gap.describe()})"
+    elif not gap.significant:
+        why = f"the validation-best point's {metric} gain {gap.describe()} is not significant (paired test, p = {gap.p:.2g})"
+    else:
+        why = (
+            f"the validation-best point's {metric} gain {gap.describe()} is under the {MIN_GAIN:g}-point minimum "
+            f"worth leaving the paper's value for (p = {gap.p:.2g})"
+        )
     return replace(
         result,
         chosen=dict(default),
         value=result.default_value,
         kept_default=True,
         gain=gain,
-        reason=f"kept the default: the validation-best point's {metric} gain {gap.describe()} {why}",
+        reason=f"kept the default: {why}",
     )
 
 
@@ -703,9 +739,23 @@ def save(
         "methods": {r.method: r.as_dict() for r in results},
     }
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document, indent=1, default=float))
+    partial.write_text(json.dumps(_standard(document), indent=1, allow_nan=False))
     os.replace(partial, path)  # a reader never sees half a file
     return path
+
+
+def _standard(value: object) -> object:
+    """``value`` as standard JSON: numpy numbers as Python's, a non-finite float (an objective's −inf, the proxy
+    agreement of a single validation set) as ``null``, which jq and browsers read where ``NaN`` is refused."""
+    if isinstance(value, Mapping):
+        return {key: _standard(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_standard(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 # --- tuned.json -----------------------------------------------------------------------------------------------------
@@ -723,7 +773,9 @@ class SavedProtocol(Protocol):
 
 class SavedPoint(Strict):
     params: dict[str, Value]
-    value: float  # −inf where an accuracy floor rejected the point
+    value: (
+        float | None
+    )  # null (−inf before format 1's files were standard JSON) where the objective rejected it
     sets: dict[str, float] = Field(default_factory=dict)  # each validation set's AUROC
 
 
@@ -732,16 +784,16 @@ class SavedSearch(Strict):
     objective: Literal[OBJECTIVES]  # type: ignore[valid-type]
     chosen: dict[str, Value]
     default: dict[str, Value]
-    value: float
-    default_value: float
+    value: float | None
+    default_value: float | None
     evaluated: tuple[SavedPoint, ...] = ()
     strategy: Literal["grid", "coordinate ascent"] = "grid"
     seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     best: dict[str, Value] = Field(default_factory=dict)
     kept_default: bool = False
     reason: Annotated[str, StringConstraints(max_length=2_000)] = ""
-    gain: dict[str, float] = Field(default_factory=dict)
-    agreement: float = math.nan
+    gain: dict[str, float | None] = Field(default_factory=dict)
+    agreement: float | None = None  # null with a single validation set
 
 
 class ModelRef(Strict):

@@ -126,8 +126,9 @@ def main() -> None:
     st.markdown(
         "OOD-like images made from ID training images (jigsaw puzzles of shuffled tiles, blur, noise, …) so that a "
         "method can be tuned or checked **without touching real OOD data**. Block Selection picks its block with "
-        "jigsaw puzzles; the Tune page validates on them. They are a proxy: the Block Selection page shows where it "
-        "fails."
+        "jigsaw puzzles; the Tune page validates on them when the benchmark has no validation OOD set of its own. They "
+        "are a proxy: the Block Selection page shows where it fails, and on the demo the Tune page's regret is 7 AUROC "
+        "points with them against 1 with the demo's validation set."
     )
     st.header("Outlier exposure", anchor="outlier-exposure")
     st.markdown(

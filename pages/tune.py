@@ -122,6 +122,14 @@ def main() -> None:
         with left:
             has_images = not synthetic(features)
             benchmark_sets = list(tuning.default_sets(features))
+            if st.session_state.get("_tune_defaults_for") != benchmark_sets:
+                # another workspace: its own default protocol, not the last one's choices
+                st.session_state["_tune_defaults_for"] = benchmark_sets
+                for key in ("tune_pseudo", "tune_sets"):
+                    st.session_state.pop(key, None)
+            fallback = tuning.fallback_reason(features)
+            if fallback:
+                st.caption(fallback)
             pseudo = multiselect(
                 "Pseudo-OOD from ID training images",
                 PSEUDO_OOD if has_images else [],
@@ -130,7 +138,8 @@ def main() -> None:
                 help="jigsaw3: 3×3 tiles shuffled; blur: strong Gaussian blur; permute4: pixels permuted inside 4×4 "
                 "patches; noise: high-frequency noise; invert: colours and contrast inverted; mix: two images of "
                 "different classes blended. Each is a cached dataset variant of a seeded subset of ID train. All "
-                "six by default: no single kind of pseudo-OOD stands for real OOD data.",
+                "six by default where the benchmark has no validation OOD set: no single kind of pseudo-OOD stands "
+                "for real OOD data.",
             )
             if not has_images:
                 st.caption(
@@ -171,8 +180,8 @@ def main() -> None:
                 key="tune_objective",
                 help="Whatever the objective, the best point replaces the paper default only when its gain on the "
                 "validation data is significant (a paired test on the same validation images, 5 %). The default, "
-                "'never below the default on any validation set', keeps a candidate only if no kind of pseudo-OOD "
-                "says it is worse.",
+                "'never below the default on any validation set', keeps a candidate only if no validation set says it "
+                "is worse.",
             )
             floor = (
                 slider(
@@ -192,6 +201,11 @@ def main() -> None:
             )
             points = slider("Values per numeric parameter", POINTS, "tune_points")
 
+    if not pseudo and not sets:
+        st.info(
+            "Choose at least one validation OOD source above: a pseudo-OOD variant or a validation set."
+        )
+        st.stop()
     try:
         protocol = tuning.protocol(
             pseudo=tuple(pseudo),
@@ -200,9 +214,7 @@ def main() -> None:
             id_fraction=fraction,
             seed=seed,
         )
-        with st.spinner(
-            "Preparing validation data (pseudo-OOD extracted once, then cached)…"
-        ):
+        with st.spinner("Preparing validation data (extracted once, then cached)…"):
             found = tuning.split(features, protocol)
     except OODLabError as exc:
         st.error(plain(exc, limit=1000))

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ood_core.inputs.variants import PSEUDO_OOD
 from ood_core.metrics import ood_metrics
 from ood_core.scores import get_method
 from ood_core.tuning import AGREEMENT_WARNING
@@ -236,6 +237,23 @@ def test_tune_page_tunes_on_validation_and_hands_the_values_to_compare(extracted
     at.button(key="tune_apply").click().run()
     _no_errors(at)
     assert at.slider(key="compare:energy:T").value == pytest.approx(tuned_t)
+
+
+def test_tune_page_defaults_follow_the_workspace_and_say_why_they_fall_back(extracted):
+    """The demo's validation set becomes a test set: the page falls back to pseudo-OOD and says why, instead of
+    keeping the last workspace's (now empty) choices; emptying both sources is a prompt, not an error."""
+    at = _open("pages/tune.py")
+    assert at.multiselect(key="tune_sets").value == ["val-images"]
+    at.multiselect(key="ood_sets").set_value(["letters", "val-images"]).run()
+    _no_errors(at)
+    assert at.multiselect(key="tune_sets").value == []
+    assert at.multiselect(key="tune_pseudo").value == list(PSEUDO_OOD)
+    assert any(
+        "val-images is a test set of this workspace" in c.value for c in at.caption
+    )
+    at.multiselect(key="tune_pseudo").set_value([]).run()
+    _no_errors(at)
+    assert any("Choose at least one validation OOD source" in i.value for i in at.info)
 
 
 def _notes(at: AppTest) -> list[str]:

@@ -16,7 +16,7 @@ from ood_core import cli, tuning
 from ood_core.engine import features as engine_features
 from ood_core.engine.cache import FeatureCache
 from ood_core.errors import OODLabError
-from ood_core.inputs import catalog
+from ood_core.inputs import catalog, demo_data
 from ood_core.inputs.variants import PSEUDO_OOD
 from ood_core.scores import METHODS
 from ood_core.workspace import DEMO_OOD, LoadedWorkspace, Workspace, load_workspace
@@ -361,14 +361,24 @@ def test_a_significant_gain_under_the_minimum_keeps_the_default(digits):
 def test_among_equal_validation_values_the_search_keeps_the_point_nearest_the_default(
     monkeypatch,
 ):
+    """Every candidate but the default scores the same: the search moves one grid step, no further (grid order
+    would have taken the first value of each range)."""
     features = _synthetic_workspace()
-    monkeypatch.setattr(
-        tuning, "objective_value", lambda *args, **kwargs: (1.0, {"near": 1.0})
-    )
     for name in ("energy", "line"):  # a grid, and coordinate ascent
-        result = tuning.search(features, METHODS[name], points=9)
-        assert result.best == result.default, name
-        assert result.reason == "the validation-best point is the default itself"
+        method = METHODS[name]
+        dims = tuning.dimensions(method, features, 9)
+        default = {k: v for k, v in features.resolved(method).items() if k in dims}
+
+        def objective(features, method, params, *args, default=default, **kwargs):
+            return (0.0 if params == default else 1.0), {"near": 1.0}
+
+        monkeypatch.setattr(tuning, "objective_value", objective)
+        result = tuning.search(features, method, points=9)
+        steps = sum(
+            abs(values.index(result.best[k]) - values.index(default[k]))
+            for k, values in dims.items()
+        )
+        assert steps == 1, (name, result.best, default)
 
 
 def test_a_benchmark_with_a_validation_set_tunes_on_it_by_default(
@@ -379,13 +389,39 @@ def test_a_benchmark_with_a_validation_set_tunes_on_it_by_default(
     features = load_workspace(Workspace("demo", "digits", ("letters",)))
     default = tuning.default_protocol(features)
     assert default.sets == ("val-images",) and default.pseudo == ()
-    tuning.check_leaks(default, DEMO_OOD, "digits")  # no file in common with a test set
+    assert set(demo_data.HELD_OUT).isdisjoint(demo_data.PHOTOS + demo_data.TEXTURES)
+    assert tuning.fallback_reason(features) == ""
     testing_on_it = load_workspace(Workspace("demo", "digits", ("val-images",)))
     assert tuning.default_protocol(testing_on_it).pseudo == PSEUDO_OOD
+    assert "val-images is a test set of this workspace" in tuning.fallback_reason(
+        testing_on_it
+    )
     out = tmp_path / "tuned.json"
     assert cli.main(["tune", "--methods", "energy", "--out", str(out)]) == 0
     assert "validation: 109 ID images, val-images (600)" in capsys.readouterr().out
-    assert json.loads(out.read_text())["protocol"]["sets"] == ["val-images"]
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} is not standard JSON")
+
+    document = json.loads(out.read_text(), parse_constant=refuse)
+    assert document["protocol"]["sets"] == ["val-images"]
+    assert document["methods"]["energy"]["agreement"] is None  # one validation set
+    assert (
+        tuning.load(out, features).values["energy"]
+        == document["methods"]["energy"]["chosen"]
+    )
+
+
+def test_a_workspace_without_images_or_validation_sets_is_told_to_name_some():
+    from ood_core.inputs.synthetic import SIZES, register
+
+    register("tiny")
+    tiny = SIZES["tiny"]
+    features = load_workspace(Workspace(tiny.model, tiny.model, tuple(tiny.ood_names)))
+    with pytest.raises(
+        OODLabError, match=r"no images to make pseudo-OOD from.*--val set:"
+    ):
+        tuning.default_protocol(features)
 
 
 def test_proxy_agreement_is_the_mean_rank_correlation_between_validation_sets():

@@ -350,8 +350,8 @@ def _argsorted(
 ) -> tuple[tuple, tuple[np.ndarray, np.ndarray]]:
     """The score vector's key and ``(sorted scores, original index of each)``, memoised per score vector (an ID
     set is sorted once for all its OOD sets and comparisons). numpy's argsort, not a radix sort carrying the index:
-    with numpy ≥ 2's SIMD sorts it took 0.13 ms for 10,000 scores against 0.79 ms here (AVX-512); equal scores may
-    come in any order, which no caller depends on (ties are read as runs)."""
+    0.08–0.19 against 0.14–0.34 ms for the 10,000 ID scores of Energy, MSP, ReAct and KNN on the CIFAR-size workspace
+    (AVX-512, numpy 2.4). Equal scores may come in any order, which no caller depends on (ties are read as runs)."""
     key = content_key(scores)
 
     def compute() -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,9 @@ A ``Protocol`` says where validation data comes from and is recorded with every 
 
 ``default_protocol`` is OpenOOD v1.5's where the workspace's benchmark has a validation OOD set (``val_tin``, the
 demo's ``val-images``): that set alone. Elsewhere (an ID set of no benchmark, or its validation set missing or made a
-test set; ``fallback_reason`` says which) it is every pseudo-OOD variant: no single kind is trusted. On the demo the first gives a mean regret of 0.95 AUROC points, the second 7.07
-(``benchmarks/bench_tuning.py``): pseudo-OOD made from digits does not behave like textures or photographs.
+test set; ``fallback_reason`` says which) it is every pseudo-OOD variant: no single kind is trusted. On the demo the
+first gives a mean regret of 0.95 AUROC points, the second 7.07 (``benchmarks/bench_tuning.py``): pseudo-OOD made
+from digits does not behave like textures or photographs.
 
 ``search`` evaluates a method's parameters from its ``Param`` ranges: the whole grid when it is small, coordinate
 ascent from the defaults when it is not (e.g. LINe's p_a × p_w × τ). The objective is the mean AUROC over the
@@ -773,9 +774,8 @@ class SavedProtocol(Protocol):
 
 class SavedPoint(Strict):
     params: dict[str, Value]
-    value: (
-        float | None
-    )  # null (−inf before format 1's files were standard JSON) where the objective rejected it
+    # null where the objective rejected the point (−inf in files written before tuned.json was standard JSON)
+    value: float | None
     sets: dict[str, float] = Field(default_factory=dict)  # each validation set's AUROC
 
 

@@ -201,6 +201,12 @@ def test_tune_page_tunes_on_validation_and_hands_the_values_to_compare(extracted
     assert list(leaderboard["method"]) == ["Energy"]
     row = leaderboard.iloc[0]
     assert row["AUROC test-best"] >= row["AUROC tuned"] - 1e-9
+    hidden = [w.value for w in at.warning if w.value.startswith("The mean hides")]
+    assert bool(hidden) == (row["worst set Δ"] < -5)  # on the demo: letters, -59.9
+    assert (
+        not hidden
+        or f"Energy ({row['worst set']} {row['worst set Δ']:+.1f})" in hidden[0]
+    )
     assert row["regret"] == pytest.approx(row["AUROC test-best"] - row["AUROC tuned"])
     tuned_t = float(row["tuned"].split("=")[1])
     assert (

@@ -298,6 +298,21 @@ def test_regret_is_test_best_minus_tuned_over_the_evaluated_points(digits):
     assert row["AUROC test-best"] == pytest.approx(max(tests))
     assert row["regret"] == pytest.approx(max(tests) - row["AUROC tuned"])
     assert row["regret"] >= 0
+    react = METHODS["react"]
+    assert result.chosen != result.default  # the worst set's change is not trivially 0
+    tuned_id, tuned_ood = found.test.scores(react, result.chosen)
+    default_id, default_ood = found.test.scores(react, result.default)
+
+    def auroc(id_scores, ood_scores):  # sklearn, ID positive
+        labels = np.r_[np.ones(len(id_scores)), np.zeros(len(ood_scores))]
+        return 100 * roc_auc_score(labels, np.r_[id_scores, ood_scores])
+
+    changes = {
+        name: auroc(tuned_id, tuned_ood[name]) - auroc(default_id, default_ood[name])
+        for name in tuned_ood
+    }
+    assert row["worst set"] == min(changes, key=changes.get)
+    assert row["worst set Δ"] == pytest.approx(min(changes.values()))
     validation_ids = set(found.validation.id_test.meta["fingerprint"].split(":"))
     assert "val-0" in validation_ids
     assert len(found.validation.id_test) + len(found.test.id_test) == len(

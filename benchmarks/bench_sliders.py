@@ -52,6 +52,7 @@ from ood_core.inputs.synthetic import SIZES, register
 from ood_core.metrics import metrics_table, set_metrics
 from ood_core.scores import METHODS
 from ood_core.scores.subspace import dimension
+from ood_core.tables import default_settings
 from ood_core.workspace import LoadedWorkspace, Workspace, load_workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,12 +62,12 @@ import sys, time
 start = time.perf_counter()
 sys.path.insert(0, {repo!r})
 from ood_core.workspace import Workspace, cached_workspace
-from ood_core.tables import all_methods_table
+from ood_core.tables import all_methods_table, default_settings
 from ood_core.scores import METHODS
 imported = time.perf_counter()
 features = cached_workspace(Workspace({model!r}, {model!r}, {ood!r}))
 loaded = time.perf_counter()
-methods = [(m, {{}}) for m in METHODS.values() if m.cost == "cache" and not features.unavailable(m)]
+methods = default_settings(features)
 for method, _ in methods:  # the train-derived statistics: every fitted state, then KNN's 200 nearest per scored row
     features.state(method)
 features.scores(METHODS["knn"])
@@ -629,15 +630,14 @@ def main() -> None:
     if not args.no_first_use:
         first_use(size, cache)
     start = time.perf_counter()
-    for method in METHODS.values():
-        if method.cost == "cache" and not features.unavailable(method):
-            began = time.perf_counter()
-            features.scores(method)
-            print(
-                f"    {method.label:<12} fitted, prepared and scored at its defaults in "
-                f"{time.perf_counter() - began:.1f} s",
-                flush=True,
-            )
+    for method, _ in default_settings(features):
+        began = time.perf_counter()
+        features.scores(method)
+        print(
+            f"    {method.label:<12} fitted, prepared and scored at its defaults in "
+            f"{time.perf_counter() - began:.1f} s",
+            flush=True,
+        )
     print(
         f"  this process: every fitted state and prepared array ready in {time.perf_counter() - start:.1f} s"
     )

@@ -503,7 +503,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         protocol = tuning.default_protocol(
             features, args.val_id, args.val_fraction, args.seed
         )
-        fallback = tuning.fallback_reason(features)
+        _, fallback = tuning.default_sets(features)
         if fallback:
             print(fallback)
     explicit = args.methods != _TUNABLE

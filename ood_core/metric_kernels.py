@@ -118,10 +118,11 @@ def set_counts(
 
 @njit(nogil=True, cache=True, inline="always")
 def _copies_precision(
-    w: np.ndarray, start: int, end: int, before: int, fp: int
+    w: np.ndarray, start: int, end: int, run: int, before: int, fp: int
 ) -> float:
-    """One run ``start:end`` of equal positive scores in an AUPR sum ``Σ TP/(TP + fp)`` over the positives, ``before``
-    positives already counted. A tie in the resample (several samples drawn) counts every copy at once, as
+    """One run ``start:end`` of equal positive scores (total weight ``run``) in an AUPR sum ``Σ TP/(TP + fp)`` over
+    the positives, ``before`` positives already counted. A tie in the resample (several samples drawn) counts every
+    copy at once, as
     ``merge_counts`` groups it; the copies of a single drawn sample are ranked one after another,
     ``TP = before + 1, before + 2, …``, as an infinitesimal jitter would rank them: resampling makes copies, not
     ties."""
@@ -131,8 +132,7 @@ def _copies_precision(
             drawn += 1
             only = t
     if drawn > 1:
-        tp = before + _weight(w, start, end)
-        return (tp - before) * tp / (tp + fp)
+        return run * (before + run) / (before + run + fp)
     total, tp = 0.0, before
     for _ in range(w[only]):
         tp += 1
@@ -181,7 +181,7 @@ def weighted_metrics(
             k += 1
         if run > 0:
             twice_u += run * (2 * lt_w + eq_w)
-            aupr_in += _copies_precision(wa, s, e, above_a - run, total_b - lt_w)
+            aupr_in += _copies_precision(wa, s, e, run, above_a - run, total_b - lt_w)
             if fp_id < 0 and above_a - run < k_id <= above_a:
                 fp_id = total_b - lt_w
         above_a -= run
@@ -198,7 +198,7 @@ def weighted_metrics(
             le_w += wa[i]
             i += 1
         if run > 0:
-            aupr_out += _copies_precision(wb, h, e, cum_b, le_w)
+            aupr_out += _copies_precision(wb, h, e, run, cum_b, le_w)
             cum_b += run
             if fp_ood < 0 and cum_b >= k_ood:
                 fp_ood = le_w

@@ -16,7 +16,7 @@ from .memo import BoundedMemo
 from .metrics import BOOTSTRAP_RESAMPLES, METRICS, bootstrap_table, metrics_table
 from .scores.line import Evidence, id_evidence, line_logits
 from .scores.method import Method
-from .scores.registry import get_method
+from .scores.registry import METHODS, get_method
 from .training.background import BackgroundSettings
 from .training.finetune import SEEDS, background_model_name
 from .workspace import LoadedWorkspace, Workspace, cached_workspace
@@ -105,8 +105,6 @@ def all_methods_table(
 def default_settings(features: LoadedWorkspace) -> list[tuple[Method, dict]]:
     """Every method scored from the cache alone that this workspace can score, at its defaults: the Compare
     table's rows."""
-    from .scores.registry import METHODS
-
     return [
         (method, {})
         for method in METHODS.values()
@@ -443,7 +441,6 @@ def comparison_without(
 def methods_markdown() -> str:
     """The README's methods table, generated from the registry (name, label, parameters with OOD Lab's default and
     the papers' CIFAR-10/CIFAR-100/ImageNet defaults, the cache arrays it reads, what else it needs, the paper)."""
-    from .scores.registry import METHODS
 
     def params(method: Method) -> str:
         parts = []

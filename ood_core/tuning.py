@@ -11,7 +11,7 @@ A ``Protocol`` says where validation data comes from and is recorded with every 
 
 ``default_protocol`` is OpenOOD v1.5's where the workspace's benchmark has a validation OOD set (``val_tin``, the
 demo's ``val-images``): that set alone. Elsewhere (an ID set of no benchmark, or its validation set missing or made a
-test set; ``fallback_reason`` says which) it is every pseudo-OOD variant: no single kind is trusted. On the demo the
+test set; ``default_sets`` says which) it is every pseudo-OOD variant: no single kind is trusted. On the demo the
 first gives a mean regret of 0.95 AUROC points, the second 7.07 (``benchmarks/bench_tuning.py``): pseudo-OOD made
 from digits does not behave like textures or photographs.
 
@@ -126,7 +126,7 @@ def default_protocol(
     """The benchmark's validation OOD sets where the workspace's ID set belongs to a benchmark that has them, they
     are registered and none is a test set (OpenOOD v1.5's protocol); every pseudo-OOD variant otherwise, which needs
     images to make them from."""
-    sets = default_sets(features)
+    sets, _ = default_sets(features)
     if not sets and not catalog.get_dataset(features.id_dataset).has_images:
         raise OODLabError(
             f"'{features.id_dataset}' has no images to make pseudo-OOD from and no benchmark validation set: name "
@@ -142,27 +142,12 @@ def default_protocol(
     )
 
 
-def default_sets(features: LoadedWorkspace) -> tuple[str, ...]:
-    """The validation OOD sets ``default_protocol`` uses (empty: pseudo-OOD)."""
+def default_sets(features: LoadedWorkspace) -> tuple[tuple[str, ...], str]:
+    """The validation OOD sets ``default_protocol`` uses (empty: pseudo-OOD), and why it falls back to pseudo-OOD
+    although the ID set's benchmark has validation sets ("" when it does not fall back, or the benchmark has none)."""
     sets = benchmarks.validation_sets(features.id_dataset)
-    return sets if sets and not _unusable(features, sets) else ()
-
-
-def fallback_reason(features: LoadedWorkspace) -> str:
-    """Why ``default_protocol`` falls back to pseudo-OOD although the ID set's benchmark has a validation OOD set
-    ("" when it does not fall back, or the benchmark has none)."""
-    sets = benchmarks.validation_sets(features.id_dataset)
-    unusable = _unusable(features, sets)
-    if not unusable:
-        return ""
-    reasons = "; ".join(f"{name} {why}" for name, why in unusable.items())
-    return f"The benchmark's validation OOD set {reasons}: validating on every pseudo-OOD variant instead."
-
-
-def _unusable(features: LoadedWorkspace, sets: Sequence[str]) -> dict[str, str]:
-    """Each of ``sets`` that the default protocol cannot take, and why."""
-    known = catalog.datasets()
-    return {
+    known = catalog.datasets() if sets else {}
+    unusable = {
         name: (
             "is a test set of this workspace"
             if name in features.ood
@@ -171,6 +156,13 @@ def _unusable(features: LoadedWorkspace, sets: Sequence[str]) -> dict[str, str]:
         for name in sets
         if name not in known or name in features.ood
     }
+    if not unusable:
+        return sets, ""
+    reasons = "; ".join(f"{name} {why}" for name, why in unusable.items())
+    return (
+        (),
+        f"The benchmark's validation OOD set {reasons}: validating on every pseudo-OOD variant instead.",
+    )
 
 
 def parse_protocol(
@@ -613,7 +605,10 @@ def mean_metrics(
     features: LoadedWorkspace, method: Method, params: Mapping[str, object]
 ) -> tuple[float, float]:
     """Mean AUROC and mean FPR95 (%) of ``method`` at ``params`` over ``features``' OOD sets."""
-    metrics = set_metrics(*features.scores(method, params))
+    return _means(set_metrics(*features.scores(method, params)))
+
+
+def _means(metrics: Mapping[str, Mapping[str, float]]) -> tuple[float, float]:
     return (
         float(np.mean([m["AUROC"] for m in metrics.values()])),
         float(np.mean([m["FPR95"] for m in metrics.values()])),
@@ -621,16 +616,12 @@ def mean_metrics(
 
 
 def worst_set_change(
-    features: LoadedWorkspace,
-    method: Method,
-    params: Mapping[str, object],
-    default: Mapping[str, object],
+    tuned: Mapping[str, Mapping[str, float]], default: Mapping[str, Mapping[str, float]]
 ) -> tuple[str, float]:
-    """The OOD set whose AUROC ``params`` lowers most against ``default``, and the change (points; > 0: every set
-    gains). A mean over sets can rise while one set falls far: this is the set a tuned choice gives up."""
-    tuned = set_metrics(*features.scores(method, params))
-    base = set_metrics(*features.scores(method, default))
-    changes = {name: tuned[name]["AUROC"] - base[name]["AUROC"] for name in tuned}
+    """From per-set metrics at the tuned values and at the defaults: the OOD set whose AUROC the tuned values lower
+    most, and the change (points; > 0: every set gains). A mean over sets can rise while one set falls far: this is
+    the set a tuned choice gives up."""
+    changes = {name: tuned[name]["AUROC"] - default[name]["AUROC"] for name in tuned}
     worst = min(changes, key=changes.get)
     return worst, float(changes[worst])
 
@@ -681,12 +672,12 @@ def regret_row(found: Split, method: Method, result: SearchResult) -> dict:
         return row
     points = points_table(found, method, result)
     best = points.loc[points["test AUROC"].idxmax()]
-    default_auroc, default_fpr = mean_metrics(found.test, method, result.default)
-    tuned_auroc, tuned_fpr = mean_metrics(found.test, method, result.chosen)
+    at_default = set_metrics(*found.test.scores(method, result.default))
+    at_tuned = set_metrics(*found.test.scores(method, result.chosen))
+    default_auroc, default_fpr = _means(at_default)
+    tuned_auroc, tuned_fpr = _means(at_tuned)
     validation = points["validation"] * (-1 if result.objective == "fpr95" else 1)
-    worst_set, worst_change = worst_set_change(
-        found.test, method, result.chosen, result.default
-    )
+    worst_set, worst_change = worst_set_change(at_tuned, at_default)
     return {
         **row,
         "worst set": worst_set,

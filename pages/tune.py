@@ -124,13 +124,13 @@ def main() -> None:
         left, middle, right = st.columns(3)
         with left:
             has_images = not synthetic(features)
-            benchmark_sets = list(tuning.default_sets(features))
+            defaults, fallback = tuning.default_sets(features)
+            benchmark_sets = list(defaults)
             if st.session_state.get("_tune_defaults_for") != benchmark_sets:
                 # another workspace: its own default protocol, not the last one's choices
                 st.session_state["_tune_defaults_for"] = benchmark_sets
                 for key in ("tune_pseudo", "tune_sets"):
                     st.session_state.pop(key, None)
-            fallback = tuning.fallback_reason(features)
             if fallback:
                 st.caption(fallback)
             pseudo = multiselect(

@@ -405,11 +405,12 @@ def test_a_benchmark_with_a_validation_set_tunes_on_it_by_default(
     default = tuning.default_protocol(features)
     assert default.sets == ("val-images",) and default.pseudo == ()
     assert set(demo_data.HELD_OUT).isdisjoint(demo_data.PHOTOS + demo_data.TEXTURES)
-    assert tuning.fallback_reason(features) == ""
+    assert tuning.default_sets(features) == (("val-images",), "")
     testing_on_it = load_workspace(Workspace("demo", "digits", ("val-images",)))
     assert tuning.default_protocol(testing_on_it).pseudo == PSEUDO_OOD
-    assert "val-images is a test set of this workspace" in tuning.fallback_reason(
-        testing_on_it
+    assert (
+        "val-images is a test set of this workspace"
+        in tuning.default_sets(testing_on_it)[1]
     )
     out = tmp_path / "tuned.json"
     assert cli.main(["tune", "--methods", "energy", "--out", str(out)]) == 0
